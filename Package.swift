@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// segger-train: data-parallel trainer for the segger heterogeneous GATv2 model (MPI + OpenBLAS).
+import Foundation
+import PackageDescription
+
+// Hot loops (edge kernels, fp16 conversion) vectorize only when compiled for the machine's vector
+// units. The default build stays portable; Scripts/ set SEGGER_TARGET_CPU=native (or a CPU name such
+// as znver4 / skylake-avx512) for the builds they make.
+let targetCPU = ProcessInfo.processInfo.environment["SEGGER_TARGET_CPU"] ?? ""
+// "-Xcc -march=native" also retargets Swift's own code generation (measured: Float16 conversion loops
+// become vcvtps2ph); "-target-cpu" takes an LLVM CPU name.
+let tunedSwift: [SwiftSetting] = targetCPU.isEmpty ? [] : [
+    .unsafeFlags(targetCPU == "native" ? ["-Xcc", "-march=native"] : ["-target-cpu", targetCPU]),
+]
+
+let package = Package(
+    name: "segger-train",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "segger-train", targets: ["segger-train"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from Debian: libopenmpi-dev and libopenblas-dev.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // fp32 <-> fp16/bf16 conversion with a runtime F16C dispatch (portable binary, fast path).
+        .target(name: "CFloat16"),
+
+        .target(name: "SafeTensors", swiftSettings: tunedSwift),
+        .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
+        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16"], swiftSettings: tunedSwift),
+        .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors"],
+                swiftSettings: tunedSwift),
+        .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],
+                swiftSettings: tunedSwift),
+        .target(name: "SeggerTrain",
+                dependencies: ["SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
+                swiftSettings: tunedSwift),
+        .executableTarget(name: "segger-train",
+                          dependencies: ["SeggerTrain",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: tunedSwift),
+
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
+        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors"]),
+        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "CFloat16"]),
+        .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SafeTensors"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

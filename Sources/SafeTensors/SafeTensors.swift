@@ -1,0 +1,342 @@
+// The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
+// read with every field validated and written atomically. Tiles, weights, checkpoints and the golden
+// PyTorch files all go through this one reader and writer.
+import Foundation
+
+/// Element types of the safetensors format.
+public enum DType: String, Sendable, CaseIterable {
+    case F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .F64, .I64: return 8
+        case .F32, .I32: return 4
+        case .F16, .BF16, .I16: return 2
+        case .I8, .U8, .BOOL: return 1
+        }
+    }
+
+    public var isFloatingPoint: Bool { self == .F64 || self == .F32 || self == .F16 || self == .BF16 }
+}
+
+/// An error that names the file, the tensor (when there is one) and the problem.
+public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let tensor: String?
+    public let message: String
+
+    public init(path: String, tensor: String? = nil, _ message: String) {
+        self.path = path
+        self.tensor = tensor
+        self.message = message
+    }
+
+    public var description: String {
+        if let tensor { return "\(path): tensor '\(tensor)': \(message)" }
+        return "\(path): \(message)"
+    }
+}
+
+/// One tensor: element type, shape and its raw little-endian bytes.
+public struct Tensor: Sendable, Equatable {
+    public var dtype: DType
+    public var shape: [Int]
+    public var data: [UInt8]
+
+    /// Number of elements (1 for a scalar with shape []).
+    public var count: Int { shape.reduce(1, *) }
+
+    public init(dtype: DType, shape: [Int], data: [UInt8]) {
+        precondition(shape.reduce(1, *) * dtype.size == data.count, "Tensor bytes do not match shape")
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data
+    }
+
+    public init(_ values: [Float], shape: [Int]? = nil) {
+        self.init(dtype: .F32, shape: shape ?? [values.count], data: Tensor.bytes(of: values))
+    }
+
+    public init(_ values: [Double], shape: [Int]? = nil) {
+        self.init(dtype: .F64, shape: shape ?? [values.count], data: Tensor.bytes(of: values))
+    }
+
+    public init(_ values: [Int64], shape: [Int]? = nil) {
+        self.init(dtype: .I64, shape: shape ?? [values.count], data: Tensor.bytes(of: values))
+    }
+
+    public init(_ values: [Int32], shape: [Int]? = nil) {
+        self.init(dtype: .I32, shape: shape ?? [values.count], data: Tensor.bytes(of: values))
+    }
+
+    public init(_ values: [UInt8], shape: [Int]? = nil) {
+        self.init(dtype: .U8, shape: shape ?? [values.count], data: values)
+    }
+
+    static func bytes<T>(of values: [T]) -> [UInt8] {
+        values.withUnsafeBytes { Array($0) }
+    }
+
+    func load<T>(_: T.Type) -> [T] {
+        let n = count
+        return [T](unsafeUninitializedCapacity: n) { buf, initialized in
+            data.withUnsafeBytes { raw in
+                if n > 0 { memcpy(buf.baseAddress!, raw.baseAddress!, n * MemoryLayout<T>.stride) }
+            }
+            initialized = n
+        }
+    }
+
+    /// The elements as Float, converting from any floating or integer type.
+    public func floats() -> [Float] {
+        switch dtype {
+        case .F32: return load(Float.self)
+        case .F64: return load(Double.self).map { Float($0) }
+        case .F16: return load(UInt16.self).map { Float(Float16(bitPattern: $0)) }
+        case .BF16: return load(UInt16.self).map { Float(bitPattern: UInt32($0) << 16) }
+        case .I64: return load(Int64.self).map { Float($0) }
+        case .I32: return load(Int32.self).map { Float($0) }
+        case .I16: return load(Int16.self).map { Float($0) }
+        case .I8: return load(Int8.self).map { Float($0) }
+        case .U8, .BOOL: return data.map { Float($0) }
+        }
+    }
+
+    /// The elements as Double, converting from any floating or integer type.
+    public func doubles() -> [Double] {
+        switch dtype {
+        case .F64: return load(Double.self)
+        default: return floats().map { Double($0) }
+        }
+    }
+
+    /// The elements as Int64; nil when the tensor holds floating-point values.
+    public func int64s() -> [Int64]? {
+        switch dtype {
+        case .I64: return load(Int64.self)
+        case .I32: return load(Int32.self).map { Int64($0) }
+        case .I16: return load(Int16.self).map { Int64($0) }
+        case .I8: return load(Int8.self).map { Int64($0) }
+        case .U8, .BOOL: return data.map { Int64($0) }
+        default: return nil
+        }
+    }
+}
+
+/// A parsed safetensors file: metadata and tensors, every offset and size checked.
+public struct SafeTensorsFile: Sendable {
+    public let path: String
+    public var metadata: [String: String]
+    /// Tensor names in the order of their data offsets in the file.
+    public var names: [String]
+    public var tensors: [String: Tensor]
+
+    public init(path: String, metadata: [String: String] = [:], names: [String] = [], tensors: [String: Tensor] = [:]) {
+        self.path = path
+        self.metadata = metadata
+        self.names = names
+        self.tensors = tensors
+    }
+
+    public subscript(name: String) -> Tensor? { tensors[name] }
+
+    /// The tensor, or an error naming the file and the missing tensor.
+    public func require(_ name: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw SafeTensorsError(path: path, tensor: name, "missing required tensor") }
+        return t
+    }
+
+    /// Reads and validates a file. Errors name the file and, where one is at fault, the tensor.
+    public static func read(path: String) throws -> SafeTensorsFile {
+        let bytes: [UInt8]
+        do {
+            let url = URL(fileURLWithPath: path)
+            let data = try Data(contentsOf: url, options: [.mappedIfSafe])
+            bytes = [UInt8](data)
+        } catch {
+            throw SafeTensorsError(path: path, "cannot read file (\(Self.reason(error)))")
+        }
+        return try parse(bytes: bytes, path: path)
+    }
+
+    static func reason(_ error: Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSCocoaErrorDomain {
+            switch ns.code {
+            case NSFileReadNoSuchFileError: return "no such file"
+            case NSFileReadNoPermissionError: return "permission denied"
+            default: break
+            }
+        }
+        return ns.localizedDescription
+    }
+
+    /// Parses the bytes of a safetensors file; `path` is used in error messages only.
+    public static func parse(bytes: [UInt8], path: String) throws -> SafeTensorsFile {
+        func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(path: path, message) }
+        func fail(_ tensor: String, _ message: String) -> SafeTensorsError {
+            SafeTensorsError(path: path, tensor: tensor, message)
+        }
+        guard bytes.count >= 8 else {
+            throw fail("truncated file: \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw fail("header length \(headerLength) runs past the end of the file (\(bytes.count) bytes)")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]), options: [])
+        } catch {
+            throw fail("invalid header JSON")
+        }
+        guard let header = json as? [String: Any] else { throw fail("header JSON is not an object") }
+        let dataLength = bytes.count - headerEnd
+        var file = SafeTensorsFile(path: path)
+        var entries: [(name: String, begin: Int, end: Int, dtype: DType, shape: [Int])] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let meta = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
+                for (k, v) in meta {
+                    guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
+                    file.metadata[k] = s
+                }
+                continue
+            }
+            guard let info = value as? [String: Any] else { throw fail(name, "header entry is not an object") }
+            guard let dtypeName = info["dtype"] as? String else { throw fail(name, "missing dtype") }
+            guard let dtype = DType(rawValue: dtypeName) else { throw fail(name, "unknown dtype '\(dtypeName)'") }
+            guard let shapeAny = info["shape"] as? [Any] else { throw fail(name, "missing or invalid shape") }
+            var shape: [Int] = []
+            for d in shapeAny {
+                guard let n = d as? NSNumber, n.doubleValue == Double(n.int64Value), n.int64Value >= 0,
+                      n.int64Value < (1 << 40) else {
+                    throw fail(name, "invalid shape \(shapeAny)")
+                }
+                shape.append(n.intValue)
+            }
+            guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
+                  let b = offsets[0] as? NSNumber, let e = offsets[1] as? NSNumber,
+                  b.int64Value >= 0, e.int64Value >= b.int64Value else {
+                throw fail(name, "missing or invalid data_offsets")
+            }
+            let begin = b.intValue, end = e.intValue
+            guard end <= dataLength else {
+                throw fail(name, "data_offsets [\(begin), \(end)] run past the end of the data (\(dataLength) bytes): truncated file?")
+            }
+            var count = 1
+            for d in shape {
+                let (m, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, m < (1 << 40) else { throw fail(name, "shape \(shape) is too large") }
+                count = m
+            }
+            guard count * dtype.size == end - begin else {
+                throw fail(name, "shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes but data_offsets give \(end - begin)")
+            }
+            entries.append((name, begin, end, dtype, shape))
+        }
+        entries.sort { ($0.begin, $0.name) < ($1.begin, $1.name) }
+        for e in entries {
+            let slice = Array(bytes[(headerEnd + e.begin)..<(headerEnd + e.end)])
+            file.tensors[e.name] = Tensor(dtype: e.dtype, shape: e.shape, data: slice)
+            file.names.append(e.name)
+        }
+        return file
+    }
+
+    /// Serializes tensors (in the given order) and metadata into safetensors bytes.
+    public static func serialize(_ tensors: [(String, Tensor)], metadata: [String: String] = [:]) -> [UInt8] {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let meta = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            parts.append("\"__metadata__\":{\(meta.joined(separator: ","))}")
+        }
+        var offset = 0
+        for (name, t) in tensors {
+            let end = offset + t.data.count
+            parts.append("\(jsonString(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}")
+            offset = end
+        }
+        var header = Array("{\(parts.joined(separator: ","))}".utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        var out: [UInt8] = []
+        out.reserveCapacity(8 + header.count + offset)
+        let n = UInt64(header.count)
+        for i in 0..<8 { out.append(UInt8((n >> (8 * UInt64(i))) & 0xff)) }
+        out.append(contentsOf: header)
+        for (_, t) in tensors { out.append(contentsOf: t.data) }
+        return out
+    }
+
+    /// Writes tensors and metadata to `path` atomically (see ``AtomicFile``).
+    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to path: String) throws {
+        try AtomicFile.write(serialize(tensors, metadata: metadata), to: path)
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Writes a file so that a crash at any moment leaves either the old file or the complete new one:
+/// temporary file in the same directory, fsync, rename over the target, fsync of the directory.
+public enum AtomicFile {
+    public struct WriteError: Error, CustomStringConvertible {
+        public let path: String
+        public let message: String
+        public var description: String { "\(path): \(message)" }
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw WriteError(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        var written = 0
+        let ok: Bool = bytes.withUnsafeBytes { raw in
+            while written < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return true
+        }
+        let writeErrno = errno
+        if !ok || fsync(fd) != 0 {
+            let e = ok ? errno : writeErrno
+            close(fd)
+            unlink(tmp)
+            throw WriteError(path: path, message: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(e))); the previous file is intact")
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw WriteError(path: path, message: "rename failed: \(String(cString: strerror(e)))")
+        }
+        let dfd = open(dir, O_RDONLY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    public static func write(_ text: String, to path: String) throws {
+        try write(Array(text.utf8), to: path)
+    }
+}

@@ -1,0 +1,1 @@
+// SeggerDistributed: see the module's files.

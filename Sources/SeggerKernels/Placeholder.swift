@@ -1,0 +1,1 @@
+// SeggerKernels: see the module's files.

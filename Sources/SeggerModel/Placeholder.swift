@@ -1,0 +1,1 @@
+// SeggerModel: see the module's files.

@@ -1,0 +1,192 @@
+// From named tensors (the `segger-tile` v1 contract of SPEC.md §1) to a validated Tile. Every reader
+// (safetensors, segger's .pt) produces the same name → tensor map and comes through here.
+import Foundation
+import SafeTensors
+
+/// Tensor names of the `segger-tile` v1 contract (they mirror PyG's HeteroData keys).
+public enum TileTensor {
+    public static let txX = "tx.x"
+    public static let bdX = "bd.x"
+    public static let neighborsEdgeIndex = "tx__neighbors__tx.edge_index"
+    public static let belongsEdgeIndex = "tx__belongs__bd.edge_index"
+    public static let labelIndex = "tx__belongs__bd.edge_label_index"
+    public static let label = "tx__belongs__bd.edge_label"
+}
+
+/// Options that change how tiles are read.
+public struct TileReadOptions: Sendable {
+    /// Token ids must lie below this (the model's embedding size); nil skips the check.
+    public var numTxTokens: Int?
+
+    public init(numTxTokens: Int? = nil) {
+        self.numTxTokens = numTxTokens
+    }
+}
+
+public extension Tile {
+    /// Reads one tile file (by extension: `.safetensors`, or segger's `.pt` when that reader is present).
+    static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
+        let file: SafeTensorsFile
+        do {
+            file = try SafeTensorsFile.read(path: path)
+        } catch let e as SafeTensorsError {
+            throw TileError(e)
+        }
+        if let format = file.metadata["format"], format != "segger-tile" {
+            throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
+        }
+        if let version = file.metadata["version"], version != "1" {
+            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows version 1)")
+        }
+        return try Tile(tensors: file.tensors, path: path, options: options)
+    }
+
+    /// Validates named tensors against the segger-tile v1 contract and builds the tile.
+    init(tensors: [String: Tensor], path: String, options: TileReadOptions = TileReadOptions()) throws {
+        func fail(_ tensor: String?, _ message: String) -> TileError { TileError(path: path, tensor: tensor, message) }
+        func require(_ name: String) throws -> Tensor {
+            guard let t = tensors[name] else { throw fail(name, "missing required tensor") }
+            return t
+        }
+        var replaced = 0
+        func finiteFloats(_ t: Tensor, _ name: String) throws -> [Float] {
+            guard t.dtype.isFloatingPoint else { throw fail(name, "dtype \(t.dtype.rawValue), expected F32") }
+            var v = t.floats()
+            for i in v.indices where !v[i].isFinite {
+                replaced += 1
+                v[i] = v[i].isNaN ? 0 : (v[i] > 0 ? Float.greatestFiniteMagnitude : -Float.greatestFiniteMagnitude)
+            }
+            return v
+        }
+
+        // Transcripts.
+        let txT = try require(TileTensor.txX)
+        let numTx: Int
+        let tx: TranscriptInput
+        switch (txT.dtype, txT.shape.count) {
+        case (.I64, 1), (.I32, 1):
+            numTx = txT.shape[0]
+            let ids = txT.int64s()!
+            var tokens = [Int32](repeating: 0, count: ids.count)
+            for (i, id) in ids.enumerated() {
+                guard id >= 0 else { throw fail(TileTensor.txX, "negative token id \(id) at row \(i)") }
+                if let limit = options.numTxTokens, id >= Int64(limit) {
+                    throw fail(TileTensor.txX, "token id \(id) at row \(i) is not below --num_tx_tokens \(limit)")
+                }
+                guard id < Int64(Int32.max) else { throw fail(TileTensor.txX, "token id \(id) at row \(i) is too large") }
+                tokens[i] = Int32(id)
+            }
+            tx = .tokens(tokens)
+        case (.F32, 2), (.F64, 2), (.F16, 2), (.BF16, 2):
+            numTx = txT.shape[0]
+            guard txT.shape[1] > 0 else { throw fail(TileTensor.txX, "embedding-mode features have width 0") }
+            tx = .features(try finiteFloats(txT, TileTensor.txX), dim: txT.shape[1])
+        default:
+            throw fail(TileTensor.txX, "dtype \(txT.dtype.rawValue) with shape \(txT.shape); expected I64 [N_tx] (token mode) or F32 [N_tx, C] (embedding mode)")
+        }
+        guard numTx > 0 else { throw fail(TileTensor.txX, "empty tile: no transcripts") }
+
+        // Boundaries.
+        let bdT = try require(TileTensor.bdX)
+        guard bdT.shape.count == 2 else { throw fail(TileTensor.bdX, "shape \(bdT.shape); expected [N_bd, F_bd]") }
+        let numBd = bdT.shape[0]
+        let bdDim = bdT.shape[1]
+        let bdX = try finiteFloats(bdT, TileTensor.bdX)
+
+        // Edges.
+        func edges(_ name: String, numSrc: Int, numDst: Int, allowFlat: Bool) throws -> ([Int32], [Int32]) {
+            let t = try require(name)
+            guard let v = t.int64s(), t.dtype == .I64 || t.dtype == .I32 else {
+                throw fail(name, "dtype \(t.dtype.rawValue); expected I64")
+            }
+            let e: Int
+            if t.shape.count == 2 && t.shape[0] == 2 {
+                e = t.shape[1]
+            } else if allowFlat && t.shape == [2] {
+                e = 1 // segger keeps a single surviving label pair as a 1-D tensor: treat it as [2, 1]
+            } else {
+                throw fail(name, "shape \(t.shape); expected [2, E]")
+            }
+            var src = [Int32](repeating: 0, count: e), dst = [Int32](repeating: 0, count: e)
+            for k in 0..<e {
+                let s = v[k], d = v[e + k]
+                guard s >= 0, d >= 0 else { throw fail(name, "negative index at edge \(k) (\(s) → \(d))") }
+                guard s < Int64(numSrc) else { throw fail(name, "source index \(s) at edge \(k) is out of range (\(numSrc) source nodes)") }
+                guard d < Int64(numDst) else { throw fail(name, "destination index \(d) at edge \(k) is out of range (\(numDst) destination nodes)") }
+                src[k] = Int32(s)
+                dst[k] = Int32(d)
+            }
+            return (src, dst)
+        }
+        let (nnSrc, nnDst) = try edges(TileTensor.neighborsEdgeIndex, numSrc: numTx, numDst: numTx, allowFlat: false)
+        let (bSrc, bDst) = try edges(TileTensor.belongsEdgeIndex, numSrc: numTx, numDst: numBd, allowFlat: false)
+
+        // Labels (absent when the tile has none).
+        var labelTx: [Int32] = [], labelBd: [Int32] = [], labels: [Float] = []
+        if tensors[TileTensor.labelIndex] != nil {
+            (labelTx, labelBd) = try edges(TileTensor.labelIndex, numSrc: numTx, numDst: numBd, allowFlat: true)
+            let lt = try require(TileTensor.label)
+            guard lt.shape.count == 1 || (lt.shape.count == 0 && lt.count == 1) else {
+                throw fail(TileTensor.label, "shape \(lt.shape); expected [L]")
+            }
+            guard lt.count == labelTx.count else {
+                throw fail(TileTensor.label, "has \(lt.count) labels but \(TileTensor.labelIndex) has \(labelTx.count) pairs")
+            }
+            labels = lt.floats()
+            for (i, y) in labels.enumerated() where y != 0 && y != 1 {
+                throw fail(TileTensor.label, "label \(y) at position \(i) is not 0 or 1")
+            }
+        } else if let lt = tensors[TileTensor.label], lt.count > 0 {
+            throw fail(TileTensor.labelIndex, "missing, but \(TileTensor.label) has \(lt.count) labels")
+        }
+
+        self.init(sources: [path], numTx: numTx, numBd: numBd, tx: tx, bdX: bdX, bdDim: bdDim,
+                  neighbors: Relation(numSrc: numTx, numDst: numTx, src: nnSrc, dst: nnDst),
+                  belongs: Relation(numSrc: numTx, numDst: numBd, src: bSrc, dst: bDst),
+                  labelTx: labelTx, labelBd: labelBd, labels: labels, nonFiniteReplaced: replaced)
+    }
+
+    /// The tile as named tensors of the segger-tile v1 contract (for writing and converting).
+    func tensors() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        switch tx {
+        case .tokens(let ids): out.append((TileTensor.txX, Tensor(ids.map { Int64($0) })))
+        case .features(let v, let dim): out.append((TileTensor.txX, Tensor(v, shape: [numTx, dim])))
+        }
+        out.append((TileTensor.bdX, Tensor(bdX, shape: [numBd, bdDim])))
+        func pairs(_ s: [Int32], _ d: [Int32]) -> Tensor {
+            Tensor(s.map { Int64($0) } + d.map { Int64($0) }, shape: [2, s.count])
+        }
+        out.append((TileTensor.neighborsEdgeIndex, pairs(neighbors.src, neighbors.dst)))
+        out.append((TileTensor.belongsEdgeIndex, pairs(belongs.src, belongs.dst)))
+        out.append((TileTensor.labelIndex, pairs(labelTx, labelBd)))
+        out.append((TileTensor.label, Tensor(labels)))
+        return out
+    }
+
+    /// Writes the tile in the segger-tile v1 safetensors contract (atomically).
+    func write(to path: String, extra: [(String, Tensor)] = []) throws {
+        try SafeTensorsFile.write(tensors() + extra, metadata: ["format": "segger-tile", "version": "1"], to: path)
+    }
+}
+
+/// A directory of tiles: one tile per `*.safetensors` file, sorted by file name; other files ignored.
+public enum TileDirectory {
+    /// The tile files of `dir`, sorted by name. Errors when the directory is missing or holds no tile.
+    public static func list(_ dir: String) throws -> [String] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
+            throw TileError(path: dir, "no such directory")
+        }
+        guard isDir.boolValue else { throw TileError(path: dir, "not a directory") }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        } catch {
+            throw TileError(path: dir, "cannot list directory (\(error.localizedDescription))")
+        }
+        let tiles = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }.sorted()
+        guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors)") }
+        return tiles.map { (dir as NSString).appendingPathComponent($0) }
+    }
+}

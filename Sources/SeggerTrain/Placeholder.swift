@@ -1,0 +1,1 @@
+// SeggerTrain: see the module's files.
