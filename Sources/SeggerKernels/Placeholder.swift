@@ -1,1 +1,1 @@
-// SeggerKernels: see the module's files.
+// Kernels: math only (GEMM wrappers, GATv2 edge kernels, L2 normalize, BCE).

@@ -1,1 +1,0 @@
-// SeggerDistributed: see the module's files.

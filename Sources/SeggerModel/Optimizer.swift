@@ -1,0 +1,85 @@
+// Global-norm clipping and AdamW / Adam over the flat buffers (SPEC §4).
+import Foundation
+import SafeTensors
+
+/// Optimizer settings. Defaults are segger's since May 2025: AdamW lr 1e-4, weight decay 1e-4, clip 1.0.
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        /// Decoupled weight decay: p ← p·(1 − lr·wd), then the Adam update.
+        case adamw
+        /// torch.optim.Adam: weight decay (if any) added to the gradient (L2).
+        case adam
+    }
+    public var kind: Kind = .adamw
+    public var lr: Float = 1e-4
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 1e-4
+    /// Clip to this global L2 norm; nil disables clipping.
+    public var maxNorm: Float? = 1.0
+
+    public init() {}
+}
+
+/// Adam/AdamW state: first and second moments in flat buffers with the parameters' layout.
+public final class Optimizer {
+    public let config: OptimizerConfig
+    public let count: Int
+    /// Number of updates applied so far (Adam's t).
+    public var step: Int = 0
+    public let expAvg: UnsafeMutableBufferPointer<Float>
+    public let expAvgSq: UnsafeMutableBufferPointer<Float>
+
+    public init(config: OptimizerConfig, parameterCount: Int) {
+        self.config = config
+        self.count = parameterCount
+        expAvg = .allocate(capacity: parameterCount)
+        expAvg.initialize(repeating: 0)
+        expAvgSq = .allocate(capacity: parameterCount)
+        expAvgSq.initialize(repeating: 0)
+    }
+
+    deinit {
+        expAvg.deallocate()
+        expAvgSq.deallocate()
+    }
+
+    /// Global L2 norm of the gradients (accumulated in Double).
+    public static func globalNorm(_ g: UnsafeMutableBufferPointer<Float>) -> Double {
+        fatalError("TODO(model)")
+    }
+
+    /// Clips to `config.maxNorm` as torch.nn.utils.clip_grad_norm_ does: g ← g·min(1, max/(norm+1e-6)).
+    /// - Returns: the norm before clipping.
+    @discardableResult
+    public func clip(_ g: UnsafeMutableBufferPointer<Float>) -> Double {
+        fatalError("TODO(model)")
+    }
+
+    /// One update of `w` from `g` (after clipping).
+    public func update(weights w: UnsafeMutableBufferPointer<Float>, gradients g: UnsafeMutableBufferPointer<Float>) {
+        fatalError("TODO(model)")
+    }
+
+    /// The state as named tensors for checkpoints: `optimizer.exp_avg`, `optimizer.exp_avg_sq`, `optimizer.step`.
+    public func stateTensors() -> [(String, Tensor)] {
+        [("optimizer.exp_avg", Tensor(Array(expAvg), shape: [count])),
+         ("optimizer.exp_avg_sq", Tensor(Array(expAvgSq), shape: [count])),
+         ("optimizer.step", Tensor([Int64(step)]))]
+    }
+
+    /// Restores the state written by `stateTensors()`.
+    public func loadState(_ tensors: [String: Tensor], source: String) throws {
+        guard let m = tensors["optimizer.exp_avg"], let v = tensors["optimizer.exp_avg_sq"],
+              let s = tensors["optimizer.step"]?.int64s()?.first else {
+            throw WeightsError(source: source, "optimizer state missing (optimizer.exp_avg / exp_avg_sq / step)")
+        }
+        guard m.count == count, v.count == count, m.dtype == .F32, v.dtype == .F32 else {
+            throw WeightsError(source: source, "optimizer state has \(m.count) values, the model has \(count) parameters")
+        }
+        let mf = m.floats(), vf = v.floats()
+        for i in 0..<count { expAvg[i] = mf[i]; expAvgSq[i] = vf[i] }
+        step = Int(s)
+    }
+}

@@ -1,1 +1,0 @@
-// SeggerModel: see the module's files.
