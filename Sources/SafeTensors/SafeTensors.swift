@@ -305,6 +305,11 @@ public enum AtomicFile {
         public var description: String { "\(path): \(message)" }
     }
 
+    /// Test hook: pause this long halfway through writing the temporary file, so that tests can kill a
+    /// process in the middle of a write. Set from `SEGGER_TEST_WRITE_PAUSE_MS`; 0 in normal runs.
+    nonisolated(unsafe) public static var pauseMidwayMicroseconds: UInt32 =
+        UInt32(ProcessInfo.processInfo.environment["SEGGER_TEST_WRITE_PAUSE_MS"].flatMap(UInt32.init) ?? 0) * 1000
+
     public static func write(_ bytes: [UInt8], to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
@@ -312,8 +317,12 @@ public enum AtomicFile {
         guard fd >= 0 else { throw WriteError(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         var written = 0
         let ok: Bool = bytes.withUnsafeBytes { raw in
+            var paused = pauseMidwayMicroseconds == 0
             while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                var chunk = raw.count - written
+                if !paused { chunk = max(1, raw.count / 2 - written) }
+                let n = Foundation.write(fd, raw.baseAddress! + written, chunk)
+                if !paused && written + max(n, 0) >= raw.count / 2 { paused = true; usleep(pauseMidwayMicroseconds) }
                 if n < 0 { if errno == EINTR { continue }; return false }
                 written += n
             }
