@@ -29,6 +29,10 @@ public final class Communicator {
 
     /// Initializes MPI once per process (MPI_Init_thread, guarded by MPI_Initialized) and registers
     /// MPI_Finalize at exit. Later calls return the same communicator.
+    ///
+    /// At exit with status 0 every rank finalizes. At exit with any other status (an error on this
+    /// rank) the job is aborted instead (MPI_Abort with that status): MPI_Finalize would wait for the
+    /// other ranks, which may be blocked in a collective waiting for this one — the job would hang.
     public static func world() throws -> Communicator {
         sharedLock.lock()
         defer { sharedLock.unlock() }
@@ -45,7 +49,7 @@ public final class Communicator {
             if provided < segger_mpi_thread_funneled() {
                 throw MPIError("MPI_Init_thread granted thread level \(provided), need MPI_THREAD_FUNNELED")
             }
-            atexit(finalizeAtExit)
+            registerFinalizeAtExit()
         }
         var rank: Int32 = 0, size: Int32 = 0
         MPI_Comm_rank(segger_mpi_comm_world(), &rank)
@@ -221,11 +225,30 @@ public final class Communicator {
     }
 }
 
-/// Registered with atexit by `Communicator.world()`: mpirun reports a rank that exits without
-/// MPI_Finalize as failed.
-private func finalizeAtExit() {
+/// `exit(0)` (or returning from main): MPI_Finalize. Any other status on a job of several ranks:
+/// MPI_Abort(status), because MPI_Finalize blocks until every rank finalizes and the others may be
+/// waiting for this rank in a collective (measured: `exit(1)` on one of 2 ranks while the other sat in a
+/// barrier hung the job). Signals (crashes) skip exit handlers; mpirun then ends the job itself.
+private func finalizeAtExit(status: Int32) {
     var initialized: Int32 = 0, finalized: Int32 = 0
     MPI_Initialized(&initialized)
     MPI_Finalized(&finalized)
-    if initialized != 0 && finalized == 0 { MPI_Finalize() }
+    guard initialized != 0 && finalized == 0 else { return }
+    var size: Int32 = 1, rank: Int32 = 0
+    MPI_Comm_size(segger_mpi_comm_world(), &size)
+    MPI_Comm_rank(segger_mpi_comm_world(), &rank)
+    if status != 0 && size > 1 {
+        fputs("segger-train rank \(rank)/\(size): exit status \(status) before MPI_Finalize: aborting the job\n", stderr)
+        fflush(stderr)
+        MPI_Abort(segger_mpi_comm_world(), status)
+    }
+    MPI_Finalize()
+}
+
+private func registerFinalizeAtExit() {
+    #if canImport(Glibc)
+    on_exit({ status, _ in finalizeAtExit(status: status) }, nil)
+    #else
+    atexit { finalizeAtExit(status: 0) }
+    #endif
 }
