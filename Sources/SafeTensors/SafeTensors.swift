@@ -157,6 +157,13 @@ public struct SafeTensorsFile: Sendable {
     /// The deepest JSON nesting accepted in a header (a valid header nests 3 deep).
     static let maxHeaderDepth = 16
 
+    static func checkRegularFile(_ st: stat, path: String) throws {
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            throw SafeTensorsError(path: path, kind == S_IFDIR ? "not a regular file: is a directory" : "not a regular file")
+        }
+    }
+
     /// The whole file, read with POSIX calls so that every failure (missing, not a regular file,
     /// permission, short read) becomes an error naming the file.
     static func readBytes(path: String) throws -> [UInt8] {
@@ -165,7 +172,7 @@ public struct SafeTensorsFile: Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(path: path, "not a regular file") }
+        try checkRegularFile(st, path: path)
         let size = Int(st.st_size)
         return try [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
             initialized = 0
@@ -187,7 +194,7 @@ public struct SafeTensorsFile: Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(path: path, "not a regular file") }
+        try checkRegularFile(st, path: path)
         let fileSize = Int(st.st_size)
         func readExactly(_ count: Int, at offset: Int) throws -> [UInt8] {
             try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
