@@ -167,7 +167,7 @@ public struct SafeTensorsFile: Sendable {
     /// The whole file, read with POSIX calls so that every failure (missing, not a regular file,
     /// permission, short read) becomes an error naming the file.
     static func readBytes(path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
         guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()
@@ -189,7 +189,7 @@ public struct SafeTensorsFile: Sendable {
     /// Reads only the 8-byte length and the JSON header of a file (not the tensor data) and validates
     /// every entry against the file's size, exactly as ``read(path:)`` does.
     public static func readHeader(path: String) throws -> SafeTensorsHeader {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
         guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()

@@ -59,6 +59,27 @@ public struct SynthConfig: Sendable, Equatable {
     }
 }
 
+extension SynthConfig {
+    /// Why this configuration cannot generate tiles, or nil when it can.
+    public var problem: String? {
+        if tiles < 0 { return "tiles must be ≥ 0 (got \(tiles))" }
+        if txPerTile < 1 { return "txPerTile must be ≥ 1 (got \(txPerTile))" }
+        if numTxTokens < 1 { return "numTxTokens must be ≥ 1 (got \(numTxTokens))" }
+        if k < 1 { return "k must be ≥ 1 (got \(k))" }
+        if !(radius > 0) { return "radius must be > 0 (got \(radius))" }
+        if !(negRatio >= 0) || !negRatio.isFinite { return "negRatio must be ≥ 0 (got \(negRatio))" }
+        if cellTypes < 1 || programTokens < 1 { return "cellTypes and programTokens must be ≥ 1" }
+        if !(txPerCell >= 1) || !(cellArea > 0) || !txPerCell.isFinite || !cellArea.isFinite { return "txPerCell must be ≥ 1 and cellArea > 0" }
+        for (name, v) in [("programWeight", programWeight), ("nuclearFraction", nuclearFraction),
+                          ("backgroundFraction", backgroundFraction), ("emptyNucleusFraction", emptyNucleusFraction)] where !(0...1).contains(v) {
+            return "\(name) must lie in [0, 1] (got \(v))"
+        }
+        if let d = embeddingDim, d < 1 { return "embeddingDim must be ≥ 1 (got \(d))" }
+        if !(embeddingNoise >= 0) { return "embeddingNoise must be ≥ 0" }
+        return nil
+    }
+}
+
 /// xoshiro256** seeded through splitmix64: a small, fast PRNG whose stream is fixed by this file
 /// (never `SystemRandomNumberGenerator`, never the standard library's `random(in:)` algorithms).
 struct SynthRandom {
@@ -129,9 +150,16 @@ public enum Synth {
     }
 
     /// Writes `tile_00000.safetensors` … (segger-tile v1 with `tx.pos` and `bd.pos`) into `dir`,
-    /// creating it when missing.
+    /// creating it when missing, and `manifest.json` (the configuration and each tile's sizes; not a
+    /// tile, so tile readers ignore it).
     public static func writeDirectory(config: SynthConfig, to dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if let problem = config.problem { throw TileError(path: dir, "synthetic tiles: \(problem)") }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw TileError(path: dir, "cannot create directory (\(error.localizedDescription))")
+        }
+        var rows: [String] = []
         for i in 0..<config.tiles {
             let g = generate(config: config, index: i)
             let path = (dir as NSString).appendingPathComponent(fileName(i))
@@ -139,7 +167,21 @@ public enum Synth {
                 (TileTensor.txPos, Tensor(g.txPos, shape: [g.tile.numTx, 2])),
                 (TileTensor.bdPos, Tensor(g.bdPos, shape: [g.tile.numBd, 2])),
             ])
+            let t = g.tile
+            rows.append("    {\"file\": \"\(fileName(i))\", \"n_tx\": \(t.numTx), \"n_bd\": \(t.numBd), \"e_nn\": \(t.neighbors.count), \"e_b\": \(t.belongs.count), \"n_label\": \(t.numLabels), \"n_neg\": \(t.numLabels - t.belongs.count)}")
         }
+        let c = config
+        let manifest = """
+        {
+          "format": "segger-tile", "version": "1", "generator": "segger-train Synth",
+          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null")},
+          "tiles": [
+        \(rows.joined(separator: ",\n"))
+          ]
+        }
+
+        """
+        try AtomicFile.write(manifest, to: (dir as NSString).appendingPathComponent("manifest.json"))
     }
 
     /// `tile_00000.safetensors` for index 0.
@@ -179,7 +221,7 @@ public enum Synth {
     }
 
     static func generate(config c: SynthConfig, index: Int) -> Generated {
-        precondition(c.txPerTile > 0 && c.numTxTokens > 0 && c.k >= 1, "SynthConfig: txPerTile, numTxTokens and k must be positive")
+        precondition(c.problem == nil, "SynthConfig: \(c.problem ?? "")")
         var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: index) &+ 0x7111_E5ED)
         let programs = programs(c)
         let mix = globalMix(c)

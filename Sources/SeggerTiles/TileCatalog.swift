@@ -49,6 +49,9 @@ public enum TileCatalog {
         if let format = header.metadata["format"], format != "segger-tile" {
             throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
         }
+        if let version = header.metadata["version"], version != "1" {
+            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows version 1)")
+        }
         func require(_ name: String) throws -> TensorInfo {
             guard let t = header[name] else { throw TileError(path: path, tensor: name, "missing required tensor") }
             return t

@@ -250,9 +250,13 @@ final class BadTileTests: XCTestCase {
         // Tests run as root, so permissions cannot make a file unreadable: a directory stands in for it.
         let path = dir + "/x.safetensors"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        assertBad(path, tensor: nil, "not a regular file")
+        assertBad(path, tensor: nil, "not a regular file", "is a directory")
         XCTAssertThrowsError(try TileCatalog.sizes(path: path)) { XCTAssertTrue("\($0)".contains("not a regular file")) }
         assertBad(dir + "/absent.safetensors", tensor: nil, "cannot open file", "No such file")
+        // A FIFO named like a tile must not hang the reader (open would block waiting for a writer).
+        XCTAssertEqual(mkfifo(dir + "/fifo.safetensors", 0o644), 0)
+        assertBad(dir + "/fifo.safetensors", tensor: nil, "not a regular file")
+        XCTAssertThrowsError(try TileCatalog.sizes(path: dir + "/fifo.safetensors"))
     }
 
     func testDirectoryWithNoTiles() throws {

@@ -23,6 +23,21 @@ final class SynthTests: XCTestCase {
         XCTAssertNotEqual(t0, t1, "tiles of one directory differ")
         XCTAssertEqual(try TileDirectory.list(dir + "/a").map { ($0 as NSString).lastPathComponent },
                        ["tile_00000.safetensors", "tile_00001.safetensors"])
+        // The manifest is valid JSON with one row per tile, matching the tiles' sizes.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/a/manifest.json"))) as? [String: Any]
+        let rows = try XCTUnwrap(manifest?["tiles"] as? [[String: Any]])
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows[1]["e_nn"] as? Int, Synth.tile(config: SynthConfig(tiles: 2, txPerTile: 800, seed: 7), index: 1).neighbors.count)
+    }
+
+    func testInvalidConfigurationIsAnErrorNotACrash() throws {
+        let dir = try temporaryDirectory(self)
+        var c = SynthConfig(tiles: 1, txPerTile: 0)
+        XCTAssertThrowsError(try Synth.writeDirectory(config: c, to: dir)) { XCTAssertTrue("\($0)".contains("txPerTile"), "\($0)") }
+        c = SynthConfig(tiles: 1, txPerTile: 100)
+        c.backgroundFraction = 1.5
+        XCTAssertThrowsError(try Synth.writeDirectory(config: c, to: dir)) { XCTAssertTrue("\($0)".contains("backgroundFraction"), "\($0)") }
+        XCTAssertNil(SynthConfig().problem)
     }
 
     func testSizesAtFiveThousandTranscripts() {
