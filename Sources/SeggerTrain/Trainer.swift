@@ -184,7 +184,7 @@ public final class Trainer {
             " (scanned in \(String(format: "%.1f", scan)) s), \(model.parameterCount) parameters in \(model.parameters.count) tensors, " +
             "\(options.model.txFeatureDim == nil ? "token" : "embedding") mode, " +
             "\(options.model.residual ? "documented" : "segger-main") architecture, \(buckets.bucketRanges.count) gradient bucket(s), " +
-            "\(options.compression.rawValue) gradient exchange")
+            "\(options.compression.rawValue) gradient exchange, \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
         let bad = train.bad.count + (val?.bad.count ?? 0)
         if bad > 0 { say("skipped \(bad) bad tile(s) (--skip_bad_tiles); first: \(train.bad.first?.error ?? val?.bad.first?.error ?? "")") }
         let replaced = train.nonFiniteReplaced + (val?.nonFiniteReplaced ?? 0)

@@ -27,6 +27,17 @@ struct SeggerTrainCommand: ParsableCommand {
         subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Bench.self],
         defaultSubcommand: Train.self
     )
+
+    static func main() {
+        BLASKernels.reexecWithBetterKernelsIfNeeded()
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 // MARK: - Shared option groups
