@@ -14,7 +14,9 @@ For every `<name>.pt` tile there is `<name>.expected.safetensors`: the segger-ti
 Swift reader must produce from it (tx.pos/bd.pos contiguous, segger's all-NaN per-vertex bd.x as zeros
 [N_bd, F]), with `bd.id` as a JSON list in the metadata when the tile has ids. `model.ckpt` is a real
 Lightning checkpoint of a tiny to_hetero GATv2 segger model (segger main architecture, names
-`model.<PyG name>`); `model.expected.safetensors` holds its state_dict.
+`model.<PyG name>`) made as segger main makes them: `LitSegger(model)` with save_hyperparameters(),
+so the whole torch.fx model is pickled in `hyper_parameters`; `model.expected.safetensors` holds its
+state_dict.
 """
 import json
 import os
@@ -136,12 +138,11 @@ def make_checkpoint(path, tile):
                 x = conv(x, edge_index).relu()
             return self.conv_last(x, edge_index)
 
-    class LitSegger(L.LightningModule):
-        def __init__(self, **kw):
+    class LitSegger(L.LightningModule):  # as segger main: save_hyperparameters() pickles the whole model
+        def __init__(self, model, learning_rate=1e-3):
             super().__init__()
+            self.model = model
             self.save_hyperparameters()
-            meta = (["tx", "bd"], [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")])
-            self.model = to_hetero(Segger(**kw), metadata=meta, aggr="sum")
 
         def training_step(self, batch, _):
             z = self.model(batch.x_dict, batch.edge_index_dict)
@@ -159,9 +160,11 @@ def make_checkpoint(path, tile):
     for et in [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")]:
         for k, v in tile[et].items():
             t[et][k] = v
-    lit = LitSegger()
+    meta = (["tx", "bd"], [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")])
+    model = to_hetero(Segger(), metadata=meta, aggr="sum")
     with torch.no_grad():
-        lit.model(t.x_dict, t.edge_index_dict)  # materialize the lazy layers
+        model(t.x_dict, t.edge_index_dict)  # materialize the lazy layers
+    lit = LitSegger(model)
     loader = torch.utils.data.DataLoader([t], batch_size=None, collate_fn=lambda b: b)
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir="/tmp/make_pt_fixtures")

@@ -8,11 +8,13 @@ public enum TorchCheckpoint {
     /// The tensors of the file's `state_dict` under their names as stored (segger's Lightning
     /// module: `model.<PyG name>`), each contiguous. Accepts a Lightning checkpoint (a dict with a
     /// `state_dict` entry) or a bare state_dict. Other entries (optimizer state, loops, callbacks,
-    /// hyper-parameters) are parsed by the restricted reader but not returned.
+    /// hyper-parameters) are parsed by the restricted reader but not returned; segger main's
+    /// checkpoints pickle the whole model there, whose PyG/torch.nn/torch.fx globals are admitted as
+    /// opaque objects (see `TorchPickle.inertInCheckpoints`), never interpreted.
     public static func readStateDict(path: String) throws -> [String: Tensor] {
         let archive = try TorchArchive.read(path: path)
         guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
-        return try TorchPickle.withValue(pkl, archive: archive, path: path) { root in
+        return try TorchPickle.withValue(pkl, archive: archive, path: path, checkpoint: true) { root in
             guard let top = root.dict else {
                 throw TorchFileError(path: path, "the pickle holds a \(root.kind), not a checkpoint dict or state_dict")
             }

@@ -134,9 +134,11 @@ final class PickleDict: PickleContainer {
 
 final class PickleObject: PickleContainer {
     let className: String
+    /// An object of an inert global (checkpoints only): recorded by name, never interpreted.
+    let inert: Bool
     /// The state given to BUILD (usually a dict of attributes), `.none` before.
     var state: PickleValue = .none
-    init(className: String) { self.className = className }
+    init(className: String, inert: Bool = false) { self.className = className; self.inert = inert }
     func clear() { state = .none }
 
     /// An attribute from a dict state.
@@ -190,6 +192,7 @@ final class NumpyArray: PickleContainer {
 struct AllowedGlobal {
     enum Effect {
         case rebuildTensor          // torch._utils._rebuild_tensor_v2 / _rebuild_tensor
+        case rebuildFromType        // torch._utils._rebuild_from_type_v2(func, type, args, state): func(*args)
         case rebuildParameter       // torch._utils._rebuild_parameter: the tensor itself
         case storageType(DType)     // torch.FloatStorage, ... (used inside persistent ids)
         case dictClass              // OrderedDict, dict subclasses
@@ -202,6 +205,7 @@ struct AllowedGlobal {
         case plainClass             // instantiated with NEWOBJ, filled by BUILD (PyG storages)
         case enumClass              // AttrType('EDGE') → the string
         case classReference         // only used as a value (numpy.ndarray, EdgeAttr, ...)
+        case inert                  // checkpoints only: calls and instances become opaque objects
     }
     let name: String
     let effect: Effect
@@ -214,6 +218,7 @@ enum TorchPickle {
             "torch._utils _rebuild_tensor_v2": .rebuildTensor,
             "torch._utils _rebuild_tensor": .rebuildTensor,
             "torch._utils _rebuild_parameter": .rebuildParameter,
+            "torch._utils _rebuild_from_type_v2": .rebuildFromType,
             "torch FloatStorage": .storageType(.F32),
             "torch DoubleStorage": .storageType(.F64),
             "torch HalfStorage": .storageType(.F16),
@@ -250,11 +255,28 @@ enum TorchPickle {
         return a
     }()
 
+    /// Globals that a checkpoint may hold besides its tensors and that are recorded by name only,
+    /// never interpreted: segger main's LitSegger saves its whole to_hetero model (a torch.fx
+    /// GraphModule of PyG layers) in `hyper_parameters`. Nothing here is ever called, so these
+    /// objects are opaque and cannot become one of the tensors returned; `os.system`,
+    /// `builtins.eval` and the like stay errors.
+    static func inertInCheckpoints(_ module: String, _ name: String) -> Bool {
+        let modules = ["torch.nn.", "torch.fx.", "torch_geometric.nn.", "torch_geometric.inspector", "segger.",
+                       "torchmetrics.", "typing", "inspect"]
+        if modules.contains(where: { module == $0 || module.hasPrefix($0) || ($0.hasSuffix(".") && module == String($0.dropLast())) }) {
+            return true
+        }
+        return ["__builtin__ type", "builtins type", "__builtin__ long", "builtins int", "builtins float",
+                "builtins str", "builtins bool", "_operator getitem", "torch Tensor", "torch Size", "torch device",
+                "torch dtype", "torch float32", "torch int64"].contains("\(module) \(name)")
+    }
+
     /// Runs the pickle in `bytes` (storages from `archive`) and hands the root value to `body`.
-    /// Containers are torn down afterwards: `body` must copy out what it needs.
-    static func withValue<T>(_ bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String,
+    /// Containers are torn down afterwards: `body` must copy out what it needs. `checkpoint`
+    /// admits the inert globals of `inertInCheckpoints` as opaque objects.
+    static func withValue<T>(_ bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String, checkpoint: Bool = false,
                              _ body: (PickleValue) throws -> T) throws -> T {
-        let machine = Unpickler(bytes: bytes, archive: archive, path: path)
+        let machine = Unpickler(bytes: bytes, archive: archive, path: path, checkpoint: checkpoint)
         defer { machine.teardown() }
         let root = try machine.run()
         return try body(root)
@@ -272,8 +294,10 @@ final class Unpickler {
     var memo: [Int: PickleValue] = [:]
     var arena: [PickleContainer] = []
     var storages: [String: TorchStorage] = [:]
+    let checkpoint: Bool
 
-    init(bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String) {
+    init(bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String, checkpoint: Bool = false) {
+        self.checkpoint = checkpoint
         self.bytes = bytes
         self.archive = archive
         self.path = path
@@ -409,19 +433,23 @@ final class Unpickler {
                 stack.append(.dict(d))
             case 0x61: // APPEND
                 let v = try pop()
+                if case .object(let o) = try top(), o.inert { break }
                 guard case .list(let l) = try top() else { throw fail("APPEND to a \(try top().kind) at offset \(at)") }
                 l.items.append(v)
             case 0x65, 0x90: // APPENDS, ADDITEMS
                 let items = try popMark()
+                if case .object(let o) = try top(), o.inert { break }
                 guard case .list(let l) = try top() else { throw fail("APPENDS to a \(try top().kind) at offset \(at)") }
                 l.items.append(contentsOf: items)
             case 0x73: // SETITEM
                 let v = try pop(), k = try pop()
+                if case .object(let o) = try top(), o.inert { break }
                 guard case .dict(let d) = try top() else { throw fail("SETITEM on a \(try top().kind) at offset \(at)") }
                 d.set(k, v)
             case 0x75: // SETITEMS
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items at offset \(at)") }
+                if case .object(let o) = try top(), o.inert { break }
                 guard case .dict(let d) = try top() else { throw fail("SETITEMS on a \(try top().kind) at offset \(at)") }
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
             case 0x71: memo[Int(try uint(1))] = try top() // BINPUT
@@ -471,6 +499,9 @@ final class Unpickler {
 
     func allow(_ module: String, _ name: String) throws -> AllowedGlobal {
         let full = "\(module) \(name)"
+        if checkpoint && TorchPickle.allowed[full] == nil && TorchPickle.inertInCheckpoints(module, name) {
+            return AllowedGlobal(name: "\(module).\(name)", effect: .inert)
+        }
         guard let effect = TorchPickle.allowed[full] else {
             throw fail("global '\(module).\(name)' is not on the allow-list of this restricted reader (it executes no code; only torch tensors/storages, OrderedDict, numpy arrays and PyG HeteroData are rebuilt)")
         }
@@ -500,6 +531,12 @@ final class Unpickler {
             guard case .storage(let s) = try arg(0) else { throw fail("\(g.name) at offset \(at): argument 0 is a \(try arg(0).kind), expected a storage") }
             guard let offset = try arg(1).int, offset >= 0 else { throw fail("\(g.name) at offset \(at): bad storage offset") }
             return .tensor(try rebuild(s, offset: Int(offset), size: try ints(try arg(2), "tensor size"), stride: try ints(try arg(3), "tensor stride")))
+        case .rebuildFromType:
+            let inner = try arg(2)
+            guard case .tuple = inner else { throw fail("\(g.name) at offset \(at): argument 2 is a \(inner.kind), expected a tuple") }
+            return try reduce(try arg(0), inner, at: at)
+        case .inert:
+            return .object(track(PickleObject(className: g.name, inert: true)))
         case .rebuildParameter:
             guard case .tensor = try arg(0) else { throw fail("\(g.name) at offset \(at): argument 0 is a \(try arg(0).kind), expected a tensor") }
             return try arg(0)
@@ -563,6 +600,7 @@ final class Unpickler {
         guard case .global(let g) = cls else { throw fail("NEWOBJ of a \(cls.kind) at offset \(at)") }
         switch g.effect {
         case .plainClass: return .object(track(PickleObject(className: g.name)))
+        case .inert: return .object(track(PickleObject(className: g.name, inert: true)))
         case .dictClass, .defaultDict: return .dict(track(PickleDict()))
         case .setClass: return .list(track(PickleList()))
         default: throw fail("\(g.name) cannot be instantiated (NEWOBJ at offset \(at))")

@@ -25,6 +25,14 @@ final class TorchHostileInputTests: XCTestCase {
         let p2 = try archive(b)
         assertRejects(p2, ["builtins.eval"]) { _ = try TorchCheckpoint.readStateDict(path: p2) }
 
+        // An inert checkpoint global where a weight should be: named, not returned.
+        var d = PickleWriter()
+        d.op(0x7d); d.string("state_dict"); d.op(0x7d); d.string("model.w")
+        d.global("torch.nn.modules.linear", "Linear"); d.op(0x29); d.op(0x81); d.op(0x73); d.op(0x73); d.stop()
+        let p4 = try archive(d.bytes)
+        assertRejects(p4, ["'model.w'", "torch.nn.modules.linear.Linear object, not a tensor"]) { _ = try TorchCheckpoint.readStateDict(path: p4) }
+        assertRejects(p4, ["torch.nn.modules.linear.Linear", "allow-list"]) { _ = try TorchTiles.readTensors(path: p4) }
+
         // An allowed class name used for the wrong thing: calling a storage type.
         var c = PickleWriter()
         c.global("torch", "FloatStorage"); c.op(0x29); c.op(0x52); c.stop()

@@ -111,6 +111,18 @@ final class TorchFixtureTests: XCTestCase {
         XCTAssertEqual(weights.count, got.count)
         XCTAssertEqual(weights["tx_embedding.tx.weight"], got["model.tx_embedding.tx.weight"])
         XCTAssertNotNil(weights["conv_last.tx__neighbors__tx.lin_r.bias"])
+        // segger main pickles the whole torch.fx model into hyper_parameters: admitted (opaque) in
+        // checkpoints only; the strict tile reader names the first such global.
+        let archive = try TorchArchive.read(path: Paths.fixture("model.ckpt"))
+        XCTAssertThrowsError(try TorchPickle.withValue(try archive.record("data.pkl")!, archive: archive, path: "model.ckpt") { _ in 0 }) {
+            XCTAssertTrue("\($0)".contains("is not on the allow-list"), "\($0)")
+        }
+        let hp = try TorchPickle.withValue(try archive.record("data.pkl")!, archive: archive, path: "model.ckpt", checkpoint: true) {
+            root -> String? in
+            guard case .object(let o)? = root.dict?["hyper_parameters"]?.dict?["model"] else { return nil }
+            return o.className
+        }
+        XCTAssertEqual(hp, "torch.fx.graph_module.reduce_graph_module")
         // A tile is not a checkpoint, and says so.
         assertRejects(Paths.fixture("tile_basic.pt"), ["HeteroData object"]) {
             _ = try TorchCheckpoint.readStateDict(path: Paths.fixture("tile_basic.pt"))
