@@ -25,6 +25,8 @@ enum PickleValue {
     case object(PickleObject)
     /// A tensor rebuilt from a storage, materialized contiguous.
     case tensor(Tensor)
+    /// A tensor's element type and shape only (shapes-only reading), its view checked against its storage.
+    case tensorShape(DType, [Int])
     /// A storage from persistent_load: `data/<key>` of the archive.
     case storage(TorchStorage)
     case ndarray(NumpyArray)
@@ -40,6 +42,14 @@ enum PickleValue {
     }
     var dict: PickleDict? { if case .dict(let d) = self { return d }; return nil }
     var tensor: Tensor? { if case .tensor(let t) = self { return t }; return nil }
+    /// The shape of a tensor, materialized or not.
+    var tensorShape: [Int]? {
+        switch self {
+        case .tensor(let t): return t.shape
+        case .tensorShape(_, let shape): return shape
+        default: return nil
+        }
+    }
     /// Items of a tuple or list.
     var items: [PickleValue]? {
         switch self {
@@ -63,7 +73,7 @@ enum PickleValue {
         case .dict: return "dict"
         case .global(let g): return "global \(g.name)"
         case .object(let o): return "\(o.className) object"
-        case .tensor: return "tensor"
+        case .tensor, .tensorShape: return "tensor"
         case .storage: return "storage"
         case .ndarray: return "numpy array"
         case .dtype: return "numpy dtype"
@@ -274,9 +284,11 @@ enum TorchPickle {
     /// Runs the pickle in `bytes` (storages from `archive`) and hands the root value to `body`.
     /// Containers are torn down afterwards: `body` must copy out what it needs. `checkpoint`
     /// admits the inert globals of `inertInCheckpoints` as opaque objects.
+    /// `shapesOnly` rebuilds tensors as `.tensorShape` (views still checked, storage data neither
+    /// copied nor CRC-checked).
     static func withValue<T>(_ bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String, checkpoint: Bool = false,
-                             _ body: (PickleValue) throws -> T) throws -> T {
-        let machine = Unpickler(bytes: bytes, archive: archive, path: path, checkpoint: checkpoint)
+                             shapesOnly: Bool = false, _ body: (PickleValue) throws -> T) throws -> T {
+        let machine = Unpickler(bytes: bytes, archive: archive, path: path, checkpoint: checkpoint, shapesOnly: shapesOnly)
         defer { machine.teardown() }
         let root = try machine.run()
         return try body(root)
@@ -295,9 +307,11 @@ final class Unpickler {
     var arena: [PickleContainer] = []
     var storages: [String: TorchStorage] = [:]
     let checkpoint: Bool
+    let shapesOnly: Bool
 
-    init(bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String, checkpoint: Bool = false) {
+    init(bytes: ArraySlice<UInt8>, archive: TorchArchive?, path: String, checkpoint: Bool = false, shapesOnly: Bool = false) {
         self.checkpoint = checkpoint
+        self.shapesOnly = shapesOnly
         self.bytes = bytes
         self.archive = archive
         self.path = path
@@ -530,7 +544,12 @@ final class Unpickler {
         case .rebuildTensor:
             guard case .storage(let s) = try arg(0) else { throw fail("\(g.name) at offset \(at): argument 0 is a \(try arg(0).kind), expected a storage") }
             guard let offset = try arg(1).int, offset >= 0 else { throw fail("\(g.name) at offset \(at): bad storage offset") }
-            return .tensor(try rebuild(s, offset: Int(offset), size: try ints(try arg(2), "tensor size"), stride: try ints(try arg(3), "tensor stride")))
+            let size = try ints(try arg(2), "tensor size"), stride = try ints(try arg(3), "tensor stride")
+            if shapesOnly {
+                _ = try checkView(s, offset: Int(offset), size: size, stride: stride)
+                return .tensorShape(s.dtype, size)
+            }
+            return .tensor(try rebuild(s, offset: Int(offset), size: size, stride: stride))
         case .rebuildFromType:
             let inner = try arg(2)
             guard case .tuple = inner else { throw fail("\(g.name) at offset \(at): argument 2 is a \(inner.kind), expected a tuple") }
@@ -538,7 +557,7 @@ final class Unpickler {
         case .inert:
             return .object(track(PickleObject(className: g.name, inert: true)))
         case .rebuildParameter:
-            guard case .tensor = try arg(0) else { throw fail("\(g.name) at offset \(at): argument 0 is a \(try arg(0).kind), expected a tensor") }
+            guard try arg(0).tensorShape != nil else { throw fail("\(g.name) at offset \(at): argument 0 is a \(try arg(0).kind), expected a tensor") }
             return try arg(0)
         case .dictClass, .defaultDict:
             let d = track(PickleDict())
@@ -653,7 +672,7 @@ final class Unpickler {
             return .storage(s)
         }
         guard let archive else { throw fail("persistent id for storage '\(key)' outside a torch archive") }
-        guard let data = try archive.record("data/\(key)") else {
+        guard let data = try archive.record("data/\(key)", checked: !shapesOnly) else {
             throw fail("storage '\(key)' (\(g.name)) has no entry 'data/\(key)' in the archive")
         }
         let needed = Int(numel) * dtype.size
@@ -668,24 +687,7 @@ final class Unpickler {
     /// `_rebuild_tensor_v2`: the view (offset, size, stride) of a storage, copied out contiguous
     /// (row-major) and little-endian. Every element the view reaches must lie inside the storage.
     func rebuild(_ s: TorchStorage, offset: Int, size: [Int], stride: [Int]) throws -> Tensor {
-        guard size.count == stride.count else {
-            throw fail("tensor on storage '\(s.key)' has size \(size) but stride \(stride)")
-        }
-        var count = 1
-        for d in size {
-            let (m, o) = count.multipliedReportingOverflow(by: d)
-            guard !o, m < (1 << 40) else { throw fail("tensor size \(size) is too large") }
-            count = m
-        }
-        if count > 0 {
-            var last = offset
-            for (d, st) in zip(size, stride) { last += (d - 1) * st }
-            guard last < s.count else {
-                throw fail("tensor of size \(size), stride \(stride) at offset \(offset) runs past its storage '\(s.key)' of \(s.count) \(s.dtype.rawValue) elements")
-            }
-        } else if offset > s.count {
-            throw fail("tensor at offset \(offset) starts past its storage '\(s.key)' of \(s.count) elements")
-        }
+        let count = try checkView(s, offset: offset, size: size, stride: stride)
         let e = s.dtype.size
         var out = [UInt8](repeating: 0, count: count * e)
         if count > 0 {
@@ -724,5 +726,34 @@ final class Unpickler {
             }
         }
         return Tensor(dtype: s.dtype, shape: size, data: out)
+    }
+
+    /// Checks that every element of the view lies inside the storage; returns the element count.
+    func checkView(_ s: TorchStorage, offset: Int, size: [Int], stride: [Int]) throws -> Int {
+        guard size.count == stride.count else {
+            throw fail("tensor on storage '\(s.key)' has size \(size) but stride \(stride)")
+        }
+        var count = 1
+        for d in size {
+            let (m, o) = count.multipliedReportingOverflow(by: d)
+            guard !o, m < (1 << 40) else { throw fail("tensor size \(size) is too large") }
+            count = m
+        }
+        if count > 0 {
+            var last = offset
+            var overflow = false
+            for (d, st) in zip(size, stride) {
+                let (step, o1) = (d - 1).multipliedReportingOverflow(by: st)
+                let (sum, o2) = last.addingReportingOverflow(step)
+                overflow = overflow || o1 || o2
+                last = sum
+            }
+            guard !overflow, last < s.count else {
+                throw fail("tensor of size \(size), stride \(stride) at offset \(offset) runs past its storage '\(s.key)' of \(s.count) \(s.dtype.rawValue) elements")
+            }
+        } else if offset > s.count {
+            throw fail("tensor at offset \(offset) starts past its storage '\(s.key)' of \(s.count) elements")
+        }
+        return count
     }
 }

@@ -29,6 +29,41 @@ public enum TorchTiles {
         }
     }
 
+    /// Sizes of a segger `.pt` tile from its pickle alone (tensor views checked against their
+    /// storages, storage data neither copied nor CRC-checked), as the model will see the tile:
+    /// N_tx, N_bd (PyG's node count, not segger's per-vertex bd.x rows), E_nn, E_b, L.
+    public static func sizes(path: String) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
+        do {
+            let archive = try TorchArchive.read(path: path)
+            guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
+            return try TorchPickle.withValue(pkl, archive: archive, path: path, shapesOnly: true) { root in
+                let (nodes, edges) = try stores(of: root, path: path)
+                func shape(_ m: PickleDict?, _ key: String, _ name: String) throws -> [Int]? {
+                    guard let v = m?[key] else { return nil }
+                    guard let s = v.tensorShape else { throw TorchFileError(path: path, "'\(name)' is a \(v.kind), expected a tensor") }
+                    return s
+                }
+                func edgeCount(_ s: [Int]?, _ name: String, allowFlat: Bool) throws -> Int {
+                    guard let s else { return 0 }
+                    if s.count == 2 && s[0] == 2 { return s[1] }
+                    if allowFlat && s == [2] { return 1 }
+                    throw TileError(path: path, tensor: name, "shape \(s); expected [2, E]")
+                }
+                guard let tx = try shape(nodes["tx"], "x", "tx.x"), !tx.isEmpty else { throw TorchFileError(path: path, "no 'tx.x'") }
+                let nn = edges["tx__neighbors__tx"], b = edges["tx__belongs__bd"]
+                guard let nnShape = try shape(nn, "edge_index", TileTensor.neighborsEdgeIndex) else {
+                    throw TileError(path: path, tensor: TileTensor.neighborsEdgeIndex, "missing required tensor")
+                }
+                return (tx[0], numNodes(nodes["bd"]) ?? 0,
+                        try edgeCount(nnShape, TileTensor.neighborsEdgeIndex, allowFlat: false),
+                        try edgeCount(try shape(b, "edge_index", TileTensor.belongsEdgeIndex), TileTensor.belongsEdgeIndex, allowFlat: false),
+                        try edgeCount(try shape(b, "edge_label_index", TileTensor.labelIndex), TileTensor.labelIndex, allowFlat: true))
+            }
+        } catch let e as TorchFileError {
+            throw TileError(path: e.path, e.message)
+        }
+    }
+
     /// Reads and validates a segger `.pt` tile (Tile.read dispatches here for `*.pt`).
     public static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
         let c: TorchTileContents
@@ -99,7 +134,8 @@ public enum TorchTiles {
 
     // MARK: HeteroData → tensors
 
-    static func contents(of root: PickleValue, path: String) throws -> TorchTileContents {
+    /// The node stores (type → attribute mapping) and edge stores (`src__rel__dst` → mapping).
+    static func stores(of root: PickleValue, path: String) throws -> (nodes: [String: PickleDict], edges: [String: PickleDict]) {
         func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
         guard case .object(let data) = root else {
             throw fail("the pickle holds a \(root.kind), not a PyG HeteroData")
@@ -126,26 +162,32 @@ public enum TorchTiles {
             }
             edges["\(a)__\(r)__\(b)"] = try mapping(v, "edge store (\(a), \(r), \(b))")
         }
+        return (nodes, edges)
+    }
+
+    /// PyG's NodeStorage.num_nodes: `num_nodes`, else the first node-count attribute in order.
+    static func numNodes(_ m: PickleDict?) -> Int? {
+        guard let m else { return nil }
+        if let n = m["num_nodes"]?.int { return Int(n) }
+        for (k, v) in m.entries {
+            guard let key = k.string, nodeCountKeys.contains(key) else { continue }
+            if let shape = v.tensorShape, !shape.isEmpty { return shape[0] }
+        }
+        for (k, v) in m.entries {
+            guard let key = k.string, nodeCountKeys.contains(key) else { continue }
+            if case .ndarray(let a) = v, !a.shape.isEmpty { return a.shape[0] }
+        }
+        return nil
+    }
+
+    static func contents(of root: PickleValue, path: String) throws -> TorchTileContents {
+        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        let (nodes, edges) = try stores(of: root, path: path)
         func tensor(_ m: PickleDict?, _ key: String, _ name: String) throws -> Tensor? {
             guard let v = m?[key] else { return nil }
             guard case .tensor(let t) = v else { throw fail("'\(name)' is a \(v.kind), expected a tensor") }
             return t
         }
-        /// PyG's NodeStorage.num_nodes: `num_nodes`, else the first node-count attribute in order.
-        func numNodes(_ m: PickleDict?) -> Int? {
-            guard let m else { return nil }
-            if let n = m["num_nodes"]?.int { return Int(n) }
-            for (k, v) in m.entries {
-                guard let key = k.string, nodeCountKeys.contains(key) else { continue }
-                if case .tensor(let t) = v, !t.shape.isEmpty { return t.shape[0] }
-            }
-            for (k, v) in m.entries {
-                guard let key = k.string, nodeCountKeys.contains(key) else { continue }
-                if case .ndarray(let a) = v, !a.shape.isEmpty { return a.shape[0] }
-            }
-            return nil
-        }
-
         var out: [String: Tensor] = [:]
         var notes: [String] = []
         guard let tx = nodes["tx"] else { throw fail("no 'tx' node type (node types: \(nodes.keys.sorted()))") }

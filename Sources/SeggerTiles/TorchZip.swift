@@ -185,11 +185,11 @@ struct TorchArchive {
     }
 
     /// The bytes of an entry named relative to the archive's top folder (e.g. `data.pkl`, `data/3`),
-    /// CRC-checked; nil when there is no such entry.
-    func record(_ relativeName: String) throws -> ArraySlice<UInt8>? {
+    /// CRC-checked unless `checked` is false; nil when there is no such entry.
+    func record(_ relativeName: String, checked: Bool = true) throws -> ArraySlice<UInt8>? {
         let name = prefix + relativeName
         guard let e = entries[name] else { return nil }
-        return try data(name, range: e.range, crc: e.crc)
+        return checked ? try data(name, range: e.range, crc: e.crc) : bytes[e.range]
     }
 }
 

@@ -115,12 +115,32 @@ final class TorchHostileInputTests: XCTestCase {
             w.op(0x7d); w.string("w"); w.tensor(storage: "0", numel: 4, offset: v.0, size: v.1, stride: v.2); w.op(0x73); w.stop()
             let p = try archive(w.bytes, storages: [("0", storage)], name: "past\(i).ckpt")
             assertRejects(p, ["storage '0'"]) { _ = try TorchCheckpoint.readStateDict(path: p) }
+            let q = try archive(tileWith(txX: { $0.tensor(storage: "0", type: "LongStorage", numel: 4, offset: v.0, size: v.1, stride: v.2) }),
+                                storages: [("0", storage + storage)], name: "pastShapes\(i).pt")
+            assertRejects(q, ["storage '0'"]) { _ = try TorchTiles.sizes(path: q) }
         }
+        // A stride that overflows 64 bits is an error, not a crash.
+        let un = Unpickler(bytes: [][...], archive: nil, path: "mem")
+        let st = TorchStorage(key: "0", dtype: .F32, count: 4, bytes: storage[...])
+        XCTAssertThrowsError(try un.checkView(st, offset: 0, size: [1 << 39, 1 << 39], stride: [1 << 39, 1]))
         // The same writer with an in-bounds view is accepted (the rejections above are about bounds).
         var w = PickleWriter()
         w.op(0x7d); w.string("w"); w.tensor(storage: "0", numel: 4, offset: 1, size: [3], stride: [1]); w.op(0x73); w.stop()
         let ok = try archive(w.bytes, storages: [("0", Tensor([1, 2, 3, 4] as [Float]).data)], name: "ok.ckpt")
         XCTAssertEqual(try TorchCheckpoint.readStateDict(path: ok)["w"]?.floats(), [2, 3, 4])
+    }
+
+    /// A HeteroData with tx.x written by `txX` and a 2-edge neighbors graph (storages "0" for tx.x, "1" for edges).
+    func tileWith(txX: (inout PickleWriter) -> Void) -> [UInt8] {
+        var w = PickleWriter()
+        w.global("torch_geometric.data.hetero_data", "HeteroData"); w.op(0x29); w.op(0x81)
+        w.op(0x7d)
+        w.string("_node_store_dict"); w.op(0x7d); w.string("tx")
+        w.global("torch_geometric.data.storage", "NodeStorage"); w.op(0x29); w.op(0x81)
+        w.op(0x7d); w.string("_mapping"); w.op(0x7d); w.string("x"); txX(&w); w.op(0x73); w.op(0x73); w.op(0x62)
+        w.op(0x73); w.op(0x73)
+        w.op(0x62); w.stop()
+        return w.bytes
     }
 
     func testWrongShapesInAHeteroDataAreNamed() throws {

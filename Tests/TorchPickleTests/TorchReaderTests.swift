@@ -58,6 +58,16 @@ final class TorchFixtureTests: XCTestCase {
         XCTAssertEqual(v[3 * 5 + 4], -Float.greatestFiniteMagnitude)
     }
 
+    func testSizesWithoutReadingData() throws {
+        for name in Self.tiles {
+            let path = Paths.fixture(name + ".pt")
+            let s = try TorchTiles.sizes(path: path)
+            let t = try Tile.read(path: path)
+            XCTAssertEqual([s.numTx, s.numBd, s.numNeighbors, s.numBelongs, s.numLabels],
+                           [t.numTx, t.numBd, t.neighbors.count, t.belongs.count, t.numLabels], name)
+        }
+    }
+
     func testNonContiguousPositionsAreMaterializedRowMajor() throws {
         // The fixtures store pos transposed (stride (1, N)), as segger's tiles do.
         let got = try TorchTiles.readTensors(path: Paths.fixture("tile_basic.pt"))
@@ -171,7 +181,11 @@ final class TorchRealTileTests: XCTestCase {
                 }
                 XCTAssertEqual(got.boundaryIDs?.count, want["bd.pos"]?.shape[0], pt)
                 XCTAssertTrue(got.notes.contains { $0.contains("all-NaN") }, pt)
-                assertSameTile(try Tile.read(path: pt), try Tile.read(path: twin), pt)
+                let tile = try Tile.read(path: pt)
+                assertSameTile(tile, try Tile.read(path: twin), pt)
+                let s = try TorchTiles.sizes(path: pt)
+                XCTAssertEqual([s.numTx, s.numBd, s.numNeighbors, s.numBelongs, s.numLabels],
+                               [tile.numTx, tile.numBd, tile.neighbors.count, tile.belongs.count, tile.numLabels], pt)
                 count += 1
             }
         }
