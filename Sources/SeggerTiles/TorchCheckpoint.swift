@@ -12,7 +12,11 @@ public enum TorchCheckpoint {
     /// checkpoints pickle the whole model there, whose PyG/torch.nn/torch.fx globals are admitted as
     /// opaque objects (see `TorchPickle.inertInCheckpoints`), never interpreted.
     public static func readStateDict(path: String) throws -> [String: Tensor] {
-        let archive = try TorchArchive.read(path: path)
+        try readStateDict(archive: try TorchArchive.read(path: path))
+    }
+
+    static func readStateDict(archive: TorchArchive) throws -> [String: Tensor] {
+        let path = archive.path
         guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
         return try TorchPickle.withValue(pkl, archive: archive, path: path, checkpoint: true) { root in
             guard let top = root.dict else {

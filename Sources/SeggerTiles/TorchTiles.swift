@@ -22,7 +22,11 @@ public enum TorchTiles {
 
     /// Reads a segger `.pt` tile into segger-tile v1 tensors (not yet validated as a tile).
     public static func readTensors(path: String) throws -> TorchTileContents {
-        let archive = try TorchArchive.read(path: path)
+        try readTensors(archive: try TorchArchive.read(path: path))
+    }
+
+    static func readTensors(archive: TorchArchive) throws -> TorchTileContents {
+        let path = archive.path
         guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
         return try TorchPickle.withValue(pkl, archive: archive, path: path) { root in
             try contents(of: root, path: path)
@@ -33,8 +37,12 @@ public enum TorchTiles {
     /// storages, storage data neither copied nor CRC-checked), as the model will see the tile:
     /// N_tx, N_bd (PyG's node count, not segger's per-vertex bd.x rows), E_nn, E_b, L.
     public static func sizes(path: String) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
+        try sizes(archive: try TorchArchive.read(path: path))
+    }
+
+    static func sizes(archive: TorchArchive) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
+        let path = archive.path
         do {
-            let archive = try TorchArchive.read(path: path)
             guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
             return try TorchPickle.withValue(pkl, archive: archive, path: path, shapesOnly: true) { root in
                 let (nodes, edges) = try stores(of: root, path: path)
@@ -54,7 +62,7 @@ public enum TorchTiles {
                 guard let nnShape = try shape(nn, "edge_index", TileTensor.neighborsEdgeIndex) else {
                     throw TileError(path: path, tensor: TileTensor.neighborsEdgeIndex, "missing required tensor")
                 }
-                return (tx[0], numNodes(nodes["bd"]) ?? 0,
+                return (tx[0], try numNodes(nodes["bd"], path: path) ?? 0,
                         try edgeCount(nnShape, TileTensor.neighborsEdgeIndex, allowFlat: false),
                         try edgeCount(try shape(b, "edge_index", TileTensor.belongsEdgeIndex), TileTensor.belongsEdgeIndex, allowFlat: false),
                         try edgeCount(try shape(b, "edge_label_index", TileTensor.labelIndex), TileTensor.labelIndex, allowFlat: true))
@@ -166,9 +174,14 @@ public enum TorchTiles {
     }
 
     /// PyG's NodeStorage.num_nodes: `num_nodes`, else the first node-count attribute in order.
-    static func numNodes(_ m: PickleDict?) -> Int? {
+    static func numNodes(_ m: PickleDict?, path: String) throws -> Int? {
         guard let m else { return nil }
-        if let n = m["num_nodes"]?.int { return Int(n) }
+        if let v = m["num_nodes"], case .none = v {} else if let v = m["num_nodes"] {
+            guard let n = v.int, n >= 0, n < Int64(Int32.max) else {
+                throw TorchFileError(path: path, "num_nodes is \(v.int.map(String.init) ?? v.kind), not a node count")
+            }
+            return Int(n)
+        }
         for (k, v) in m.entries {
             guard let key = k.string, nodeCountKeys.contains(key) else { continue }
             if let shape = v.tensorShape, !shape.isEmpty { return shape[0] }
@@ -199,13 +212,13 @@ public enum TorchTiles {
         // while bd.pos / bd.id have one row per boundary; PyG counts bd nodes from the first
         // node-count attribute (pos here), and the model sees nan_to_num(bd.x) = zeros.
         let bd = nodes["bd"]
-        let numBd = numNodes(bd)
+        let numBd = try numNodes(bd, path: path)
         let bdX = try tensor(bd, "x", "bd.x")
         if let bdX, bdX.shape.count == 2, numBd == nil || bdX.shape[0] == numBd! {
             out[TileTensor.bdX] = bdX
         } else if let bdX, bdX.shape.count == 2, let n = numBd {
-            guard bdX.dtype.isFloatingPoint, bdX.floats().allSatisfy({ $0.isNaN }) else {
-                throw fail("bd.x has \(bdX.shape[0]) rows but bd has \(n) nodes (from bd.pos/bd.id) and not every value is NaN: cannot tell which row is which boundary")
+            guard bdX.shape[0] > n, bdX.dtype.isFloatingPoint, bdX.floats().allSatisfy({ $0.isNaN }) else {
+                throw fail("bd.x has \(bdX.shape[0]) rows but bd has \(n) nodes (PyG's node count: num_nodes, else the first of x/pos in the store) and is not segger's all-NaN per-vertex layout (more rows than boundaries, every value NaN): cannot tell which row is which boundary")
             }
             out[TileTensor.bdX] = Tensor([Float](repeating: 0, count: n * bdX.shape[1]), shape: [n, bdX.shape[1]])
             notes.append("bd.x: \(bdX.shape[0]) all-NaN rows (one per polygon vertex) for \(n) boundaries, read as zeros [\(n), \(bdX.shape[1])] as the model sees them after nan_to_num")

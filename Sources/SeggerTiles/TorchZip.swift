@@ -151,7 +151,7 @@ struct TorchArchive {
             }
             let l = Int(local)
             let dataStart = l + 30 + u16(l + 26) + u16(l + 28)
-            guard UInt64(dataStart) + size <= cdOffset else {
+            guard size <= UInt64(n), UInt64(dataStart) + size <= cdOffset else {
                 throw fail("truncated or damaged zip archive: data of '\(name)' (\(size) bytes at \(dataStart)) runs past the central directory at \(cdOffset)")
             }
             entries[name] = (dataStart..<(dataStart + Int(size)), crc)
