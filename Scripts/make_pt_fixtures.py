@@ -187,6 +187,8 @@ def main():
         meta = {"format": "segger-tile", "version": "1", "source": name + ".pt",
                 "bd.id": json.dumps(list(d["bd"].id))}
         write_safetensors(os.path.join(OUT, name + ".expected.safetensors"), expected(d), meta)
+    # The same tile pickled with protocol 4 (FRAME, MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL, ...).
+    torch.save(tiles["tile_basic"], os.path.join(OUT, "tile_basic_protocol4.pt"), pickle_protocol=4)
     sd = make_checkpoint(os.path.join(OUT, "model.ckpt"), tiles["tile_basic"])
     write_safetensors(os.path.join(OUT, "model.expected.safetensors"),
                       {k: v.detach() for k, v in sd.items()}, {"source": "model.ckpt"})

@@ -5,6 +5,7 @@ import SafeTensors
 
 final class TorchFixtureTests: XCTestCase {
     static let tiles = ["tile_basic", "tile_label_1d", "tile_no_belongs", "tile_nan_bd", "tile_embedding"]
+    // (tile_basic_protocol4.pt: tile_basic pickled with protocol 4, compared to tile_basic's expected tensors.)
 
     func testFixturesEqualTheirExpectedTensors() throws {
         for name in Self.tiles {
@@ -17,6 +18,23 @@ final class TorchFixtureTests: XCTestCase {
             let ids = try JSONSerialization.jsonObject(with: Data(want.metadata["bd.id"]!.utf8)) as! [String]
             XCTAssertEqual(got.boundaryIDs, ids, name)
         }
+    }
+
+    func testProtocol4PickleReadsTheSame() throws {
+        let got = try TorchTiles.readTensors(path: Paths.fixture("tile_basic_protocol4.pt"))
+        let want = try SafeTensorsFile.read(path: Paths.fixture("tile_basic.expected.safetensors"))
+        XCTAssertEqual(Set(got.tensors.keys), Set(want.tensors.keys))
+        for (k, t) in want.tensors { XCTAssertEqual(got.tensors[k], t, k) }
+        XCTAssertEqual(got.boundaryIDs, ["cell000-1", "cell001-1", "cell002-1"])
+    }
+
+    func testBigEndianStorages() throws {
+        var w = PickleWriter()
+        w.op(0x7d); w.string("w"); w.tensor(storage: "0", numel: 2, offset: 0, size: [2], stride: [1]); w.op(0x73); w.stop()
+        let big: [UInt8] = [0x3f, 0x80, 0, 0, 0xc0, 0x20, 0, 0] // 1.0, -2.5 big-endian
+        let zip = storedZip([("archive/data.pkl", w.bytes), ("archive/byteorder", Array("big".utf8)), ("archive/data/0", big)])
+        let archive = try TorchArchive(bytes: zip, path: "big.pt")
+        XCTAssertEqual(try TorchCheckpoint.readStateDict(archive: archive)["w"]?.floats(), [1.0, -2.5])
     }
 
     func testFixturesValidateAsTiles() throws {
