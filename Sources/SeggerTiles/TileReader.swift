@@ -191,7 +191,7 @@ public enum TileDirectory {
         if tiles.isEmpty && names.contains("processed") { // segger's <split>_tiles/processed
             return try list((dir as NSString).appendingPathComponent("processed"))
         }
-        guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors, segger's *.pt)") }
+        guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors)") }
         return tiles.map { (dir as NSString).appendingPathComponent($0) }
     }
 }

@@ -31,6 +31,12 @@ struct TorchArchive {
     private(set) var bigEndian = false
 
     static func read(path: String) throws -> TorchArchive {
+        // Only regular files: reading a FIFO named like a tile would block forever.
+        var st = stat()
+        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory" : "is a FIFO, socket or device"
+            throw TorchFileError(path: path, "cannot read file: not a regular file (\(what))")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: [.mappedIfSafe])

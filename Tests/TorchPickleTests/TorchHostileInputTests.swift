@@ -81,6 +81,11 @@ final class TorchHostileInputTests: XCTestCase {
         assertRejects(text, ["not a torch.save file"]) { _ = try TorchTiles.readTensors(path: text) }
         let legacy = try writeTemporary([0x80, 0x02, 0x8a, 0x0a], name: "legacy.pt")
         assertRejects(legacy, ["legacy"]) { _ = try TorchTiles.readTensors(path: legacy) }
+        let dir = try Paths.temporaryDirectory()
+        XCTAssertEqual(mkfifo(dir + "/fifo.pt", 0o644), 0)
+        assertRejects(dir + "/fifo.pt", ["not a regular file"]) { _ = try Tile.read(path: dir + "/fifo.pt") }
+        try FileManager.default.createDirectory(atPath: dir + "/d.pt", withIntermediateDirectories: true)
+        assertRejects(dir + "/d.pt", ["not a regular file", "is a directory"]) { _ = try TorchCheckpoint.readStateDict(path: dir + "/d.pt") }
         let missing = "/nonexistent/tile.pt"
         assertRejects(missing, ["cannot read"]) { _ = try Tile.read(path: missing) }
     }
