@@ -29,6 +29,7 @@ public struct TileReadOptions: Sendable {
 public extension Tile {
     /// Reads one tile file (by extension: `.safetensors`, or segger's `.pt` when that reader is present).
     static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
+        if path.hasSuffix(".pt") { return try TorchTiles.read(path: path, options: options) }
         let file: SafeTensorsFile
         do {
             file = try SafeTensorsFile.read(path: path)
@@ -182,7 +183,8 @@ public extension Tile {
     }
 }
 
-/// A directory of tiles: one tile per `*.safetensors` file, sorted by file name; other files ignored.
+/// A directory of tiles: one tile per `*.safetensors` (or segger `*.pt`) file, sorted by file name;
+/// other files ignored. A directory with none but a `processed/` folder (segger's layout) lists that.
 public enum TileDirectory {
     /// The tile files of `dir`, sorted by name. Errors when the directory is missing or holds no tile.
     public static func list(_ dir: String) throws -> [String] {
@@ -197,7 +199,10 @@ public enum TileDirectory {
         } catch {
             throw TileError(path: dir, "cannot list directory (\(error.localizedDescription))")
         }
-        let tiles = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }.sorted()
+        let tiles = names.filter { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".pt")) && !$0.hasPrefix(".") }.sorted()
+        if tiles.isEmpty && names.contains("processed") { // segger's <split>_tiles/processed
+            return try list((dir as NSString).appendingPathComponent("processed"))
+        }
         guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors)") }
         return tiles.map { (dir as NSString).appendingPathComponent($0) }
     }
