@@ -186,6 +186,20 @@ public extension Tile {
 /// A directory of tiles: one tile per `*.safetensors` (or segger `*.pt`) file, sorted by file name;
 /// other files ignored. A directory with none but a `processed/` folder (segger's layout) lists that.
 public enum TileDirectory {
+    /// The tile directory for a split: `dir` itself, or segger's layout under a dataset root
+    /// (`<dir>/<split>_tiles/processed`, `<dir>/<split>_tiles`, `<dir>/<split>`) when `dir` holds no tile files.
+    public static func resolve(_ dir: String, split: String) -> String {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+        if names.contains(where: { $0.hasSuffix(".safetensors") || $0.hasSuffix(".pt") }) { return dir }
+        for sub in ["\(split)_tiles/processed", "\(split)_tiles", split] {
+            let candidate = (dir as NSString).appendingPathComponent(sub)
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: candidate, isDirectory: &isDir), isDir.boolValue { return candidate }
+        }
+        return dir
+    }
+
     /// The tile files of `dir`, sorted by name. Errors when the directory is missing or holds no tile.
     public static func list(_ dir: String) throws -> [String] {
         var isDir: ObjCBool = false
