@@ -35,7 +35,7 @@ final class GradientBucketsTests: XCTestCase {
     }
 
     func testRandomLayoutsCoverTheBufferExactlyOnce() {
-        var rng = SplitMix64(seed: 11)
+        var rng = ShardPlan.SplitMix64(seed: 11)
         for _ in 0..<300 {
             let sizes = (0..<(1 + rng.below(30))).map { _ in rng.below(4) == 0 ? rng.below(3) : rng.below(500) }
             let params = ranges(sizes)
@@ -118,7 +118,7 @@ final class GradientBucketsTests: XCTestCase {
 
     func testOneRankRoundsLikeTheCompressedExchange() throws {
         let comm = try oneRank()
-        var rng = SplitMix64(seed: 77)
+        var rng = ShardPlan.SplitMix64(seed: 77)
         let total = 1000
         // magnitudes from fp16 subnormals (1e-7) to near the top of the fp16 range after scaling
         let values: [Float] = (0..<total).map { i in

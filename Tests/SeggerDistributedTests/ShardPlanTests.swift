@@ -37,7 +37,7 @@ final class ShardPlanTests: XCTestCase {
         XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 8, epoch: 3, dropLast: false))
         XCTAssertNotEqual(Array(a.flatMap { $0 }.prefix(500)), Array(0..<500), "not the identity")
         // SplitMix64's published sequence for seed 1234567 pins the generator.
-        var rng = SplitMix64(seed: 1234567)
+        var rng = ShardPlan.SplitMix64(seed: 1234567)
         XCTAssertEqual(rng.next(), 6457827717110365317)
         XCTAssertEqual(rng.next(), 3203168211198807973)
     }
@@ -100,7 +100,7 @@ final class ShardPlanTests: XCTestCase {
         // Heavy-tailed tile costs (log-normal, σ = 1): the cost-balanced split against handing out
         // consecutive runs of the batch (count-only). Quality = max rank load / lower bound, where the
         // bound is max(total / ranks, largest tile): no split can do better.
-        var rng = SplitMix64(seed: 2024)
+        var rng = ShardPlan.SplitMix64(seed: 2024)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         var balancedRatios: [Double] = [], countOnlyRatios: [Double] = []
         var worse = 0
@@ -131,7 +131,7 @@ final class ShardPlanTests: XCTestCase {
 
     func testSplitIsNearTheOptimumOnSmallBatches() {
         // Exhaustive optimum of 8 tiles over 2 ranks (4 each) and 9 tiles over 3 ranks (3 each).
-        var rng = SplitMix64(seed: 31)
+        var rng = ShardPlan.SplitMix64(seed: 31)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         func optimum(_ cost: [Double], ranks: Int, per: Int) -> Double {
             var best = Double.infinity
