@@ -79,8 +79,8 @@ public final class Communicator {
 
     /// Aborts the job when an MPI call did not return MPI_SUCCESS (only reachable if someone installs
     /// MPI_ERRORS_RETURN; the default handler already aborts).
-    func check(_ rc: Int32, _ call: String) {
-        if rc != MPI_SUCCESS { abort("\(call) failed with MPI error code \(rc)") }
+    func check(_ rc: Int32, _ call: @autoclosure () -> String) {
+        if rc != MPI_SUCCESS { abort("\(call()) failed with MPI error code \(rc)") }
     }
 
     public func barrier() {

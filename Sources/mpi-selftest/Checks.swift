@@ -45,6 +45,9 @@ func runChecks() -> Int32 {
     for compression in GradientCompression.allCases {
         checkBuckets(comm, report, compression: compression)
     }
+    for compression in GradientCompression.allCases {
+        checkBuckets(comm, report, compression: compression, large: true)
+    }
     comm.barrier()
     if comm.isRoot { print(report.failures == 0 ? "ALL PASS" : "FAILURES \(report.failures)") }
     return report.failures == 0 ? 0 : 1
@@ -230,12 +233,12 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
 
 /// A model-like parameter layout (same on every rank): 30 small and medium tensors and one larger than
 /// the cap, so that one is cut.
-func parameterLayout() -> [Range<Int>] {
+func parameterLayout(scale: Int = 1) -> [Range<Int>] {
     var rng = ShardPlan.SplitMix64(seed: 99)
     var ranges: [Range<Int>] = []
     var offset = 0
     for k in 0..<31 {
-        let n = k == 11 ? 20_000 : 1 + rng.below(k % 3 == 0 ? 3000 : 300)
+        let n = scale * (k == 11 ? 20_000 : 1 + rng.below(k % 3 == 0 ? 3000 : 300))
         ranges.append(offset..<(offset + n))
         offset += n
     }
@@ -271,20 +274,23 @@ func roundingBound(sumAbs: Double, ranks p: Int, compression: GradientCompressio
     return (pow(1 + u, Double(p)) - 1) * sumAbs + Double(2 * p - 1) * pow(1 + u, Double(p - 1)) * eta
 }
 
-func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression) {
-    let params = parameterLayout()
+/// `large`: a layout 5× larger (~186k floats) with a 512 KB cap, steps 0 and 4 only (messages big
+/// enough for Open MPI's other all-reduce algorithms).
+func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression, large: Bool = false) {
+    let params = parameterLayout(scale: large ? 5 : 1)
     let total = params.last!.upperBound
     let gradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
     defer { gradients.deallocate() }
     let buckets = GradientBuckets(communicator: comm, gradients: gradients, parameterRanges: params,
-                                  capBytes: 16_384, compression: compression)
+                                  capBytes: large ? 1 << 19 : 16_384, compression: compression)
     let p = comm.size
     let scale = Float(1) / Float(p)
-    if compression == .fp16 { report.info("buckets: \(buckets.bucketRanges.count) over \(total) floats") }
+    let tag = large ? "buckets-large" : "buckets"
+    if compression == .fp16 { report.info("\(tag): \(buckets.bucketRanges.count) over \(total) floats") }
 
     // Steps: 0 readiness after every parameter, 1 only at the end, 2 every third parameter,
     // 3 one rank has a value that overflows fp16, 4 one rank has a NaN, 5 normal again.
-    for step in 0..<6 {
+    for step in large ? [0, 4] : Array(0..<6) {
         var original = randomGradients(count: total, rank: comm.rank, step: step)
         if step == 3 && comm.rank == p - 1 { original[params[5].lowerBound] = 1e6 }
         if step == 4 && comm.rank == 0 { original[params[20].lowerBound + 1] = .nan }
@@ -299,7 +305,7 @@ func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientC
         let finite = buckets.finish()
         let expectFinite = !(step == 4 || (step == 3 && compression == .fp16))
         let verdicts = comm.allgather(finite ? "finite" : "skip")
-        let name = "buckets-\(compression)-step\(step)"
+        let name = "\(tag)-\(compression)-step\(step)"
         if Set(verdicts).count != 1 {
             report.record(name, "ranks disagree on inf/NaN: \(verdicts)")
             continue
@@ -350,12 +356,12 @@ func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientC
                 }
             }
             if exactMisses > 0 { detail += "\(exactMisses) elements differ from the exact 2-rank reference. " }
-            if step == 0 { report.info("buckets-\(compression): worst error / bound = \(worst)") }
+            if step == 0 { report.info("\(tag)-\(compression): worst error / bound = \(worst)") }
         }
         report.record(name, detail)
     }
     let s = buckets.stats
-    report.info("buckets-\(compression) stats: \(s.buckets) buckets, \(s.bytesPerStep) bytes/step, "
+    report.info("\(tag)-\(compression) stats: \(s.buckets) buckets, \(s.bytesPerStep) bytes/step, "
         + "wait \(String(format: "%.4f", s.waitSeconds)) s, pack \(String(format: "%.4f", s.packSeconds)) s")
 }
 

@@ -80,6 +80,7 @@ final class MultiRankTests: XCTestCase {
         }
         for compression in ["fp16", "bf16", "none"] {
             names += (0..<6).map { "buckets-\(compression)-step\($0)" }
+            names += ["buckets-large-\(compression)-step0", "buckets-large-\(compression)-step4"]
         }
         return names
     }
