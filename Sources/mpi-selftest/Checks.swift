@@ -203,6 +203,7 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
     let outputs = comm.gather(reduced.map { Float($0) })
     var detail = ""
     var leftFold = 0
+    var pairwise = 0  // ((0+1)+(2+3)): the recursive-doubling tree, at 4 ranks
     if comm.isRoot {
         let p = comm.size
         for q in 1..<p where outputs[q] != outputs[0] {
@@ -214,6 +215,11 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
             let got = canonical(UInt16(outputs[0][i]), format)
             var fold = canonical(leaves[0], format)
             for q in 1..<p { fold = referenceAdd(fold, leaves[q], format) }
+            if p == 4 {
+                let pair = referenceAdd(referenceAdd(leaves[0], leaves[1], format),
+                                        referenceAdd(leaves[2], leaves[3], format), format)
+                if got == pair { pairwise += 1 }
+            }
             if got == fold { leftFold += 1; continue }
             if p <= 4 && allTreeSums(leaves, format).contains(got) { continue }
             if mismatches < 3 {
@@ -226,7 +232,8 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
         if p == 2 && leftFold != count && detail.isEmpty { detail = "2 ranks must equal the fold exactly" }
     }
     report.record("\(format)-sum-op-exact-n\(count)", detail)
-    report.info("\(format) n=\(count): \(leftFold)/\(count) elements equal the rank-order left fold")
+    report.info("\(format) n=\(count): \(leftFold)/\(count) elements equal the rank-order left fold"
+        + (comm.size == 4 ? ", \(pairwise)/\(count) the pairwise tree ((0+1)+(2+3))" : ""))
 }
 
 // MARK: - GradientBuckets
@@ -388,4 +395,12 @@ func runExit() -> Never {
     comm.barrier()
     print("rank \(comm.rank) passed the barrier")
     exit(0)
+}
+
+/// Every rank ends with status 3 through exitTogether (a collective decision): no MPI_Abort banner.
+func runExitTogether() -> Never {
+    guard let comm = try? Communicator.world() else { exit(3) }
+    comm.barrier()
+    if comm.isRoot { fputs("error: a collective decision to stop\n", stderr) }
+    comm.exitTogether(3)
 }

@@ -118,4 +118,11 @@ final class MultiRankTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("rank 3/4: exit status 1 before MPI_Finalize: aborting the job"), r.stderr)
         XCTAssertFalse(r.stdout.contains("passed the barrier"), r.stdout)
     }
+
+    func testExitTogetherEndsEveryRankWithItsStatus() throws {
+        let r = try run(ranks: 2, ["exit-together"], timeout: 60)
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertFalse(r.stderr.contains("MPI_ABORT was invoked"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("error: a collective decision to stop"), r.stderr)
+    }
 }
