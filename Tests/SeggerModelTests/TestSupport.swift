@@ -64,7 +64,7 @@ struct GradientCheck {
 /// slope-jump·step/4): the coordinate passes when any of the three quotients matches; when none
 /// matches and they disagree with each other by more than the tolerance, the coordinate sits at a
 /// kink and is skipped and counted (the caller bounds the count); when they agree, it fails — unless
-/// `analyticAt` is given (it recomputes the analytic derivative of coordinate i at the current x):
+/// `analyticAt` is given (then tested from half the tolerance on) (it recomputes the analytic derivative of coordinate i at the current x):
 /// a kink closer than h/4 contaminates all three quotients alike (they average the slopes on both
 /// sides), so the coordinate counts as a kink when the analytic derivative jumps between x − h/4 and
 /// x + h/4 by more than the tolerance and the h/4 quotient lies between those two values.
@@ -87,7 +87,7 @@ func checkGradient(_ name: String, x: UnsafeMutablePointer<Float>, analytic: [Fl
             result.skippedKinks += 1
             continue
         }
-        if excess >= 1, let analyticAt {
+        if excess >= 0.5, let analyticAt {
             x[i] = x0 - h / 4; let left = analyticAt(i)
             x[i] = x0 + h / 4; let right = analyticAt(i)
             x[i] = x0
