@@ -228,4 +228,22 @@ final class ModelTests: XCTestCase {
         XCTAssertEqual(used.logits.count, small.numLabels)
         XCTAssertEqual(used.outputs().bd.count, 3 * 4)
     }
+
+    /// Tiles with no belongs edges (segger's test split) and batches without labels run and give 0.
+    func testTileWithoutBelongsEdgesOrLabels() {
+        let c = config(residual: true, l2: true, featureDim: nil, heads: 2, mid: 1, hidden: 3, out: 2, emb: 4, aggr: .sum)
+        let model = SeggerModel(config: c, seed: 4)
+        var t = syntheticTile(numTx: 10, numBd: 3, tokens: 20, bdDim: 3, seed: 4)
+        t.belongs = Relation(numSrc: 10, numDst: 3, src: [], dst: [])
+        let withLabels = model.forward(t)
+        XCTAssert(withLabels.isFinite && withLabels > 0)
+        model.backward(lossScale: 1)
+        XCTAssert(model.gradients.allSatisfy { $0.isFinite })
+        // Every bd row is then the belongs conv's bias (+ residual): gradients still reach lin0.bd.
+        t.labelTx = []; t.labelBd = []; t.labels = []
+        XCTAssertEqual(model.forward(t), 0)
+        XCTAssertEqual(model.logits.count, 0)
+        model.backward(lossScale: 1)
+        XCTAssert(model.gradients.allSatisfy { $0 == 0 })
+    }
 }
