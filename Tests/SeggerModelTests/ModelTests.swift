@@ -91,6 +91,10 @@ final class ModelTests: XCTestCase {
     func testFiniteDifferencesMainEmbedding() {
         checkModel(config(residual: false, l2: false, featureDim: 3, heads: 4, mid: 3, hidden: 2, out: 3, emb: 6, aggr: .sum), seed: 14)
     }
+    /// Channel counts ≥ 8 take the kernels' 8-lane paths (9 = one chunk + a tail).
+    func testFiniteDifferencesWideChannels() {
+        checkModel(config(residual: true, l2: true, featureDim: nil, heads: 1, mid: 1, hidden: 9, out: 8, emb: 4, aggr: .sum), seed: 16)
+    }
     func testFiniteDifferencesResidualWithoutNorm() {
         checkModel(config(residual: true, l2: false, featureDim: nil, heads: 2, mid: 1, hidden: 3, out: 3, emb: 4, aggr: .sum), seed: 15)
     }
