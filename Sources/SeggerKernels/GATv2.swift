@@ -23,6 +23,11 @@ typealias F8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
 }
 
+/// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
+@inline(__always) func leakySlopes(_ s: F8) -> F8 {
+    F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
+}
+
 /// Σ_c att[c] · leaky_relu(x[c] + y[c]) over n channels.
 @inline(__always) func attentionScore(_ att: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
                                       _ n: Int) -> Float {
@@ -31,7 +36,7 @@ typealias F8 = SIMD8<Float>
     var c = 0
     while c + 8 <= n {
         let s = load8(x + c) + load8(y + c)
-        acc += load8(att + c) * pointwiseMax(s, slope * s)    // leaky relu with slope < 1
+        acc += load8(att + c) * (s * leakySlopes(s))
         c += 8
     }
     var e = acc.sum()
@@ -135,7 +140,6 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
                           scale: Float = 1) {
     let slope = gatv2NegativeSlope
-    let slope8 = F8(repeating: slope), one8 = F8(repeating: 1)
     // mean_h [C]: Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources (on the stack).
     withUnsafeTemporaryAllocation(of: Float.self, capacity: max(C, 1)) { meanBuf in
         let mean = meanBuf.baseAddress!
@@ -167,9 +171,9 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     var c = 0
                     while c + 8 <= C {
                         let s = load8(xlj + c) + load8(xri + c)
-                        let pos = s .> 0
-                        store8(load8(da + c) + de8 * pointwiseMax(s, slope8 * s), da + c)
-                        let ds = de8 * load8(a + c) * one8.replacing(with: slope8, where: .!pos)
+                        let sl = leakySlopes(s)
+                        store8(load8(da + c) + de8 * (s * sl), da + c)
+                        let ds = de8 * load8(a + c) * sl
                         store8(load8(dxlj + c) + sal8 * load8(gh + c) + ds, dxlj + c)
                         store8(load8(dxri + c) + ds, dxri + c)
                         c += 8
