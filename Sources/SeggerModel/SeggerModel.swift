@@ -398,22 +398,18 @@ public final class SeggerModel {
 
         // Output embeddings and the loss on label pairs.
         let D = outputWidth
-        let (zt, zb) = finalOutputs()
         if config.l2Normalize {
             l2NormalizeForward(z: zTx.reserve(nTx * D), x: hTx[layers.count].p, rows: nTx, dim: D)
             l2NormalizeForward(z: zBd.reserve(nBd * D), x: hBd[layers.count].p, rows: nBd, dim: D)
         }
         hasForward = true
-        return bceForward(logits: logitBuf.reserve(nLabels), ztx: zt(), zbd: zb(), dim: D,
+        return bceForward(logits: logitBuf.reserve(nLabels), ztx: finalTx, zbd: finalBd, dim: D,
                           labelTx: lTx, labelBd: lBd, labels: y, count: nLabels)
     }
 
-    /// The final embeddings' buffers (L2-normalized or not), resolved lazily because `reserve` may move them.
-    private func finalOutputs() -> (() -> UnsafeMutablePointer<Float>, () -> UnsafeMutablePointer<Float>) {
-        if config.l2Normalize { return ({ self.zTx.p }, { self.zBd.p }) }
-        let n = layers.count
-        return ({ self.hTx[n].p }, { self.hBd[n].p })
-    }
+    /// The final embeddings (L2-normalized or not) of the last forward pass: [nTx, D] and [nBd, D].
+    private var finalTx: UnsafeMutablePointer<Float> { config.l2Normalize ? zTx.p : hTx[layers.count].p }
+    private var finalBd: UnsafeMutablePointer<Float> { config.l2Normalize ? zBd.p : hBd[layers.count].p }
 
     /// One logit per label pair of the last forward pass.
     public var logits: UnsafeBufferPointer<Float> {
@@ -424,9 +420,8 @@ public final class SeggerModel {
     public func outputs() -> (tx: [Float], bd: [Float]) {
         guard hasForward else { return ([], []) }
         let D = outputWidth
-        let (zt, zb) = finalOutputs()
-        return (Array(UnsafeBufferPointer(start: zt(), count: nTx * D)),
-                Array(UnsafeBufferPointer(start: zb(), count: nBd * D)))
+        return (Array(UnsafeBufferPointer(start: finalTx, count: nTx * D)),
+                Array(UnsafeBufferPointer(start: finalBd, count: nBd * D)))
     }
 
     // MARK: backward
@@ -447,8 +442,7 @@ public final class SeggerModel {
         // Loss → output embeddings (→ through the L2 normalization).
         gTx.update(repeating: 0, count: nTx * D)
         gBd.update(repeating: 0, count: nBd * D)
-        let (zt, zb) = finalOutputs()
-        bceBackward(dztx: gTx, dzbd: gBd, ztx: zt(), zbd: zb(), dim: D, logits: logitBuf.p,
+        bceBackward(dztx: gTx, dzbd: gBd, ztx: finalTx, zbd: finalBd, dim: D, logits: logitBuf.p,
                     labelTx: labelTx.p, labelBd: labelBd.p, labels: labelY.p, count: nLabels, scale: lossScale)
         if config.l2Normalize {
             l2NormalizeBackward(dx: gTx, dz: gTx, x: hTx[layers.count].p, z: zTx.p, rows: nTx, dim: D)
