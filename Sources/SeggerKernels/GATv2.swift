@@ -165,6 +165,9 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     let al = alpha[k * H + h]
                     // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m dα_m) with
                     // dα_k = ⟨g, xl_j⟩, computed as ⟨g, xl_j − mean⟩ to keep the cancellation exact-ish.
+                    // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
+                    // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
+                    // on the negative side of the leaky relu contribute, and the cancelling part is gone.
                     let de = scale * al * centeredDot(gh, xlj, mean, C)
                     let sal = scale * al
                     let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
@@ -173,18 +176,18 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                         let s = load8(xlj + c) + load8(xri + c)
                         let sl = leakySlopes(s)
                         store8(load8(da + c) + de8 * (s * sl), da + c)
-                        let ds = de8 * load8(a + c) * sl
-                        store8(load8(dxlj + c) + sal8 * load8(gh + c) + ds, dxlj + c)
-                        store8(load8(dxri + c) + ds, dxri + c)
+                        let dea = de8 * load8(a + c)
+                        store8(load8(dxlj + c) + sal8 * load8(gh + c) + dea * sl, dxlj + c)
+                        store8(load8(dxri + c) + dea * (sl - 1), dxri + c)
                         c += 8
                     }
                     while c < C {
                         let s = xlj[c] + xri[c]
                         let pos = s > 0
                         da[c] += de * (pos ? s : slope * s)
-                        let ds = de * a[c] * (pos ? 1 : slope)
-                        dxlj[c] += sal * gh[c] + ds
-                        dxri[c] += ds
+                        let dea = de * a[c]
+                        dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
+                        dxri[c] += pos ? 0 : dea * (slope - 1)
                         c += 1
                     }
                 }
