@@ -82,15 +82,26 @@ public func embeddingBackward(dTable: UnsafeMutablePointer<Float>, dOut: UnsafeP
     }
 }
 
-/// y[n] = max(x[n], 0)  (x and y may be the same buffer).
+/// y[n] = x[n] > 0 ? x[n] : 0  (x and y may be the same buffer).
 public func reluForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count n: Int) {
-    for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+    var i = 0
+    while i + 8 <= n {
+        let v = load8(x + i)
+        store8(v.replacing(with: 0, where: .!(v .> 0)), y + i)
+        i += 8
+    }
+    while i < n { y[i] = x[i] > 0 ? x[i] : 0; i += 1 }
 }
 
 /// dx[n] = y[n] > 0 ? dy[n] : 0, from relu's output y (as torch: grad · (result > 0)); dx may be dy.
 public func reluBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, y: UnsafePointer<Float>,
                          count n: Int) {
-    for i in 0..<n { dx[i] = y[i] > 0 ? dy[i] : 0 }
+    var i = 0
+    while i + 8 <= n {
+        store8(load8(dy + i).replacing(with: 0, where: .!(load8(y + i) .> 0)), dx + i)
+        i += 8
+    }
+    while i < n { dx[i] = y[i] > 0 ? dy[i] : 0; i += 1 }
 }
 
 /// Sets the number of OpenBLAS threads of this process.

@@ -92,11 +92,40 @@ final class IndexScratch {
 final class RelationBuffers {
     let dstStart = IndexScratch(), srcByDst = IndexScratch(), edgeByDst = IndexScratch()
     var numSrc = 0, numDst = 0, count = 0
+    /// Compact numbering of the sources that have an edge: `sourceRows[s]` is the node of compact
+    /// source s, `compactSrcByDst[k]` the compact source of grouped edge k (see `compactSources()`).
+    let sourceRows = IndexScratch(), compactSrcByDst = IndexScratch(), compactOf = IndexScratch()
+    var numSources = 0
     func load(_ r: Relation) {
         numSrc = r.numSrc; numDst = r.numDst; count = r.count
         _ = dstStart.load(r.dstStart)
         _ = srcByDst.load(r.srcByDst)
         _ = edgeByDst.load(r.edgeByDst)
+    }
+    /// Numbers the distinct sources of the edges 0..<numSources in order of first use.
+    func compactSources() {
+        let of = compactOf.reserve(numSrc), rows = sourceRows.reserve(numSrc), cs = compactSrcByDst.reserve(count)
+        of.update(repeating: -1, count: numSrc)
+        var n: Int32 = 0
+        for k in 0..<count {
+            let j = Int(srcByDst.p[k])
+            if of[j] < 0 { of[j] = n; rows[Int(n)] = Int32(j); n += 1 }
+            cs[k] = of[j]
+        }
+        numSources = Int(n)
+    }
+}
+
+/// dst[r, 0..<dim] = src[rows[r], 0..<dim] for r in 0..<n.
+func gatherRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
+    for r in 0..<n { (dst + r * dim).update(from: src + Int(rows[r]) * dim, count: dim) }
+}
+
+/// dst[rows[r], 0..<dim] += src[r, 0..<dim] for r in 0..<n.
+func scatterAddRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
+    for r in 0..<n {
+        let d = dst + Int(rows[r]) * dim, s = src + r * dim
+        for c in 0..<dim { d[c] += s[c] }
     }
 }
 
@@ -143,7 +172,9 @@ public final class SeggerModel {
     private let hBd: [Scratch]
     private let yTx: [Scratch]         // [nTx, txCols] per layer
     private let yBd: [Scratch]         // [nBd, bdCols] per layer
-    private let xlB: [Scratch]         // [nTx, width] per layer: belongs source projection
+    private let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
+                                       // nBs transcripts that are sources of a belongs edge (compact)
+    private let hSub = Scratch()       // [nBs, in] gathered inputs of those transcripts
     private let alphaNN: [Scratch]     // [E_nn, H] grouped order
     private let alphaB: [Scratch]      // [E_b, H]
     private let zTx = Scratch(), zBd = Scratch()     // L2-normalized outputs
@@ -300,6 +331,8 @@ public final class SeggerModel {
         nTx = batch.numTx; nBd = batch.numBd; nLabels = batch.numLabels
         nn.load(batch.neighbors)
         bl.load(batch.belongs)
+        bl.compactSources()
+        let nBs = bl.numSources
         let lTx = labelTx.load(batch.labelTx), lBd = labelBd.load(batch.labelBd)
         let y = labelY.reserve(nLabels)
         batch.labels.withUnsafeBufferPointer { if let b = $0.baseAddress { y.update(from: b, count: nLabels) } }
@@ -329,11 +362,13 @@ public final class SeggerModel {
             let W = L.width
             let xTx = hTx[l].p, xBdL = hBd[l].p
             let yt = yTx[l].reserve(nTx * L.txCols), yb = yBd[l].reserve(nBd * L.bdCols)
-            let xlb = xlB[l].reserve(nTx * W)
+            let xlb = xlB[l].reserve(nBs * W)
             linearForward(y: yt, ldy: L.txCols, x: xTx, ldx: L.inDim, w: w + L.txW, b: w + L.txB,
                           n: nTx, inDim: L.inDim, outDim: L.txCols)
-            linearForward(y: xlb, ldy: W, x: xTx, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
-                          n: nTx, inDim: L.inDim, outDim: W)
+            let hs = hSub.reserve(nBs * L.inDim)
+            gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
+            linearForward(y: xlb, ldy: W, x: hs, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
+                          n: nBs, inDim: L.inDim, outDim: W)
             linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
                           n: nBd, inDim: L.inDim, outDim: L.bdCols)
             let oTx = hTx[l + 1].reserve(nTx * W), oBd = hBd[l + 1].reserve(nBd * W)
@@ -341,7 +376,7 @@ public final class SeggerModel {
                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
                          alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx)
-            gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
+            gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
                          alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd)
@@ -363,22 +398,18 @@ public final class SeggerModel {
 
         // Output embeddings and the loss on label pairs.
         let D = outputWidth
-        let (zt, zb) = finalOutputs()
         if config.l2Normalize {
             l2NormalizeForward(z: zTx.reserve(nTx * D), x: hTx[layers.count].p, rows: nTx, dim: D)
             l2NormalizeForward(z: zBd.reserve(nBd * D), x: hBd[layers.count].p, rows: nBd, dim: D)
         }
         hasForward = true
-        return bceForward(logits: logitBuf.reserve(nLabels), ztx: zt(), zbd: zb(), dim: D,
+        return bceForward(logits: logitBuf.reserve(nLabels), ztx: finalTx, zbd: finalBd, dim: D,
                           labelTx: lTx, labelBd: lBd, labels: y, count: nLabels)
     }
 
-    /// The final embeddings' buffers (L2-normalized or not), resolved lazily because `reserve` may move them.
-    private func finalOutputs() -> (() -> UnsafeMutablePointer<Float>, () -> UnsafeMutablePointer<Float>) {
-        if config.l2Normalize { return ({ self.zTx.p }, { self.zBd.p }) }
-        let n = layers.count
-        return ({ self.hTx[n].p }, { self.hBd[n].p })
-    }
+    /// The final embeddings (L2-normalized or not) of the last forward pass: [nTx, D] and [nBd, D].
+    private var finalTx: UnsafeMutablePointer<Float> { config.l2Normalize ? zTx.p : hTx[layers.count].p }
+    private var finalBd: UnsafeMutablePointer<Float> { config.l2Normalize ? zBd.p : hBd[layers.count].p }
 
     /// One logit per label pair of the last forward pass.
     public var logits: UnsafeBufferPointer<Float> {
@@ -389,9 +420,8 @@ public final class SeggerModel {
     public func outputs() -> (tx: [Float], bd: [Float]) {
         guard hasForward else { return ([], []) }
         let D = outputWidth
-        let (zt, zb) = finalOutputs()
-        return (Array(UnsafeBufferPointer(start: zt(), count: nTx * D)),
-                Array(UnsafeBufferPointer(start: zb(), count: nBd * D)))
+        return (Array(UnsafeBufferPointer(start: finalTx, count: nTx * D)),
+                Array(UnsafeBufferPointer(start: finalBd, count: nBd * D)))
     }
 
     // MARK: backward
@@ -412,8 +442,7 @@ public final class SeggerModel {
         // Loss → output embeddings (→ through the L2 normalization).
         gTx.update(repeating: 0, count: nTx * D)
         gBd.update(repeating: 0, count: nBd * D)
-        let (zt, zb) = finalOutputs()
-        bceBackward(dztx: gTx, dzbd: gBd, ztx: zt(), zbd: zb(), dim: D, logits: logitBuf.p,
+        bceBackward(dztx: gTx, dzbd: gBd, ztx: finalTx, zbd: finalBd, dim: D, logits: logitBuf.p,
                     labelTx: labelTx.p, labelBd: labelBd.p, labels: labelY.p, count: nLabels, scale: lossScale)
         if config.l2Normalize {
             l2NormalizeBackward(dx: gTx, dz: gTx, x: hTx[layers.count].p, z: zTx.p, rows: nTx, dim: D)
@@ -428,10 +457,11 @@ public final class SeggerModel {
                 reluBackward(dx: gBd, dy: gBd, y: hBd[l + 1].p, count: nBd * W)
             }
             let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
-            let dxlb = dXlB.reserve(nTx * W)
+            let nBs = bl.numSources
+            let dxlb = dXlB.reserve(nBs * W)
             dyt.update(repeating: 0, count: nTx * L.txCols)
             dyb.update(repeating: 0, count: nBd * L.bdCols)
-            dxlb.update(repeating: 0, count: nTx * W)
+            dxlb.update(repeating: 0, count: nBs * W)
             if config.residual {
                 for r in 0..<nTx { (dyt + r * L.txCols + 2 * W).update(from: gTx + r * W, count: W) }
                 for r in 0..<nBd { (dyb + r * L.bdCols + W).update(from: gBd + r * W, count: W) }
@@ -442,7 +472,7 @@ public final class SeggerModel {
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx)
-            gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
+            gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
@@ -450,15 +480,19 @@ public final class SeggerModel {
             let xTx = hTx[l].p, xBd = hBd[l].p
             linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
-            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
-                                 n: nTx, inDim: L.inDim, outDim: W)
+            let hs = hSub.reserve(nBs * L.inDim)
+            gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
+            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: hs, ldx: L.inDim,
+                                 n: nBs, inDim: L.inDim, outDim: W)
             linearBackwardParams(dw: g + L.bdW, db: g + L.bdB, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
                                  n: nBd, inDim: L.inDim, outDim: L.bdCols)
             onGradientsReady?(L.start)
             linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
                                 n: nTx, inDim: L.inDim, outDim: L.txCols)
-            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
-                                n: nTx, inDim: L.inDim, outDim: W, accumulate: true)
+            // The belongs sources' input gradient, computed compactly into hSub, then scattered.
+            linearBackwardInput(dx: hs, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
+                                n: nBs, inDim: L.inDim, outDim: W)
+            scatterAddRows(gTxNext, hs, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
             linearBackwardInput(dx: gBdNext, lddx: L.inDim, dy: dyb, ldy: L.bdCols, w: w + L.bdW,
                                 n: nBd, inDim: L.inDim, outDim: L.bdCols)
             swap(&gTx, &gTxNext)
@@ -502,16 +536,20 @@ public final class SeggerModel {
             switch name {
             case "\(nnP).lin_l": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: 0, count: W)
             case "\(nnP).lin_r": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: W, count: W)
-            case "\(bP).lin_l": return copy(xlB[l].p, nTx * W)
+            case "\(bP).lin_l":    // every transcript's projection (training computes only the sources')
+                var out = [Float](repeating: 0, count: nTx * W)
+                linearForward(y: &out, ldy: W, x: hTx[l].p, ldx: L.inDim, w: weights.baseAddress! + L.blW,
+                              b: weights.baseAddress! + L.blB, n: nTx, inDim: L.inDim, outDim: W)
+                return out
             case "\(bP).lin_r": return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: 0, count: W)
             case "\(nnP).aggr_module":
-                return aggregate(nn, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil)
+                return aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil)
             case "\(bP).aggr_module":
-                return aggregate(bl, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
+                return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
             case nnP:
-                return aggregate(nn, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias)
+                return aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias)
             case bP:
-                return aggregate(bl, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
+                return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
             default: break
             }
         }
@@ -547,13 +585,14 @@ public final class SeggerModel {
     }
 
     /// Σ_k α_k · xl[j] per destination (+ the conv bias when given), the conv's per-relation output.
-    private func aggregate(_ r: RelationBuffers, alpha: UnsafePointer<Float>, xl: UnsafePointer<Float>, ldl: Int,
+    private func aggregate(_ r: RelationBuffers, sources: UnsafePointer<Int32>, alpha: UnsafePointer<Float>,
+                           xl: UnsafePointer<Float>, ldl: Int,
                            layer L: LayerLayout, bias: Int?) -> [Float] {
         let H = config.heads, C = L.channels, W = L.width
         var out = [Float](repeating: 0, count: r.numDst * W)
         for i in 0..<r.numDst {
             for k in Int(r.dstStart.p[i])..<Int(r.dstStart.p[i + 1]) {
-                let j = Int(r.srcByDst.p[k])
+                let j = Int(sources[k])
                 for h in 0..<H {
                     let a = alpha[k * H + h]
                     for c in 0..<C { out[i * W + h * C + c] += a * xl[j * ldl + h * C + c] }
