@@ -1,0 +1,98 @@
+// Bad input and faults end in a clear message (naming the file, the step, the rank), never a crash or a
+// hang, and nothing already written is lost.
+import Foundation
+import SafeTensors
+import XCTest
+
+final class FaultToleranceTests: XCTestCase {
+    /// A copy of generated tiles with one tile corrupted (an edge index out of range).
+    func directoryWithABadTile() throws -> (dir: String, bad: String) {
+        let src = try Support.synth(tiles: 6, tx: 300, seed: 71)
+        let dir = Support.tempDir("bad")
+        for name in try FileManager.default.contentsOfDirectory(atPath: src) where name.hasSuffix(".safetensors") {
+            try FileManager.default.copyItem(atPath: src + "/" + name, toPath: dir + "/" + name)
+        }
+        let bad = dir + "/tile_00003.safetensors"
+        let f = try SafeTensorsFile.read(path: bad)
+        var tensors = f.names.map { ($0, f[$0]!) }
+        let i = tensors.firstIndex { $0.0 == "tx__neighbors__tx.edge_index" }!
+        var v = tensors[i].1.int64s()!
+        v[0] = 1_000_000
+        tensors[i].1 = Tensor(v, shape: tensors[i].1.shape)
+        try SafeTensorsFile.write(tensors, metadata: f.metadata, to: bad)
+        FileManager.default.createFile(atPath: dir + "/notes.txt", contents: Data("not a tile".utf8))
+        return (dir, bad)
+    }
+
+    func testBadTileStopsWithItsNameOrIsSkippedIdenticallyOnEveryRank() throws {
+        let (dir, bad) = try directoryWithABadTile()
+        var r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("bad1"), "--epochs", "1"] + smallModel)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains(bad) && r.stderr.contains("tx__neighbors__tx.edge_index") && r.stderr.contains("out of range"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("--skip_bad_tiles"), "the error says how to skip: \(r.stderr)")
+
+        let ranks = Support.mpirun == nil ? 1 : 2
+        let root = Support.tempDir("bad2")
+        r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", root, "--epochs", "2", "--skip_bad_tiles",
+                               "--batch_size_train", "1"] + smallModel, ranks: ranks)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("skipped 1 bad tile(s)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("5 training tiles"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("replicas: \(ranks) ranks bit-identical"), r.stdout)
+    }
+
+    func testNonFiniteLossStopsWithStepTilesAndRank() throws {
+        let train = try Support.synth(tiles: 4, tx: 300, seed: 72)
+        let root = Support.tempDir("nan")
+        // An absurd learning rate drives the weights to inf within a step or two.
+        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "5",
+                                   "--lr", "1e37", "--no-residual", "--no-l2-normalize"] + smallModel)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertNotNil(r.stderr.range(of: #"non-finite loss at epoch \d+, step \d+"#, options: .regularExpression), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 0:") && r.stderr.contains(train + "/tile_"), "names the rank and the tiles: \(r.stderr)")
+    }
+
+    func testResumeWithDifferentConfigSaysWhatDiffers() throws {
+        let train = try Support.synth(tiles: 2, tx: 200, seed: 73)
+        let root = Support.tempDir("cfg")
+        XCTAssertEqual(try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1"] + smallModel).status, 0)
+        let other = smallModel.map { $0 == "16" ? "32" : $0 } // hidden_channels 16 → 32
+        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + other)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("hidden_channels: 16 vs 32"), r.stderr)
+        let missing = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("nolast"), "--resume", "last"] + smallModel)
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("--resume last: no checkpoint at"), missing.stderr)
+    }
+
+    func testDevicesMustMatchTheRanksStarted() throws {
+        let train = try Support.synth(tiles: 2, tx: 200, seed: 73)
+        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("dev"), "--devices", "4"] + smallModel)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--devices 4 does not match the 1 MPI rank(s)"), r.stderr)
+    }
+
+    func testSLURMNTasksMismatchIsCaught() throws {
+        let train = try Support.synth(tiles: 2, tx: 200, seed: 73)
+        let r = try Support.run(Support.binary, ["train", "--train_dir", train, "--default_root_dir", Support.tempDir("slurm")] + smallModel,
+                                env: ["SLURM_NTASKS": "4"])
+        // Support.run drops SLURM_NTASKS from the inherited environment, but `env` puts it back.
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("SLURM_NTASKS is 4 but MPI started 1 rank(s)"), r.stderr)
+    }
+}
+
+final class EmbeddingModeTests: XCTestCase {
+    /// Embedding-mode tiles (tx.x float features) train end to end in both architectures.
+    func testEmbeddingModeTrains() throws {
+        let train = try Support.synth(tiles: 4, tx: 300, seed: 81, extra: ["--embedding_dim", "12"])
+        for arch in [[], ["--no-residual", "--no-l2-normalize"]] {
+            let root = Support.tempDir("emb")
+            let r = try Support.train(["train", "--train_dir", train, "--val_dir", train, "--default_root_dir", root, "--epochs", "2"] + smallModel + arch)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.stdout.contains("embedding mode"), r.stdout)
+            let f = try SafeTensorsFile.read(path: root + "/checkpoints/last.safetensors")
+            XCTAssertEqual(f["model.lin0.tx.weight"]?.shape, [8, 12], "lin0.tx projects the 12 features")
+        }
+    }
+}
