@@ -1,1 +1,0 @@
-// SeggerTrain: see the module's files.

@@ -1,0 +1,48 @@
+// Progress output on rank 0: a live line on a terminal, plain periodic lines in a log file (SLURM).
+import Foundation
+
+/// Prints training progress: `\r`-updated on a terminal, one line every `interval` seconds otherwise.
+public final class Progress {
+    let enabled: Bool
+    let isTerminal: Bool
+    let interval: Double
+    var lastPrint = 0.0
+    var lineOpen = false
+
+    public init(enabled: Bool, plainInterval: Double) {
+        self.enabled = enabled
+        isTerminal = isatty(STDOUT_FILENO) == 1
+        interval = isTerminal ? 0.1 : plainInterval
+    }
+
+    /// Updates the progress display (rate-limited).
+    public func update(_ text: @autoclosure () -> String, force: Bool = false) {
+        guard enabled else { return }
+        let now = monotonicSeconds()
+        guard force || now - lastPrint >= interval else { return }
+        lastPrint = now
+        if isTerminal {
+            let line = text()
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+            lineOpen = true
+        } else {
+            print(text())
+            fflush(stdout)
+        }
+    }
+
+    /// Prints a full line (ending any live progress line first).
+    public func line(_ text: String) {
+        guard enabled else { return }
+        if lineOpen { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); lineOpen = false }
+        print(text)
+        fflush(stdout)
+    }
+}
+
+/// Seconds from a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

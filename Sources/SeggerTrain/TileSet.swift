@@ -1,0 +1,93 @@
+// The tiles of a directory as every rank sees them: paths, costs and label counts, validated once at
+// start-up with the reading split over the ranks, so that every rank takes the same decisions
+// (which tiles are bad, how to balance a batch, the global label count) without reading every tile.
+import Foundation
+import SafeTensors
+import SeggerDistributed
+import SeggerTiles
+
+/// An error that every rank raises identically (so each rank can exit on its own without a hang).
+public struct CollectiveError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A validated list of tiles with what sharding needs to know about each.
+public struct TileSet {
+    public var directory: String
+    public var paths: [String]
+    public var costs: [Double]
+    public var labelCounts: [Int]
+    /// Files that failed validation (path → error), excluded when --skip_bad_tiles.
+    public var bad: [(path: String, error: String)]
+    /// Feature values replaced (NaN/inf) over all tiles.
+    public var nonFiniteReplaced: Int
+    /// Transcript feature width (nil = token mode) and boundary feature width, agreed by all tiles.
+    public var txFeatureDim: Int?
+    public var bdFeatureDim: Int?
+
+    public var count: Int { paths.count }
+
+    /// Lists `dir`, reads and validates the tiles `i` with `i % size == rank`, and shares the outcome
+    /// with every rank.
+    public static func scan(_ dir: String, options: TileReadOptions, skipBad: Bool, comm: Communicator) throws -> TileSet {
+        let all: [String]
+        do { all = try TileDirectory.list(dir) } catch let e as TileError { throw CollectiveError(e.description) }
+        struct Entry: Codable { var i: Int; var cost: Double; var labels: Int; var replaced: Int; var error: String?; var txDim: Int?; var bdDim: Int }
+        var mine: [Entry] = []
+        for i in stride(from: comm.rank, to: all.count, by: comm.size) {
+            do {
+                let t = try Tile.read(path: all[i], options: options)
+                mine.append(Entry(i: i, cost: t.cost, labels: t.numLabels, replaced: t.nonFiniteReplaced, error: nil,
+                                  txDim: t.txFeatureDim, bdDim: t.bdDim))
+            } catch {
+                mine.append(Entry(i: i, cost: 0, labels: 0, replaced: 0, error: "\(error)", txDim: nil, bdDim: 0))
+            }
+        }
+        let encoded = String(decoding: try JSONEncoder().encode(mine), as: UTF8.self)
+        var entries: [Entry] = []
+        for text in comm.allgather(encoded) {
+            entries += try JSONDecoder().decode([Entry].self, from: Data(text.utf8))
+        }
+        entries.sort { $0.i < $1.i }
+        var set = TileSet(directory: dir, paths: [], costs: [], labelCounts: [], bad: [], nonFiniteReplaced: 0)
+        var modes = Set<String>()
+        for e in entries {
+            if let err = e.error {
+                set.bad.append((all[e.i], err))
+                continue
+            }
+            // Mixed tiles cannot share one model: the first tile fixes the widths.
+            let mode = e.txDim.map { "embedding mode, tx.x width \($0)" } ?? "token mode"
+            if set.bdFeatureDim == nil { set.bdFeatureDim = e.bdDim; set.txFeatureDim = e.txDim }
+            if e.bdDim != set.bdFeatureDim || e.txDim != set.txFeatureDim {
+                set.bad.append((all[e.i], "\(all[e.i]): \(mode) with bd.x width \(e.bdDim) differs from the directory's first tile"))
+                continue
+            }
+            modes.insert(mode)
+            set.paths.append(all[e.i])
+            set.costs.append(e.cost)
+            set.labelCounts.append(e.labels)
+            set.nonFiniteReplaced += e.replaced
+        }
+        if !set.bad.isEmpty && !skipBad {
+            let shown = set.bad.prefix(10).map { "  " + $0.error }.joined(separator: "\n")
+            let more = set.bad.count > 10 ? "\n  … and \(set.bad.count - 10) more" : ""
+            throw CollectiveError("\(set.bad.count) bad tile(s) in \(dir) (pass --skip_bad_tiles to skip them):\n\(shown)\(more)")
+        }
+        if set.paths.isEmpty {
+            throw CollectiveError("\(dir): no usable tiles (\(set.bad.count) bad)")
+        }
+        return set
+    }
+
+    /// A digest of the listing (names and sizes) for the start-up agreement check across ranks.
+    public var listingDigest: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for (p, c) in zip(paths, labelCounts) {
+            for b in ((p as NSString).lastPathComponent + ":\(c);").utf8 { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01b3 }
+        }
+        return String(format: "%016llx", h)
+    }
+}
