@@ -68,7 +68,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$state/munge/munge.socket
+# cred_expire also sets how long a requeued job waits before it may start again (default 120 s).
+AuthInfo=socket=$state/munge/munge.socket,cred_expire=15
 StateSaveLocation=$state/state
 SlurmdSpoolDir=$state/spool/%n
 TmpFS=$state/tmp/%n
