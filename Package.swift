@@ -43,6 +43,8 @@ let package = Package(
                           dependencies: ["SeggerTrain",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: tunedSwift),
+        // Multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
+        .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed"], swiftSettings: tunedSwift),
 
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),

@@ -149,63 +149,141 @@ public struct SafeTensorsFile: Sendable {
 
     /// Reads and validates a file. Errors name the file and, where one is at fault, the tensor.
     public static func read(path: String) throws -> SafeTensorsFile {
-        let bytes: [UInt8]
-        do {
-            let url = URL(fileURLWithPath: path)
-            let data = try Data(contentsOf: url, options: [.mappedIfSafe])
-            bytes = [UInt8](data)
-        } catch {
-            throw SafeTensorsError(path: path, "cannot read file (\(Self.reason(error)))")
-        }
-        return try parse(bytes: bytes, path: path)
+        try parse(bytes: readBytes(path: path), path: path)
     }
 
-    static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
+    /// The largest JSON header accepted (the limit of the reference `safetensors` crate).
+    public static let maxHeaderLength = 100_000_000
+    /// The deepest JSON nesting accepted in a header (a valid header nests 3 deep).
+    static let maxHeaderDepth = 16
+
+    static func checkRegularFile(_ st: stat, path: String) throws {
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            throw SafeTensorsError(path: path, kind == S_IFDIR ? "not a regular file: is a directory" : "not a regular file")
         }
-        if ns.domain == NSCocoaErrorDomain {
-            switch ns.code {
-            case NSFileReadNoSuchFileError: return "no such file"
-            case NSFileReadNoPermissionError: return "permission denied"
+    }
+
+    /// The whole file, read with POSIX calls so that every failure (missing, not a regular file,
+    /// permission, short read) becomes an error naming the file.
+    static func readBytes(path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
+        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
+        try checkRegularFile(st, path: path)
+        let size = Int(st.st_size)
+        return try [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
+            initialized = 0
+            while initialized < size {
+                let n = Foundation.read(fd, buf.baseAddress! + initialized, size - initialized)
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw SafeTensorsError(path: path, "read failed (\(String(cString: strerror(errno))))") }
+                if n == 0 { break } // the file shrank while being read: parse what is there
+                initialized += n
+            }
+        }
+    }
+
+    /// Reads only the 8-byte length and the JSON header of a file (not the tensor data) and validates
+    /// every entry against the file's size, exactly as ``read(path:)`` does.
+    public static func readHeader(path: String) throws -> SafeTensorsHeader {
+        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
+        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
+        try checkRegularFile(st, path: path)
+        let fileSize = Int(st.st_size)
+        func readExactly(_ count: Int, at offset: Int) throws -> [UInt8] {
+            try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+                initialized = 0
+                while initialized < count {
+                    let n = pread(fd, buf.baseAddress! + initialized, count - initialized, off_t(offset + initialized))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n >= 0 else { throw SafeTensorsError(path: path, "read failed (\(String(cString: strerror(errno))))") }
+                    guard n > 0 else { throw SafeTensorsError(path: path, "truncated file: ended while reading the header") }
+                    initialized += n
+                }
+            }
+        }
+        guard fileSize >= 8 else {
+            throw SafeTensorsError(path: path, "truncated file: \(fileSize) bytes, shorter than the 8-byte header length")
+        }
+        let headerLength = try checkedHeaderLength(try readExactly(8, at: 0), fileSize: fileSize, path: path)
+        let header = try readExactly(headerLength, at: 8)
+        return try parseHeader(header[...], dataLength: fileSize - 8 - headerLength, path: path)
+    }
+
+    /// The header length stored in the first 8 bytes, checked against the file size and the limit.
+    static func checkedHeaderLength(_ first8: [UInt8], fileSize: Int, path: String) throws -> Int {
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(first8[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(fileSize - 8) else {
+            throw SafeTensorsError(path: path, "header length \(headerLength) runs past the end of the file (\(fileSize) bytes): truncated or not a safetensors file")
+        }
+        guard headerLength <= UInt64(maxHeaderLength) else {
+            throw SafeTensorsError(path: path, "header length \(headerLength) exceeds the limit of \(maxHeaderLength) bytes")
+        }
+        guard headerLength >= 2 else { throw SafeTensorsError(path: path, "header length \(headerLength) is too short for a JSON object") }
+        return Int(headerLength)
+    }
+
+    /// A non-negative integer from a JSON number, nil for fractions, negatives, non-numbers and
+    /// values past 2^50 (so that no later size computation can overflow).
+    static func jsonCount(_ any: Any) -> Int? {
+        guard let n = any as? NSNumber else { return nil }
+        let d = n.doubleValue
+        guard d.isFinite, d >= 0, d <= Double(1 << 50), d == d.rounded(.towardZero) else { return nil }
+        return Int(d)
+    }
+
+    /// Rejects headers nested deeper than `maxHeaderDepth` before they reach the (recursive) JSON parser.
+    static func checkNesting(_ bytes: ArraySlice<UInt8>, path: String) throws {
+        var depth = 0, inString = false, escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                guard depth <= maxHeaderDepth else { throw SafeTensorsError(path: path, "invalid header JSON: nested deeper than \(maxHeaderDepth) levels") }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
             default: break
             }
         }
-        return ns.localizedDescription
     }
 
-    /// Parses the bytes of a safetensors file; `path` is used in error messages only.
-    public static func parse(bytes: [UInt8], path: String) throws -> SafeTensorsFile {
+    /// Parses and validates the JSON header against a data section of `dataLength` bytes.
+    ///
+    /// The tensors' `data_offsets`, sorted, must tile the data section exactly as the reference
+    /// `safetensors` crate requires: the first starts at 0, each starts where the previous one ends
+    /// (no overlap, no gap) and the last ends at the end of the file (no trailing bytes). The header
+    /// itself may list tensors in any order.
+    static func parseHeader(_ headerBytes: ArraySlice<UInt8>, dataLength: Int, path: String) throws -> SafeTensorsHeader {
         func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(path: path, message) }
         func fail(_ tensor: String, _ message: String) -> SafeTensorsError {
             SafeTensorsError(path: path, tensor: tensor, message)
         }
-        guard bytes.count >= 8 else {
-            throw fail("truncated file: \(bytes.count) bytes, shorter than the 8-byte header length")
-        }
-        var headerLength: UInt64 = 0
-        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength <= UInt64(bytes.count - 8) else {
-            throw fail("header length \(headerLength) runs past the end of the file (\(bytes.count) bytes)")
-        }
-        let headerEnd = 8 + Int(headerLength)
+        try checkNesting(headerBytes, path: path)
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]), options: [])
+            json = try JSONSerialization.jsonObject(with: Data(headerBytes), options: [])
         } catch {
             throw fail("invalid header JSON")
         }
-        guard let header = json as? [String: Any] else { throw fail("header JSON is not an object") }
-        let dataLength = bytes.count - headerEnd
-        var file = SafeTensorsFile(path: path)
-        var entries: [(name: String, begin: Int, end: Int, dtype: DType, shape: [Int])] = []
+        guard let header = json as? [String: Any] else { throw fail("invalid header JSON: not an object") }
+        var out = SafeTensorsHeader(path: path, metadata: [:], entries: [], dataLength: dataLength)
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let meta = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
                 for (k, v) in meta {
                     guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
-                    file.metadata[k] = s
+                    out.metadata[k] = s
                 }
                 continue
             }
@@ -213,36 +291,60 @@ public struct SafeTensorsFile: Sendable {
             guard let dtypeName = info["dtype"] as? String else { throw fail(name, "missing dtype") }
             guard let dtype = DType(rawValue: dtypeName) else { throw fail(name, "unknown dtype '\(dtypeName)'") }
             guard let shapeAny = info["shape"] as? [Any] else { throw fail(name, "missing or invalid shape") }
+            guard shapeAny.count <= 8 else { throw fail(name, "shape has \(shapeAny.count) dimensions (at most 8 supported)") }
             var shape: [Int] = []
             for d in shapeAny {
-                guard let n = d as? NSNumber, n.doubleValue == Double(n.int64Value), n.int64Value >= 0,
-                      n.int64Value < (1 << 40) else {
-                    throw fail(name, "invalid shape \(shapeAny)")
-                }
-                shape.append(n.intValue)
+                guard let n = jsonCount(d) else { throw fail(name, "invalid shape \(shapeAny): dimensions must be non-negative integers") }
+                shape.append(n)
             }
             guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-                  let b = offsets[0] as? NSNumber, let e = offsets[1] as? NSNumber,
-                  b.int64Value >= 0, e.int64Value >= b.int64Value else {
-                throw fail(name, "missing or invalid data_offsets")
+                  let begin = jsonCount(offsets[0]), let end = jsonCount(offsets[1]) else {
+                throw fail(name, "missing or invalid data_offsets (expected [begin, end], non-negative integers)")
             }
-            let begin = b.intValue, end = e.intValue
+            guard end >= begin else { throw fail(name, "data_offsets [\(begin), \(end)] end before they begin") }
             guard end <= dataLength else {
                 throw fail(name, "data_offsets [\(begin), \(end)] run past the end of the data (\(dataLength) bytes): truncated file?")
             }
             var count = 1
             for d in shape {
                 let (m, overflow) = count.multipliedReportingOverflow(by: d)
-                guard !overflow, m < (1 << 40) else { throw fail(name, "shape \(shape) is too large") }
+                guard !overflow, m <= (1 << 50) else { throw fail(name, "shape \(shape) is too large") }
                 count = m
             }
             guard count * dtype.size == end - begin else {
-                throw fail(name, "shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes but data_offsets give \(end - begin)")
+                throw fail(name, "shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes but data_offsets [\(begin), \(end)] give \(end - begin)")
             }
-            entries.append((name, begin, end, dtype, shape))
+            out.entries.append(TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
         }
-        entries.sort { ($0.begin, $0.name) < ($1.begin, $1.name) }
-        for e in entries {
+        out.entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        var cursor = 0
+        var previous: String? = nil
+        for e in out.entries {
+            if e.begin < cursor {
+                throw fail(e.name, "data_offsets [\(e.begin), \(e.end)] overlap tensor '\(previous!)' (which ends at \(cursor))")
+            }
+            if e.begin > cursor {
+                throw fail(e.name, "data_offsets [\(e.begin), \(e.end)] leave a gap of \(e.begin - cursor) unused bytes before them" + (previous.map { " (after tensor '\($0)')" } ?? " (data must start at 0)"))
+            }
+            cursor = e.end
+            previous = e.name
+        }
+        guard cursor == dataLength else {
+            throw fail("\(dataLength - cursor) trailing bytes after the last tensor's data (tensors cover \(cursor) of \(dataLength) data bytes)")
+        }
+        return out
+    }
+
+    /// Parses the bytes of a safetensors file; `path` is used in error messages only.
+    public static func parse(bytes: [UInt8], path: String) throws -> SafeTensorsFile {
+        guard bytes.count >= 8 else {
+            throw SafeTensorsError(path: path, "truncated file: \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
+        let headerLength = try checkedHeaderLength(Array(bytes[0..<8]), fileSize: bytes.count, path: path)
+        let headerEnd = 8 + headerLength
+        let header = try parseHeader(bytes[8..<headerEnd], dataLength: bytes.count - headerEnd, path: path)
+        var file = SafeTensorsFile(path: path, metadata: header.metadata)
+        for e in header.entries {
             let slice = Array(bytes[(headerEnd + e.begin)..<(headerEnd + e.end)])
             file.tensors[e.name] = Tensor(dtype: e.dtype, shape: e.shape, data: slice)
             file.names.append(e.name)
@@ -296,6 +398,31 @@ public struct SafeTensorsFile: Sendable {
     }
 }
 
+/// Where one tensor lies in a safetensors file (from the header alone).
+public struct TensorInfo: Sendable, Equatable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Byte range in the data section (after the header).
+    public var begin: Int
+    public var end: Int
+
+    /// Number of elements (1 for a scalar with shape []).
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The validated header of a safetensors file, without the tensor data.
+public struct SafeTensorsHeader: Sendable {
+    public let path: String
+    public var metadata: [String: String]
+    /// Entries sorted by their data offsets.
+    public var entries: [TensorInfo]
+    /// Bytes after the header.
+    public var dataLength: Int
+
+    public subscript(name: String) -> TensorInfo? { entries.first { $0.name == name } }
+}
+
 /// Writes a file so that a crash at any moment leaves either the old file or the complete new one:
 /// temporary file in the same directory, fsync, rename over the target, fsync of the directory.
 public enum AtomicFile {
@@ -305,6 +432,11 @@ public enum AtomicFile {
         public var description: String { "\(path): \(message)" }
     }
 
+    /// Test hook: pause this long halfway through writing the temporary file, so that tests can kill a
+    /// process in the middle of a write. Set from `SEGGER_TEST_WRITE_PAUSE_MS`; 0 in normal runs.
+    nonisolated(unsafe) public static var pauseMidwayMicroseconds: UInt32 =
+        UInt32(ProcessInfo.processInfo.environment["SEGGER_TEST_WRITE_PAUSE_MS"].flatMap(UInt32.init) ?? 0) * 1000
+
     public static func write(_ bytes: [UInt8], to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
@@ -312,8 +444,12 @@ public enum AtomicFile {
         guard fd >= 0 else { throw WriteError(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         var written = 0
         let ok: Bool = bytes.withUnsafeBytes { raw in
+            var paused = pauseMidwayMicroseconds == 0
             while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                var chunk = raw.count - written
+                if !paused { chunk = max(1, raw.count / 2 - written) }
+                let n = Foundation.write(fd, raw.baseAddress! + written, chunk)
+                if !paused && written + max(n, 0) >= raw.count / 2 { paused = true; usleep(pauseMidwayMicroseconds) }
                 if n < 0 { if errno == EINTR { continue }; return false }
                 written += n
             }

@@ -47,19 +47,58 @@ public final class Optimizer {
 
     /// Global L2 norm of the gradients (accumulated in Double).
     public static func globalNorm(_ g: UnsafeMutableBufferPointer<Float>) -> Double {
-        fatalError("TODO(model)")
+        // Four Double partial sums: exact enough for any parameter count and easy to vectorize.
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        let n = g.count, p = g.baseAddress!
+        var i = 0
+        while i + 4 <= n {
+            let a = Double(p[i]), b = Double(p[i + 1]), c = Double(p[i + 2]), d = Double(p[i + 3])
+            s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
+            i += 4
+        }
+        while i < n { let a = Double(p[i]); s0 += a * a; i += 1 }
+        return ((s0 + s1) + (s2 + s3)).squareRoot()
     }
 
     /// Clips to `config.maxNorm` as torch.nn.utils.clip_grad_norm_ does: g ← g·min(1, max/(norm+1e-6)).
     /// - Returns: the norm before clipping.
     @discardableResult
     public func clip(_ g: UnsafeMutableBufferPointer<Float>) -> Double {
-        fatalError("TODO(model)")
+        let norm = Optimizer.globalNorm(g)
+        guard let maxNorm = config.maxNorm else { return norm }
+        let coef = Double(maxNorm) / (norm + 1e-6)
+        if coef < 1 {
+            let c = Float(coef)
+            for i in 0..<g.count { g[i] *= c }
+        }
+        return norm
     }
 
     /// One update of `w` from `g` (after clipping).
     public func update(weights w: UnsafeMutableBufferPointer<Float>, gradients g: UnsafeMutableBufferPointer<Float>) {
-        fatalError("TODO(model)")
+        precondition(w.count == count && g.count == count, "optimizer built for \(count) parameters")
+        step += 1
+        let lr = Double(config.lr), b1 = Double(config.beta1), b2 = Double(config.beta2)
+        // As torch: step_size = lr / (1 − β1^t); denom = √v / √(1 − β2^t) + ε.
+        let bc1 = 1 - pow(b1, Double(step))
+        let bc2Sqrt = (1 - pow(b2, Double(step))).squareRoot()
+        let stepSize = Float(lr / bc1)
+        let invBc2Sqrt = Float(1 / bc2Sqrt)
+        let beta1 = config.beta1, beta2 = config.beta2, eps = config.eps
+        let oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2
+        let wd = config.weightDecay
+        let decay: Float = config.kind == .adamw ? Float(1 - lr * Double(wd)) : 1
+        let l2: Float = config.kind == .adam ? wd : 0
+        let p = w.baseAddress!, gp = g.baseAddress!, m = expAvg.baseAddress!, v = expAvgSq.baseAddress!
+        for i in 0..<count {
+            let gi = gp[i] + l2 * p[i]                      // Adam: L2 decay joins the gradient
+            let pi = p[i] * decay                           // AdamW: decoupled decay first
+            let mi = m[i] + (gi - m[i]) * oneMinusB1        // exp_avg.lerp_(grad, 1 − β1)
+            let vi = v[i] * beta2 + oneMinusB2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            p[i] = pi - stepSize * (mi / (vi.squareRoot() * invBc2Sqrt + eps))
+        }
     }
 
     /// The state as named tensors for checkpoints: `optimizer.exp_avg`, `optimizer.exp_avg_sq`, `optimizer.step`.

@@ -16,6 +16,90 @@ public struct WeightsError: Error, CustomStringConvertible {
     public var description: String { "\(source): \(message)" }
 }
 
+/// Relation names as `to_hetero` spells them.
+public enum RelationName {
+    public static let belongs = "tx__belongs__bd"
+    public static let neighbors = "tx__neighbors__tx"
+}
+
+/// Where one GATv2 layer (both relations plus its residual linears) lives in the flat buffer.
+///
+/// Weights that read the same input are adjacent so that each group runs as one GEMM:
+/// - tx block `[neighbors.lin_l; neighbors.lin_r; lin_X.tx]` [txCols, in], then their biases;
+/// - belongs source projection `belongs.lin_l` [H·C, in] and its bias (kept apart: it only needs the
+///   transcripts that are sources of a belongs edge);
+/// - bd block `[belongs.lin_r; lin_X.bd]` [bdCols, in], then their biases;
+/// - `neighbors.att`, `neighbors.bias`, `belongs.att`, `belongs.bias`.
+public struct LayerLayout: Sendable {
+    /// `conv_first`, `conv_mid_layers.i`, `conv_last`.
+    public let conv: String
+    /// `lin_first`, `lin_mid_layers.i`, `lin_last`.
+    public let lin: String
+    public let inDim: Int
+    /// Channels per head and the output width H·C.
+    public let channels: Int
+    public let width: Int
+    /// Columns of the tx block (2·width, +width with residual) and of the bd block (width, +width).
+    public let txCols: Int
+    public let bdCols: Int
+    public let isLast: Bool
+    /// First flat offset of the layer.
+    public var start = 0
+    public var txW = 0, txB = 0, blW = 0, blB = 0, bdW = 0, bdB = 0
+    public var nnAtt = 0, nnBias = 0, bAtt = 0, bBias = 0
+}
+
+/// A growable Float buffer: grows to the largest request and is then reused (no per-step allocation).
+final class Scratch {
+    private(set) var p: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+    init() { capacity = 16; p = .allocate(capacity: 16) }
+    deinit { p.deallocate() }
+    /// At least n elements (contents undefined after a grow).
+    func reserve(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if n > capacity {
+            p.deallocate()
+            capacity = max(n, capacity + capacity / 4)
+            p = .allocate(capacity: capacity)
+        }
+        return p
+    }
+}
+
+/// A growable Int32 buffer, as `Scratch`.
+final class IndexScratch {
+    private(set) var p: UnsafeMutablePointer<Int32>
+    private(set) var capacity: Int
+    init() { capacity = 16; p = .allocate(capacity: 16) }
+    deinit { p.deallocate() }
+    func reserve(_ n: Int) -> UnsafeMutablePointer<Int32> {
+        if n > capacity {
+            p.deallocate()
+            capacity = max(n, capacity + capacity / 4)
+            p = .allocate(capacity: capacity)
+        }
+        return p
+    }
+    /// Copies `a` in (growing if needed) and returns the pointer.
+    func load(_ a: [Int32]) -> UnsafeMutablePointer<Int32> {
+        let q = reserve(a.count)
+        a.withUnsafeBufferPointer { if let b = $0.baseAddress { q.update(from: b, count: a.count) } }
+        return q
+    }
+}
+
+/// One relation of the current batch, copied into reusable index buffers.
+final class RelationBuffers {
+    let dstStart = IndexScratch(), srcByDst = IndexScratch(), edgeByDst = IndexScratch()
+    var numSrc = 0, numDst = 0, count = 0
+    func load(_ r: Relation) {
+        numSrc = r.numSrc; numDst = r.numDst; count = r.count
+        _ = dstStart.load(r.dstStart)
+        _ = srcByDst.load(r.srcByDst)
+        _ = edgeByDst.load(r.edgeByDst)
+    }
+}
+
 /// The heterogeneous GATv2 segger model.
 ///
 /// Flat-buffer order is forward order (embeddings, `lin0`, `conv_first` + `lin_first`, each mid layer,
@@ -31,10 +115,128 @@ public final class SeggerModel {
     public let weights: UnsafeMutableBufferPointer<Float>
     /// Flat gradient buffer, same layout as `weights`.
     public let gradients: UnsafeMutableBufferPointer<Float>
+    /// The GATv2 layers in forward order, with their flat offsets.
+    public let layers: [LayerLayout]
+    /// Flat offsets of the input layer: `tx_embedding.tx`, `lin0.tx`, `lin0.bd`.
+    public let embeddingOffset: Int
+    public let lin0TxOffset: Int
+    public let lin0BdOffset: Int
+    /// Width of the output embeddings, H·Co.
+    public var outputWidth: Int { layers.last!.width }
+
+    // Division of each node type's conv output for aggr mean: one relation into tx, one into bd.
+    private let scaleTx: Float
+    private let scaleBd: Float
+
+    // Activation arena (grows to the largest batch, then reused).
+    private var nTx = 0, nBd = 0, nLabels = 0
+    private var hasForward = false
+    private let tokens = IndexScratch()
+    private let txFeatures = Scratch()
+    private let bdFeatures = Scratch()
+    private let labelTx = IndexScratch(), labelBd = IndexScratch()
+    private let labelY = Scratch()
+    private let nn = RelationBuffers(), bl = RelationBuffers()
+    private let inputTx = Scratch()    // [nTx, I] embedding (or lin0.tx) before relu
+    private let inputBd = Scratch()    // [nBd, I] lin0.bd before relu
+    private let hTx: [Scratch]         // [L+1]: input of layer l; h[L] = output before L2 norm
+    private let hBd: [Scratch]
+    private let yTx: [Scratch]         // [nTx, txCols] per layer
+    private let yBd: [Scratch]         // [nBd, bdCols] per layer
+    private let xlB: [Scratch]         // [nTx, width] per layer: belongs source projection
+    private let alphaNN: [Scratch]     // [E_nn, H] grouped order
+    private let alphaB: [Scratch]      // [E_b, H]
+    private let zTx = Scratch(), zBd = Scratch()     // L2-normalized outputs
+    private let logitBuf = Scratch()
+    // Backward scratch.
+    private let dA = Scratch(), dB = Scratch()         // tx gradients, ping-pong [nTx, maxWidth]
+    private let dBdA = Scratch(), dBdB = Scratch()     // bd gradients, ping-pong
+    private let dYtx = Scratch(), dYbd = Scratch(), dXlB = Scratch()
 
     /// Builds the model with PyG's initialization, deterministic for `seed`.
     public init(config: ModelConfig, seed: UInt64) {
-        fatalError("TODO(model)")
+        precondition(config.numTxTokens > 0 && config.initEmb > 0 && config.hiddenChannels > 0 &&
+                     config.outChannels > 0 && config.heads > 0 && config.midLayers >= 0 && config.bdFeatureDim > 0,
+                     "model dimensions must be positive")
+        self.config = config
+        let H = config.heads, I = config.initEmb
+        var params: [ParameterInfo] = []
+        var inits: [ParameterInit] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int], _ initial: ParameterInit) -> Int {
+            let o = offset
+            params.append(ParameterInfo(name: name, shape: shape, offset: o))
+            inits.append(initial)
+            offset += shape.reduce(1, *)
+            return o
+        }
+        func glorot(_ fanIn: Int, _ fanOut: Int) -> ParameterInit { .uniform((6 / Double(fanIn + fanOut)).squareRoot()) }
+        func fanIn(_ n: Int) -> ParameterInit { .uniform(1 / Double(n).squareRoot()) }
+
+        embeddingOffset = add("tx_embedding.tx.weight", [config.numTxTokens, I], .normal)
+        _ = add("tx_embedding.bd.weight", [config.numTxTokens, I], .normal)
+        let txIn = config.txFeatureDim ?? 1
+        lin0TxOffset = add("lin0.tx.weight", [I, txIn], fanIn(txIn))
+        lin0BdOffset = add("lin0.bd.weight", [I, config.bdFeatureDim], fanIn(config.bdFeatureDim))
+
+        var layouts: [LayerLayout] = []
+        let count = config.midLayers + 2
+        for l in 0..<count {
+            let isLast = l == count - 1
+            let (conv, lin): (String, String) = l == 0 ? ("conv_first", "lin_first")
+                : isLast ? ("conv_last", "lin_last") : ("conv_mid_layers.\(l - 1)", "lin_mid_layers.\(l - 1)")
+            let inDim = l == 0 ? I : H * config.hiddenChannels
+            let C = isLast ? config.outChannels : config.hiddenChannels
+            let W = H * C
+            let res = config.residual
+            var L = LayerLayout(conv: conv, lin: lin, inDim: inDim, channels: C, width: W,
+                                txCols: res ? 3 * W : 2 * W, bdCols: res ? 2 * W : W, isLast: isLast)
+            let nnP = "\(conv).\(RelationName.neighbors)", bP = "\(conv).\(RelationName.belongs)"
+            L.start = offset
+            L.txW = add("\(nnP).lin_l.weight", [W, inDim], glorot(inDim, W))
+            _ = add("\(nnP).lin_r.weight", [W, inDim], glorot(inDim, W))
+            if res { _ = add("\(lin).tx.weight", [W, inDim], glorot(inDim, W)) }
+            L.txB = add("\(nnP).lin_l.bias", [W], fanIn(inDim))
+            _ = add("\(nnP).lin_r.bias", [W], fanIn(inDim))
+            if res { _ = add("\(lin).tx.bias", [W], fanIn(inDim)) }
+            L.blW = add("\(bP).lin_l.weight", [W, inDim], glorot(inDim, W))
+            L.blB = add("\(bP).lin_l.bias", [W], fanIn(inDim))
+            L.bdW = add("\(bP).lin_r.weight", [W, inDim], glorot(inDim, W))
+            if res { _ = add("\(lin).bd.weight", [W, inDim], glorot(inDim, W)) }
+            L.bdB = add("\(bP).lin_r.bias", [W], fanIn(inDim))
+            if res { _ = add("\(lin).bd.bias", [W], fanIn(inDim)) }
+            L.nnAtt = add("\(nnP).att", [1, H, C], glorot(H, C))
+            L.nnBias = add("\(nnP).bias", [W], .zero)
+            L.bAtt = add("\(bP).att", [1, H, C], glorot(H, C))
+            L.bBias = add("\(bP).bias", [W], .zero)
+            layouts.append(L)
+        }
+        layers = layouts
+        parameters = params
+        parameterCount = offset
+        weights = .allocate(capacity: offset)
+        gradients = .allocate(capacity: offset)
+        gradients.initialize(repeating: 0)
+        var rng = SplitMix64(seed: seed)
+        for (p, initial) in zip(params, inits) {
+            for i in p.range {
+                switch initial {
+                case .zero: weights[i] = 0
+                case .normal: weights[i] = Float(rng.normal())
+                case .uniform(let b): weights[i] = Float((2 * rng.unit() - 1) * b)
+                }
+            }
+        }
+        let agg: (Int) -> Float = { n in config.aggr == .mean ? 1 / Float(n) : 1 }
+        scaleTx = agg(1)   // tx receives only (tx, neighbors, tx)
+        scaleBd = agg(1)   // bd receives only (tx, belongs, bd)
+        hTx = (0...count).map { _ in Scratch() }
+        hBd = (0...count).map { _ in Scratch() }
+        yTx = (0..<count).map { _ in Scratch() }
+        yBd = (0..<count).map { _ in Scratch() }
+        xlB = (0..<count).map { _ in Scratch() }
+        alphaNN = (0..<count).map { _ in Scratch() }
+        alphaB = (0..<count).map { _ in Scratch() }
     }
 
     deinit {
@@ -50,7 +252,24 @@ public final class SeggerModel {
     /// Loads weights by PyG name (with or without Lightning's `model.` prefix). Every parameter must be
     /// present with its shape; extra tensors are ignored. Errors name `source` and the tensor.
     public func loadWeights(_ tensors: [String: Tensor], source: String) throws {
-        fatalError("TODO(model)")
+        // Validate everything before changing anything.
+        var found: [(ParameterInfo, Tensor)] = []
+        for p in parameters {
+            guard let t = tensors[p.name] ?? tensors["model." + p.name] else {
+                throw WeightsError(source: source, "missing tensor '\(p.name)' (shape \(p.shape))")
+            }
+            guard t.dtype.isFloatingPoint else {
+                throw WeightsError(source: source, "tensor '\(p.name)' has dtype \(t.dtype.rawValue), expected a float type")
+            }
+            guard t.shape == p.shape else {
+                throw WeightsError(source: source, "tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape)")
+            }
+            found.append((p, t))
+        }
+        for (p, t) in found {
+            let v = t.floats()
+            for i in 0..<p.count { weights[p.offset + i] = v[i] }
+        }
     }
 
     /// The weights as named tensors (PyG names, with `prefix` prepended), in flat-buffer order.
@@ -67,40 +286,315 @@ public final class SeggerModel {
         }
     }
 
+    // MARK: forward
+
     /// Runs the forward pass on a batch and the BCE-with-logits of its label pairs.
     /// - Returns: the sum over the batch's label pairs of `softplus(s) − y·s` (0 when it has none).
     @discardableResult
     public func forward(_ batch: Tile) -> Double {
-        fatalError("TODO(model)")
+        precondition(batch.bdDim == config.bdFeatureDim,
+                     "boundary features have width \(batch.bdDim), the model expects \(config.bdFeatureDim)")
+        precondition(batch.txFeatureDim == config.txFeatureDim,
+                     "transcript input (\(batch.txFeatureDim.map { "features of width \($0)" } ?? "tokens")) does not match the model (\(config.txFeatureDim.map { "features of width \($0)" } ?? "tokens"))")
+        let H = config.heads, I = config.initEmb
+        nTx = batch.numTx; nBd = batch.numBd; nLabels = batch.numLabels
+        nn.load(batch.neighbors)
+        bl.load(batch.belongs)
+        let lTx = labelTx.load(batch.labelTx), lBd = labelBd.load(batch.labelBd)
+        let y = labelY.reserve(nLabels)
+        batch.labels.withUnsafeBufferPointer { if let b = $0.baseAddress { y.update(from: b, count: nLabels) } }
+        let w = UnsafePointer(weights.baseAddress!)
+
+        // Input layer: h_tx = relu(E_tx[token]) or relu(x_tx·W0_txᵀ); h_bd = relu(x_bd·W0_bdᵀ).
+        let inTx = inputTx.reserve(nTx * I), inBd = inputBd.reserve(nBd * I)
+        switch batch.tx {
+        case .tokens(let ids):
+            let t = tokens.load(ids)
+            for r in 0..<nTx { precondition(t[r] >= 0 && Int(t[r]) < config.numTxTokens, "token id \(t[r]) out of range") }
+            embeddingForward(out: inTx, table: w + embeddingOffset, index: t, n: nTx, dim: I)
+        case .features(let v, let dim):
+            let x = txFeatures.reserve(nTx * dim)
+            v.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nTx * dim) }
+            linearForward(y: inTx, ldy: I, x: x, ldx: dim, w: w + lin0TxOffset, b: nil, n: nTx, inDim: dim, outDim: I)
+        }
+        let xBd = bdFeatures.reserve(nBd * batch.bdDim)
+        batch.bdX.withUnsafeBufferPointer { if let b = $0.baseAddress { xBd.update(from: b, count: nBd * batch.bdDim) } }
+        linearForward(y: inBd, ldy: I, x: xBd, ldx: batch.bdDim, w: w + lin0BdOffset, b: nil,
+                      n: nBd, inDim: batch.bdDim, outDim: I)
+        reluForward(y: hTx[0].reserve(nTx * I), x: inTx, count: nTx * I)
+        reluForward(y: hBd[0].reserve(nBd * I), x: inBd, count: nBd * I)
+
+        // GATv2 layers.
+        for (l, L) in layers.enumerated() {
+            let W = L.width
+            let xTx = hTx[l].p, xBdL = hBd[l].p
+            let yt = yTx[l].reserve(nTx * L.txCols), yb = yBd[l].reserve(nBd * L.bdCols)
+            let xlb = xlB[l].reserve(nTx * W)
+            linearForward(y: yt, ldy: L.txCols, x: xTx, ldx: L.inDim, w: w + L.txW, b: w + L.txB,
+                          n: nTx, inDim: L.inDim, outDim: L.txCols)
+            linearForward(y: xlb, ldy: W, x: xTx, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
+                          n: nTx, inDim: L.inDim, outDim: W)
+            linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
+                          n: nBd, inDim: L.inDim, outDim: L.bdCols)
+            let oTx = hTx[l + 1].reserve(nTx * W), oBd = hBd[l + 1].reserve(nBd * W)
+            gatv2Forward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
+                         xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
+                         att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
+                         alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx)
+            gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
+                         xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
+                         att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
+                         alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd)
+            if config.residual {
+                for r in 0..<nTx {
+                    let o = oTx + r * W, res = yt + r * L.txCols + 2 * W
+                    for c in 0..<W { o[c] += res[c] }
+                }
+                for r in 0..<nBd {
+                    let o = oBd + r * W, res = yb + r * L.bdCols + W
+                    for c in 0..<W { o[c] += res[c] }
+                }
+            }
+            if !L.isLast {
+                reluForward(y: oTx, x: oTx, count: nTx * W)
+                reluForward(y: oBd, x: oBd, count: nBd * W)
+            }
+        }
+
+        // Output embeddings and the loss on label pairs.
+        let D = outputWidth
+        let (zt, zb) = finalOutputs()
+        if config.l2Normalize {
+            l2NormalizeForward(z: zTx.reserve(nTx * D), x: hTx[layers.count].p, rows: nTx, dim: D)
+            l2NormalizeForward(z: zBd.reserve(nBd * D), x: hBd[layers.count].p, rows: nBd, dim: D)
+        }
+        hasForward = true
+        return bceForward(logits: logitBuf.reserve(nLabels), ztx: zt(), zbd: zb(), dim: D,
+                          labelTx: lTx, labelBd: lBd, labels: y, count: nLabels)
+    }
+
+    /// The final embeddings' buffers (L2-normalized or not), resolved lazily because `reserve` may move them.
+    private func finalOutputs() -> (() -> UnsafeMutablePointer<Float>, () -> UnsafeMutablePointer<Float>) {
+        if config.l2Normalize { return ({ self.zTx.p }, { self.zBd.p }) }
+        let n = layers.count
+        return ({ self.hTx[n].p }, { self.hBd[n].p })
     }
 
     /// One logit per label pair of the last forward pass.
     public var logits: UnsafeBufferPointer<Float> {
-        fatalError("TODO(model)")
+        UnsafeBufferPointer(start: logitBuf.p, count: hasForward ? nLabels : 0)
     }
 
     /// Final embeddings of the last forward pass: (`tx` [N_tx, H·Co], `bd` [N_bd, H·Co]) row-major.
     public func outputs() -> (tx: [Float], bd: [Float]) {
-        fatalError("TODO(model)")
+        guard hasForward else { return ([], []) }
+        let D = outputWidth
+        let (zt, zb) = finalOutputs()
+        return (Array(UnsafeBufferPointer(start: zt(), count: nTx * D)),
+                Array(UnsafeBufferPointer(start: zb(), count: nBd * D)))
     }
+
+    // MARK: backward
 
     /// Backward of `lossScale · Σ_l bce_l` of the last forward pass: overwrites `gradients`.
     /// `onGradientsReady(offset)` is called as layers finish with decreasing offsets: every parameter
     /// at flat offset ≥ `offset` then holds its final gradient. The last call has offset 0.
     public func backward(lossScale: Float, onGradientsReady: ((Int) -> Void)? = nil) {
-        fatalError("TODO(model)")
+        precondition(hasForward, "backward without a forward pass")
+        let H = config.heads, I = config.initEmb, D = outputWidth
+        let w = UnsafePointer(weights.baseAddress!)
+        let g = gradients.baseAddress!
+        g.update(repeating: 0, count: parameterCount)
+        let maxWidth = layers.reduce(I) { max($0, $1.width, $1.inDim) }
+        var gTx = dA.reserve(nTx * maxWidth), gTxNext = dB.reserve(nTx * maxWidth)
+        var gBd = dBdA.reserve(nBd * maxWidth), gBdNext = dBdB.reserve(nBd * maxWidth)
+
+        // Loss → output embeddings (→ through the L2 normalization).
+        gTx.update(repeating: 0, count: nTx * D)
+        gBd.update(repeating: 0, count: nBd * D)
+        let (zt, zb) = finalOutputs()
+        bceBackward(dztx: gTx, dzbd: gBd, ztx: zt(), zbd: zb(), dim: D, logits: logitBuf.p,
+                    labelTx: labelTx.p, labelBd: labelBd.p, labels: labelY.p, count: nLabels, scale: lossScale)
+        if config.l2Normalize {
+            l2NormalizeBackward(dx: gTx, dz: gTx, x: hTx[layers.count].p, z: zTx.p, rows: nTx, dim: D)
+            l2NormalizeBackward(dx: gBd, dz: gBd, x: hBd[layers.count].p, z: zBd.p, rows: nBd, dim: D)
+        }
+
+        // GATv2 layers, last to first. gTx/gBd: gradient of the layer's output.
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            let L = layers[l], W = L.width
+            if !L.isLast {
+                reluBackward(dx: gTx, dy: gTx, y: hTx[l + 1].p, count: nTx * W)
+                reluBackward(dx: gBd, dy: gBd, y: hBd[l + 1].p, count: nBd * W)
+            }
+            let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
+            let dxlb = dXlB.reserve(nTx * W)
+            dyt.update(repeating: 0, count: nTx * L.txCols)
+            dyb.update(repeating: 0, count: nBd * L.bdCols)
+            dxlb.update(repeating: 0, count: nTx * W)
+            if config.residual {
+                for r in 0..<nTx { (dyt + r * L.txCols + 2 * W).update(from: gTx + r * W, count: W) }
+                for r in 0..<nBd { (dyb + r * L.bdCols + W).update(from: gBd + r * W, count: W) }
+            }
+            let yt = yTx[l].p, yb = yBd[l].p
+            gatv2Backward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
+                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
+                          att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
+                          dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
+                          datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx)
+            gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
+                          xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
+                          att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
+                          dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
+                          datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd)
+            let xTx = hTx[l].p, xBd = hBd[l].p
+            linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
+                                 n: nTx, inDim: L.inDim, outDim: L.txCols)
+            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
+                                 n: nTx, inDim: L.inDim, outDim: W)
+            linearBackwardParams(dw: g + L.bdW, db: g + L.bdB, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+                                 n: nBd, inDim: L.inDim, outDim: L.bdCols)
+            onGradientsReady?(L.start)
+            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
+                                n: nTx, inDim: L.inDim, outDim: L.txCols)
+            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
+                                n: nTx, inDim: L.inDim, outDim: W, accumulate: true)
+            linearBackwardInput(dx: gBdNext, lddx: L.inDim, dy: dyb, ldy: L.bdCols, w: w + L.bdW,
+                                n: nBd, inDim: L.inDim, outDim: L.bdCols)
+            swap(&gTx, &gTxNext)
+            swap(&gBd, &gBdNext)
+        }
+
+        // Input layer: relu, then lin0 (bd, and tx in embedding mode), then the embedding.
+        reluBackward(dx: gTx, dy: gTx, y: hTx[0].p, count: nTx * I)
+        reluBackward(dx: gBd, dy: gBd, y: hBd[0].p, count: nBd * I)
+        linearBackwardParams(dw: g + lin0BdOffset, db: nil, dy: gBd, ldy: I, x: bdFeatures.p, ldx: config.bdFeatureDim,
+                             n: nBd, inDim: config.bdFeatureDim, outDim: I)
+        if let dim = config.txFeatureDim {
+            linearBackwardParams(dw: g + lin0TxOffset, db: nil, dy: gTx, ldy: I, x: txFeatures.p, ldx: dim,
+                                 n: nTx, inDim: dim, outDim: I)
+            onGradientsReady?(lin0TxOffset)
+        } else {
+            onGradientsReady?(lin0TxOffset)
+            embeddingBackward(dTable: g + embeddingOffset, dOut: gTx, index: tokens.p, n: nTx, dim: I)
+        }
+        onGradientsReady?(0)
     }
+
+    // MARK: inspection
 
     /// An activation of the last forward pass by its `to_hetero` module name (as in the golden files
     /// without the `act.` prefix), e.g. `tx_embedding.tx`, `lin0.bd`, `conv_first.tx__neighbors__tx.lin_l`,
     /// `conv_first.tx__neighbors__tx.aggr_module`, `conv_first.tx__neighbors__tx`, `lin_first.tx`.
     /// For tests and `dump-step`; nil when the name is unknown.
     public func activation(_ name: String) -> [Float]? {
-        fatalError("TODO(model)")
+        guard hasForward else { return nil }
+        let I = config.initEmb
+        if name == (config.txFeatureDim == nil ? "tx_embedding.tx" : "lin0.tx") { return copy(inputTx.p, nTx * I) }
+        if name == "lin0.bd" { return copy(inputBd.p, nBd * I) }
+        for (l, L) in layers.enumerated() {
+            let W = L.width
+            if config.residual {
+                if name == "\(L.lin).tx" { return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: 2 * W, count: W) }
+                if name == "\(L.lin).bd" { return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: W, count: W) }
+            }
+            let nnP = "\(L.conv).\(RelationName.neighbors)", bP = "\(L.conv).\(RelationName.belongs)"
+            switch name {
+            case "\(nnP).lin_l": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: 0, count: W)
+            case "\(nnP).lin_r": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: W, count: W)
+            case "\(bP).lin_l": return copy(xlB[l].p, nTx * W)
+            case "\(bP).lin_r": return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: 0, count: W)
+            case "\(nnP).aggr_module":
+                return aggregate(nn, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil)
+            case "\(bP).aggr_module":
+                return aggregate(bl, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
+            case nnP:
+                return aggregate(nn, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias)
+            case bP:
+                return aggregate(bl, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
+            default: break
+            }
+        }
+        return nil
     }
 
     /// Attention after the softmax, [E, H] in the relation's file edge order (`alpha.<conv>.<relation>`).
     public func attention(layer: String, relation: String) -> [Float]? {
-        fatalError("TODO(model)")
+        guard hasForward, let l = layers.firstIndex(where: { $0.conv == layer }) else { return nil }
+        let (r, a): (RelationBuffers, Scratch)
+        switch relation {
+        case RelationName.neighbors: (r, a) = (nn, alphaNN[l])
+        case RelationName.belongs: (r, a) = (bl, alphaB[l])
+        default: return nil
+        }
+        let H = config.heads
+        var out = [Float](repeating: 0, count: r.count * H)
+        for k in 0..<r.count {
+            let e = Int(r.edgeByDst.p[k])
+            for h in 0..<H { out[e * H + h] = a.p[k * H + h] }
+        }
+        return out
+    }
+
+    private func copy(_ p: UnsafePointer<Float>, _ n: Int) -> [Float] {
+        Array(UnsafeBufferPointer(start: p, count: n))
+    }
+
+    private func columns(_ p: UnsafePointer<Float>, rows: Int, ld: Int, from: Int, count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * count)
+        for r in 0..<rows { for c in 0..<count { out[r * count + c] = p[r * ld + from + c] } }
+        return out
+    }
+
+    /// Σ_k α_k · xl[j] per destination (+ the conv bias when given), the conv's per-relation output.
+    private func aggregate(_ r: RelationBuffers, alpha: UnsafePointer<Float>, xl: UnsafePointer<Float>, ldl: Int,
+                           layer L: LayerLayout, bias: Int?) -> [Float] {
+        let H = config.heads, C = L.channels, W = L.width
+        var out = [Float](repeating: 0, count: r.numDst * W)
+        for i in 0..<r.numDst {
+            for k in Int(r.dstStart.p[i])..<Int(r.dstStart.p[i + 1]) {
+                let j = Int(r.srcByDst.p[k])
+                for h in 0..<H {
+                    let a = alpha[k * H + h]
+                    for c in 0..<C { out[i * W + h * C + c] += a * xl[j * ldl + h * C + c] }
+                }
+            }
+            if let bias { for c in 0..<W { out[i * W + c] += weights[bias + c] } }
+        }
+        return out
+    }
+}
+
+/// How a parameter starts (PyG's initializers).
+enum ParameterInit {
+    case zero
+    case normal
+    /// U(−b, b).
+    case uniform(Double)
+}
+
+/// SplitMix64: a small, fast, well-mixed 64-bit generator (deterministic initialization).
+public struct SplitMix64 {
+    private var state: UInt64
+    private var spare: Double? = nil
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// N(0, 1) by Box–Muller.
+    public mutating func normal() -> Double {
+        if let s = spare { spare = nil; return s }
+        var u = unit()
+        while u <= 0 { u = unit() }
+        let v = unit()
+        let r = (-2 * log(u)).squareRoot()
+        spare = r * sin(2 * Double.pi * v)
+        return r * cos(2 * Double.pi * v)
     }
 }

@@ -153,7 +153,12 @@ public struct Tile: Sendable {
 
     /// A cost estimate used to balance tiles over ranks (proportional to the step's work).
     public var cost: Double {
-        Double(neighbors.count) * 2 + Double(numTx) + Double(belongs.count) + Double(numLabels)
+        Tile.cost(numTx: numTx, numNeighbors: neighbors.count, numBelongs: belongs.count, numLabels: numLabels)
+    }
+
+    /// The cost formula of ``cost`` from sizes alone (``TileCatalog`` uses it without reading data).
+    public static func cost(numTx: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) -> Double {
+        Double(numNeighbors) * 2 + Double(numTx) + Double(numBelongs) + Double(numLabels)
     }
 
     /// PyG's disjoint union of tiles (SPEC §2): node rows concatenated, every index of tile k offset

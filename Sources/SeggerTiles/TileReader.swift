@@ -11,6 +11,9 @@ public enum TileTensor {
     public static let belongsEdgeIndex = "tx__belongs__bd.edge_index"
     public static let labelIndex = "tx__belongs__bd.edge_label_index"
     public static let label = "tx__belongs__bd.edge_label"
+    /// Optional positions, F32 [N, 2] or [N, 3] (µm); not used by training.
+    public static let txPos = "tx.pos"
+    public static let bdPos = "bd.pos"
 }
 
 /// Options that change how tiles are read.
@@ -85,12 +88,21 @@ public extension Tile {
             throw fail(TileTensor.txX, "dtype \(txT.dtype.rawValue) with shape \(txT.shape); expected I64 [N_tx] (token mode) or F32 [N_tx, C] (embedding mode)")
         }
         guard numTx > 0 else { throw fail(TileTensor.txX, "empty tile: no transcripts") }
+        guard numTx < Int(Int32.max) else { throw fail(TileTensor.txX, "\(numTx) transcripts: too many for one tile") }
 
         // Boundaries.
         let bdT = try require(TileTensor.bdX)
         guard bdT.shape.count == 2 else { throw fail(TileTensor.bdX, "shape \(bdT.shape); expected [N_bd, F_bd]") }
         let numBd = bdT.shape[0]
         let bdDim = bdT.shape[1]
+        guard bdDim > 0 else { throw fail(TileTensor.bdX, "shape \(bdT.shape): boundary features have width 0") }
+        guard numBd < Int(Int32.max) else { throw fail(TileTensor.bdX, "\(numBd) boundaries: too many for one tile") }
+        for (name, rows) in [(TileTensor.txPos, numTx), (TileTensor.bdPos, numBd)] {
+            guard let p = tensors[name] else { continue }
+            guard p.dtype.isFloatingPoint, p.shape.count == 2, p.shape[0] == rows, p.shape[1] == 2 || p.shape[1] == 3 else {
+                throw fail(name, "dtype \(p.dtype.rawValue) with shape \(p.shape); expected F32 [\(rows), 2] or [\(rows), 3]")
+            }
+        }
         let bdX = try finiteFloats(bdT, TileTensor.bdX)
 
         // Edges.

@@ -10,7 +10,3 @@ struct Convert: ParsableCommand {
     func run() throws { throw ValidationError("convert: pending merge") }
 }
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmark training steps.")
-    func run() throws { throw ValidationError("bench: pending") }
-}

@@ -1,0 +1,254 @@
+// A small Swift face over MPI_COMM_WORLD. Open MPI's handles are macros Swift cannot import, so every
+// handle comes from the CMPI shim accessors (segger_mpi_*). Errors of MPI keep the default handler
+// (MPI_ERRORS_ARE_FATAL): a failing call takes the whole job down instead of hanging one rank.
+import CMPI
+import Foundation
+
+/// A small Swift face over MPI_COMM_WORLD. Works without `mpirun` (singleton init, one rank).
+///
+/// All calls must come from the thread that called `world()` (MPI_THREAD_FUNNELED), and every rank
+/// must make the same collective calls in the same order.
+public final class Communicator {
+    public let rank: Int
+    public let size: Int
+    public var isRoot: Bool { rank == 0 }
+
+    /// The fp16 / bf16 sum ops (2-byte carrier MPI_UINT16_T, fp32 accumulation); see ReductionOps.swift.
+    let fp16Sum: MPI_Op
+    let bf16Sum: MPI_Op
+
+    private init(rank: Int, size: Int, fp16Sum: MPI_Op, bf16Sum: MPI_Op) {
+        self.rank = rank
+        self.size = size
+        self.fp16Sum = fp16Sum
+        self.bf16Sum = bf16Sum
+    }
+
+    nonisolated(unsafe) private static var shared: Communicator?
+    private static let sharedLock = NSLock()
+
+    /// Initializes MPI once per process (MPI_Init_thread, guarded by MPI_Initialized) and registers
+    /// MPI_Finalize at exit. Later calls return the same communicator.
+    ///
+    /// At exit with status 0 every rank finalizes. At exit with any other status (an error on this
+    /// rank) the job is aborted instead (MPI_Abort with that status): MPI_Finalize would wait for the
+    /// other ranks, which may be blocked in a collective waiting for this one — the job would hang.
+    public static func world() throws -> Communicator {
+        sharedLock.lock()
+        defer { sharedLock.unlock() }
+        if let c = shared { return c }
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var finalized: Int32 = 0
+            MPI_Finalized(&finalized)
+            if finalized != 0 { throw MPIError("MPI was already finalized in this process") }
+            var provided: Int32 = 0
+            let rc = MPI_Init_thread(nil, nil, segger_mpi_thread_funneled(), &provided)
+            if rc != MPI_SUCCESS { throw MPIError("MPI_Init_thread failed with code \(rc)") }
+            if provided < segger_mpi_thread_funneled() {
+                throw MPIError("MPI_Init_thread granted thread level \(provided), need MPI_THREAD_FUNNELED")
+            }
+            registerFinalizeAtExit()
+        }
+        var rank: Int32 = 0, size: Int32 = 0
+        MPI_Comm_rank(segger_mpi_comm_world(), &rank)
+        MPI_Comm_size(segger_mpi_comm_world(), &size)
+        let c = Communicator(rank: Int(rank), size: Int(size),
+                             fp16Sum: makeSumOp(fp16SumFunction), bf16Sum: makeSumOp(bf16SumFunction))
+        shared = c
+        return c
+    }
+
+    /// Finalizes MPI now (collective: every rank must call it). Optional: `world()` registers the same
+    /// at exit. After it no MPI call may be made.
+    public func finalize() {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+    }
+
+    /// Ends every rank of the job with `code` (MPI_Abort) after printing `message` on stderr.
+    public func abort(_ message: String, code: Int32 = 1) -> Never {
+        fputs("segger-train rank \(rank)/\(size): \(message)\n", stderr)
+        fflush(stderr)
+        fflush(stdout)
+        MPI_Abort(segger_mpi_comm_world(), code)
+        exit(code)  // MPI_Abort does not return; keeps the type checker and a broken MPI honest
+    }
+
+    /// Aborts the job when an MPI call did not return MPI_SUCCESS (only reachable if someone installs
+    /// MPI_ERRORS_RETURN; the default handler already aborts).
+    func check(_ rc: Int32, _ call: String) {
+        if rc != MPI_SUCCESS { abort("\(call) failed with MPI error code \(rc)") }
+    }
+
+    public func barrier() {
+        check(MPI_Barrier(segger_mpi_comm_world()), "MPI_Barrier")
+    }
+
+    /// Broadcasts `buffer` from `root` to every rank, in place.
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) {
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {  // chunks keep each count within Int32
+            let n = min(buffer.count - done, 1 << 28)
+            check(MPI_Bcast(base + done, Int32(n), segger_mpi_float(), Int32(root), segger_mpi_comm_world()),
+                  "MPI_Bcast")
+            done += n
+        }
+    }
+
+    /// Broadcasts bytes from `root` (their count too): every rank returns root's bytes.
+    public func broadcast(bytes: [UInt8], root: Int = 0) -> [UInt8] {
+        var count = Int64(bytes.count)
+        check(MPI_Bcast(&count, 1, segger_mpi_int64(), Int32(root), segger_mpi_comm_world()), "MPI_Bcast")
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
+        out.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            var done = 0
+            while done < raw.count {
+                let n = min(raw.count - done, 1 << 30)
+                check(MPI_Bcast(base + done, Int32(n), segger_mpi_byte(), Int32(root), segger_mpi_comm_world()),
+                      "MPI_Bcast")
+                done += n
+            }
+        }
+        return out
+    }
+
+    /// Element-wise sum over ranks of `values` (Double), every rank gets the result.
+    public func allreduceSum(_ values: [Double]) -> [Double] {
+        allreduce(values, op: segger_mpi_sum(), name: "MPI_Allreduce(sum)")
+    }
+
+    /// Element-wise max over ranks.
+    public func allreduceMax(_ values: [Double]) -> [Double] {
+        allreduce(values, op: segger_mpi_max(), name: "MPI_Allreduce(max)")
+    }
+
+    /// Element-wise min over ranks.
+    public func allreduceMin(_ values: [Double]) -> [Double] {
+        allreduce(values, op: segger_mpi_min(), name: "MPI_Allreduce(min)")
+    }
+
+    private func allreduce(_ values: [Double], op: MPI_Op, name: String) -> [Double] {
+        var out = values
+        out.withUnsafeMutableBufferPointer { b in
+            check(MPI_Allreduce(segger_mpi_in_place(), b.baseAddress, Int32(b.count), segger_mpi_double(), op,
+                                segger_mpi_comm_world()), name)
+        }
+        return out
+    }
+
+    /// In-place element-wise fp32 sum over ranks (MPI_SUM), every rank gets the result.
+    public func allreduceSum(inPlace buffer: UnsafeMutableBufferPointer<Float>) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        check(MPI_Allreduce(segger_mpi_in_place(), base, Int32(buffer.count), segger_mpi_float(),
+                            segger_mpi_sum(), segger_mpi_comm_world()), "MPI_Allreduce(float sum)")
+    }
+
+    /// In-place element-wise sum over ranks of fp16 (`.fp16`) or bf16 (`.bf16`) bit patterns, added in
+    /// fp32 and rounded back by the user-defined op (`h ← fp16(fp32(in) + fp32(inout))`).
+    public func allreduceSum(inPlace halves: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
+        precondition(format != .none, "fp32 data goes through allreduceSum(inPlace:) on Float")
+        guard let base = halves.baseAddress, halves.count > 0 else { return }
+        check(MPI_Allreduce(segger_mpi_in_place(), base, Int32(halves.count), segger_mpi_uint16(),
+                            sumOp(format), segger_mpi_comm_world()), "MPI_Allreduce(\(format) sum)")
+    }
+
+    func sumOp(_ format: GradientCompression) -> MPI_Op {
+        switch format {
+        case .fp16: return fp16Sum
+        case .bf16: return bf16Sum
+        case .none: return segger_mpi_sum()
+        }
+    }
+
+    /// Gathers variable-length Float arrays on `root` (MPI_Gatherv): root gets one array per rank in
+    /// rank order, other ranks get [].
+    public func gather(_ values: [Float], root: Int = 0) -> [[Float]] {
+        var myCount = Int32(values.count)
+        var counts = [Int32](repeating: 0, count: isRootOf(root) ? size : 0)
+        counts.withUnsafeMutableBufferPointer { c in
+            check(MPI_Gather(&myCount, 1, segger_mpi_int32(), c.baseAddress, 1, segger_mpi_int32(), Int32(root),
+                             segger_mpi_comm_world()), "MPI_Gather")
+        }
+        var displacements = [Int32](repeating: 0, count: counts.count)
+        var total = 0
+        for r in 0..<counts.count {
+            precondition(total <= Int(Int32.max), "gather: more than 2^31 floats in total")
+            displacements[r] = Int32(total)
+            total += Int(counts[r])
+        }
+        var all = [Float](repeating: 0, count: total)
+        values.withUnsafeBufferPointer { v in
+            all.withUnsafeMutableBufferPointer { a in
+                check(MPI_Gatherv(v.baseAddress, myCount, segger_mpi_float(), a.baseAddress, counts, displacements,
+                                  segger_mpi_float(), Int32(root), segger_mpi_comm_world()), "MPI_Gatherv")
+            }
+        }
+        guard isRootOf(root) else { return [] }
+        return (0..<size).map { r in
+            Array(all[Int(displacements[r])..<(Int(displacements[r]) + Int(counts[r]))])
+        }
+    }
+
+    private func isRootOf(_ root: Int) -> Bool { rank == root }
+
+    /// Gathers one string per rank on every rank (for digest compares and error reports).
+    public func allgather(_ text: String) -> [String] {
+        let mine = Array(text.utf8)
+        var myCount = Int32(mine.count)
+        var counts = [Int32](repeating: 0, count: size)
+        counts.withUnsafeMutableBufferPointer { c in
+            check(MPI_Allgather(&myCount, 1, segger_mpi_int32(), c.baseAddress, 1, segger_mpi_int32(),
+                                segger_mpi_comm_world()), "MPI_Allgather")
+        }
+        var displacements = [Int32](repeating: 0, count: size)
+        var total = 0
+        for r in 0..<size {
+            displacements[r] = Int32(total)
+            total += Int(counts[r])
+        }
+        var all = [UInt8](repeating: 0, count: max(total, 1))
+        mine.withUnsafeBufferPointer { m in
+            all.withUnsafeMutableBufferPointer { a in
+                check(MPI_Allgatherv(m.baseAddress, myCount, segger_mpi_byte(), a.baseAddress, counts, displacements,
+                                     segger_mpi_byte(), segger_mpi_comm_world()), "MPI_Allgatherv")
+            }
+        }
+        return (0..<size).map { r in
+            let lo = Int(displacements[r])
+            return String(decoding: all[lo..<(lo + Int(counts[r]))], as: UTF8.self)
+        }
+    }
+}
+
+/// `exit(0)` (or returning from main): MPI_Finalize. Any other status on a job of several ranks:
+/// MPI_Abort(status), because MPI_Finalize blocks until every rank finalizes and the others may be
+/// waiting for this rank in a collective (measured: `exit(1)` on one of 2 ranks while the other sat in a
+/// barrier hung the job). Signals (crashes) skip exit handlers; mpirun then ends the job itself.
+private func finalizeAtExit(status: Int32) {
+    var initialized: Int32 = 0, finalized: Int32 = 0
+    MPI_Initialized(&initialized)
+    MPI_Finalized(&finalized)
+    guard initialized != 0 && finalized == 0 else { return }
+    var size: Int32 = 1, rank: Int32 = 0
+    MPI_Comm_size(segger_mpi_comm_world(), &size)
+    MPI_Comm_rank(segger_mpi_comm_world(), &rank)
+    if status != 0 && size > 1 {
+        fputs("segger-train rank \(rank)/\(size): exit status \(status) before MPI_Finalize: aborting the job\n", stderr)
+        fflush(stderr)
+        MPI_Abort(segger_mpi_comm_world(), status)
+    }
+    MPI_Finalize()
+}
+
+private func registerFinalizeAtExit() {
+    #if canImport(Glibc)
+    on_exit({ status, _ in finalizeAtExit(status: status) }, nil)
+    #else
+    atexit { finalizeAtExit(status: 0) }
+    #endif
+}

@@ -1,0 +1,240 @@
+// Gradient buckets in the PyTorch DDP style, with fp16/bf16 compression.
+//
+// One step:  begin(preScale) → gradientsReady(from:) … (from the backward pass) → finish()
+//
+//   gradients  [P] fp32, flat, parameter order        bucket 0 = the end of the buffer
+//   |--p0--|--p1--|----p2----|--p3--|-p4-|             (last layer's gradients are final first)
+//   |      bucket 2    |   bucket 1  | bucket 0 |
+//
+// Per bucket, at launch: packed[r] = fp16(gradients[r] · preScale) (F16C when present), then
+// MPI_Iallreduce in place on packed[r] with the fp32-accumulating user op; at completion
+// gradients[r] = fp32(packed[r]). With `.none`: gradients[r] *= preScale, MPI_Iallreduce(MPI_SUM) in
+// place. With one rank nothing is sent but the same scale → compress → decompress happens, so 1-rank and
+// N-rank runs round alike. Open MPI has no progress thread: every gradientsReady call also MPI_Tests the
+// in-flight buckets, and completed ones are decompressed right away (their parameters are final).
+import CFloat16
+import CMPI
+import Foundation
+
+/// Gradient buckets in the PyTorch DDP style: contiguous slices of the flat gradient buffer in
+/// reverse parameter order, each capped in size; a bucket leaves for a non-blocking all-reduce as soon
+/// as the backward pass has finished all its parameters, strictly in bucket order.
+public final class GradientBuckets {
+    public let compression: GradientCompression
+    public private(set) var stats = ExchangeStats()
+
+    private let communicator: Communicator
+    private let gradients: UnsafeMutableBufferPointer<Float>
+    /// Bucket boundaries, bucket 0 first (highest offsets).
+    private let ranges: [Range<Int>]
+    /// fp16/bf16 carrier, same layout as `gradients` (empty for `.none`).
+    private let packed: UnsafeMutableBufferPointer<UInt16>
+    /// One request per bucket (MPI_Iallreduce), valid while the bucket is in flight.
+    private let requests: UnsafeMutableBufferPointer<MPI_Request?>
+    /// done[b]: bucket b is reduced and written back into `gradients` this step.
+    private let done: UnsafeMutableBufferPointer<Bool>
+
+    private var scale: Float = 1
+    private var inStep = false
+    /// Buckets 0..<launched have left for the all-reduce this step.
+    public private(set) var launchedBuckets = 0
+    /// Buckets 0..<firstPending are done.
+    private var firstPending = 0
+    /// Some reduced value of this step is inf or NaN.
+    private var sawNonFinite = false
+    /// Launch order of the current step (bucket indices), for tests. Capacity preallocated.
+    var launchLog: [Int] = []
+
+    /// - Parameters:
+    ///   - gradients: the flat gradient buffer (stays valid for the buckets' life).
+    ///   - parameterRanges: each parameter's flat range, in parameter (buffer) order; buckets never
+    ///     split a parameter unless a single parameter is larger than the cap.
+    ///   - capBytes: bucket size cap in bytes of fp32 gradient.
+    public init(communicator: Communicator, gradients: UnsafeMutableBufferPointer<Float>,
+                parameterRanges: [Range<Int>], capBytes: Int, compression: GradientCompression) {
+        precondition(capBytes >= 4, "bucket cap must hold at least one fp32 value")
+        self.communicator = communicator
+        self.gradients = gradients
+        self.compression = compression
+        let capElements = min(capBytes / 4, Int(Int32.max))
+        ranges = GradientBuckets.layout(count: gradients.count, parameterRanges: parameterRanges,
+                                        capElements: capElements)
+        packed = .allocate(capacity: compression == .none ? 0 : gradients.count)
+        requests = .allocate(capacity: ranges.count)
+        requests.initialize(repeating: segger_mpi_request_null())
+        done = .allocate(capacity: ranges.count)
+        done.initialize(repeating: false)
+        launchLog.reserveCapacity(ranges.count)
+        stats.buckets = ranges.count
+        stats.bytesPerStep = communicator.size > 1 ? gradients.count * compression.bytesPerElement : 0
+    }
+
+    deinit {
+        // A bucket still in flight would be written into freed memory: complete it first (every rank
+        // drops its buckets at the same point of the program, so the collectives still match).
+        for b in firstPending..<launchedBuckets where !done[b] {
+            MPI_Wait(requests.baseAddress! + b, segger_mpi_status_ignore())
+        }
+        packed.deallocate()
+        requests.deallocate()
+        done.deallocate()
+    }
+
+    /// Bucket boundaries (flat ranges), bucket 0 first (it covers the end of the buffer).
+    public var bucketRanges: [Range<Int>] { ranges }
+
+    /// The bucket layout: parameter i owns [start_i, start_{i+1}) (the first from 0, the last to `count`,
+    /// so gaps between parameters travel with the parameter before them and the buckets cover the buffer
+    /// exactly once); walking from the last parameter down, a bucket grows while it stays within
+    /// `capElements`; a parameter larger than the cap alone is cut into cap-sized chunks from its end,
+    /// its lowest remainder opening the next bucket.
+    static func layout(count: Int, parameterRanges: [Range<Int>], capElements: Int) -> [Range<Int>] {
+        guard count > 0 else { return [] }
+        var starts = parameterRanges.filter { !$0.isEmpty }.map(\.lowerBound)
+        for (a, b) in zip(parameterRanges.filter { !$0.isEmpty }, parameterRanges.filter { !$0.isEmpty }.dropFirst()) {
+            precondition(a.upperBound <= b.lowerBound, "parameter ranges must be sorted and disjoint")
+        }
+        precondition(parameterRanges.allSatisfy { $0.upperBound <= count }, "parameter range beyond the buffer")
+        if starts.isEmpty { starts = [0] }
+        starts[0] = 0
+        var result: [Range<Int>] = []
+        var open: Range<Int>? = nil  // the bucket being filled, growing downwards
+        for i in stride(from: starts.count - 1, through: 0, by: -1) {
+            let lo = starts[i], hi = i + 1 < starts.count ? starts[i + 1] : count
+            if hi - lo > capElements {
+                if let o = open { result.append(o); open = nil }
+                var top = hi
+                while top - lo > capElements {
+                    result.append((top - capElements)..<top)
+                    top -= capElements
+                }
+                open = lo..<top
+            } else if let o = open, o.count + (hi - lo) <= capElements {
+                open = lo..<o.upperBound
+            } else {
+                if let o = open { result.append(o) }
+                open = lo..<hi
+            }
+        }
+        if let o = open { result.append(o) }
+        return result
+    }
+
+    /// Starts a step: every bucket's gradient will be multiplied by `preScale` before compression.
+    public func begin(preScale: Float) {
+        precondition(!inStep, "GradientBuckets.begin: the previous step was not finished")
+        inStep = true
+        scale = preScale
+        launchedBuckets = 0
+        firstPending = 0
+        sawNonFinite = false
+        for b in 0..<ranges.count { done[b] = false }
+        launchLog.removeAll(keepingCapacity: true)
+    }
+
+    /// Called from the backward pass: every gradient at flat offset ≥ `offset` is final. Launches
+    /// the buckets that became complete (in bucket order) and drives in-flight ones with MPI_Test
+    /// (Open MPI has no asynchronous progress thread).
+    public func gradientsReady(from offset: Int) {
+        precondition(inStep, "GradientBuckets.gradientsReady outside begin/finish")
+        while launchedBuckets < ranges.count && ranges[launchedBuckets].lowerBound >= offset {
+            launch(launchedBuckets)
+            launchedBuckets += 1
+        }
+        drive()
+    }
+
+    /// Waits for every bucket and writes the summed gradients back (fp32) into the gradient buffer.
+    /// - Returns: false when any reduced value is inf or NaN (the step must then be skipped on every rank).
+    public func finish() -> Bool {
+        precondition(inStep, "GradientBuckets.finish without begin")
+        while launchedBuckets < ranges.count {
+            launch(launchedBuckets)
+            launchedBuckets += 1
+        }
+        for b in firstPending..<ranges.count where !done[b] {
+            let t0 = monotonicSeconds()
+            communicator.check(MPI_Wait(requests.baseAddress! + b, segger_mpi_status_ignore()), "MPI_Wait")
+            stats.waitSeconds += monotonicSeconds() - t0
+            unpack(b)
+        }
+        firstPending = ranges.count
+        inStep = false
+        return !sawNonFinite
+    }
+
+    /// Scales and compresses bucket b, then starts its all-reduce (or, with one rank, completes it).
+    private func launch(_ b: Int) {
+        launchLog.append(b)
+        let r = ranges[b]
+        let n = r.count
+        let g = gradients.baseAddress! + r.lowerBound
+        let t0 = monotonicSeconds()
+        switch compression {
+        case .fp16: segger_f32_to_f16(g, packed.baseAddress! + r.lowerBound, n, scale)
+        case .bf16: segger_f32_to_bf16(g, packed.baseAddress! + r.lowerBound, n, scale)
+        case .none: if scale != 1 { scaleInPlace(g, n, scale) }
+        }
+        stats.packSeconds += monotonicSeconds() - t0
+        if communicator.size == 1 {
+            unpack(b)
+            return
+        }
+        let comm = segger_mpi_comm_world()
+        let rc: Int32
+        if compression == .none {
+            rc = MPI_Iallreduce(segger_mpi_in_place(), g, Int32(n), segger_mpi_float(), segger_mpi_sum(), comm,
+                                requests.baseAddress! + b)
+        } else {
+            rc = MPI_Iallreduce(segger_mpi_in_place(), packed.baseAddress! + r.lowerBound, Int32(n),
+                                segger_mpi_uint16(), communicator.sumOp(compression), comm, requests.baseAddress! + b)
+        }
+        communicator.check(rc, "MPI_Iallreduce")
+    }
+
+    /// MPI_Test on every in-flight bucket (this is what moves them along); unpacks the finished ones.
+    private func drive() {
+        guard communicator.size > 1 else { return }
+        var flag: Int32 = 0
+        for b in firstPending..<launchedBuckets where !done[b] {
+            communicator.check(MPI_Test(requests.baseAddress! + b, &flag, segger_mpi_status_ignore()), "MPI_Test")
+            if flag != 0 { unpack(b) }
+        }
+        while firstPending < launchedBuckets && done[firstPending] { firstPending += 1 }
+    }
+
+    /// Decompresses reduced bucket b into `gradients` and notes any inf/NaN.
+    private func unpack(_ b: Int) {
+        let r = ranges[b]
+        let g = gradients.baseAddress! + r.lowerBound
+        let t0 = monotonicSeconds()
+        switch compression {
+        case .fp16: segger_f16_to_f32(packed.baseAddress! + r.lowerBound, g, r.count)
+        case .bf16: segger_bf16_to_f32(packed.baseAddress! + r.lowerBound, g, r.count)
+        case .none: break
+        }
+        if !allFinite(g, r.count) { sawNonFinite = true }
+        stats.packSeconds += monotonicSeconds() - t0
+        done[b] = true
+    }
+}
+
+/// x[i] *= s, x [n].
+@inline(__always)
+private func scaleInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float) {
+    for i in 0..<n { x[i] *= s }
+}
+
+/// True when no element of x [n] is inf or NaN: Σ (x − x) is 0 for finite x and NaN otherwise.
+private func allFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+    var acc: Float = 0
+    for i in 0..<n { acc += x[i] - x[i] }
+    return acc == 0
+}
+
+/// Monotonic clock in seconds.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

@@ -1,0 +1,138 @@
+// Which tiles each rank trains on. The global sequence of batches depends only on (seed, epoch,
+// globalBatch) — never on the number of ranks — and the split of one global batch over ranks is a pure
+// function of its inputs, so every rank computes the same plan without talking to the others.
+
+/// Which tiles each rank trains on, step by step.
+public enum ShardPlan {
+    /// The epoch's sequence of global batches (indices into the sorted tile list): a seeded shuffle
+    /// that depends only on `seed`, `epoch` and `globalBatch`, never on the rank count. The last
+    /// partial batch is padded by repeating tiles from the start of the permutation (as PyTorch's
+    /// DistributedSampler does), or dropped when `dropLast`.
+    public static func globalBatches(tileCount: Int, globalBatch: Int, seed: UInt64, epoch: Int,
+                                     dropLast: Bool) -> [[Int]] {
+        precondition(globalBatch >= 1, "globalBatch must be at least 1")
+        precondition(tileCount >= 0)
+        guard tileCount > 0 else { return [] }
+        let order = permutation(count: tileCount, seed: seed, epoch: epoch)
+        var batches: [[Int]] = []
+        var start = 0
+        while start + globalBatch <= tileCount {
+            batches.append(Array(order[start..<(start + globalBatch)]))
+            start += globalBatch
+        }
+        if start < tileCount && !dropLast {
+            var last = Array(order[start..<tileCount])
+            var k = 0
+            while last.count < globalBatch {  // wraps around when there are fewer tiles than one batch
+                last.append(order[k % tileCount])
+                k += 1
+            }
+            batches.append(last)
+        }
+        return batches
+    }
+
+    /// A seeded permutation of 0..<count (Fisher–Yates driven by SplitMix64 keyed by seed and epoch).
+    public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        var order = Array(0..<count)
+        var rng = SplitMix64(seed: SplitMix64.mix(seed) ^ SplitMix64.mix(UInt64(bitPattern: Int64(epoch)) &+ 0x632B_E59B_D9B4_E019))
+        var i = count - 1
+        while i > 0 {
+            let j = rng.below(i + 1)
+            order.swapAt(i, j)
+            i -= 1
+        }
+        return order
+    }
+
+    /// Splits one global batch over `ranks` ranks, balanced by `cost` (longest-processing-time
+    /// greedy), every rank getting the same number of tiles when the batch divides evenly; a
+    /// deterministic function of its inputs, so every rank computes the same split.
+    ///
+    /// `costs` is indexed by tile index (`costs[batch[k]]`), e.g. a tile's edge count. When the batch
+    /// does not divide evenly, ranks hold ⌊n/ranks⌋ or ⌈n/ranks⌉ tiles. Steps: tiles by cost descending
+    /// (ties: earlier batch position first) each go to the least-loaded rank that still has room (ties:
+    /// lower rank); then pairwise swaps between the most-loaded rank and another rank are applied while
+    /// they lower that pair's maximum. Each rank's tiles keep their order in `batch`, so `ranks == 1`
+    /// returns `[batch]`.
+    public static func split(_ batch: [Int], costs: [Double], ranks: Int) -> [[Int]] {
+        precondition(ranks >= 1, "ranks must be at least 1")
+        let n = batch.count
+        let cost = batch.map { costs[$0] }
+        precondition(!cost.contains { $0.isNaN }, "tile cost is NaN")
+        let base = n / ranks, extra = n % ranks  // `extra` ranks take base + 1 tiles
+        let order = (0..<n).sorted { a, b in cost[a] != cost[b] ? cost[a] > cost[b] : a < b }
+
+        var owner = [Int](repeating: 0, count: n)      // batch position → rank
+        var load = [Double](repeating: 0, count: ranks)
+        var held = [Int](repeating: 0, count: ranks)
+        var extraUsed = 0
+        for p in order {
+            var best = -1
+            for r in 0..<ranks {
+                let room = held[r] < base || (held[r] == base && extraUsed < extra)
+                if room && (best < 0 || load[r] < load[best]) { best = r }
+            }
+            if held[best] == base { extraUsed += 1 }
+            owner[p] = best
+            held[best] += 1
+            load[best] += cost[p]
+        }
+
+        // Swap refinement: each accepted swap lowers the most-loaded rank and leaves its partner below
+        // the old maximum, so the sorted load vector decreases and the loop ends.
+        var rounds = 0
+        while rounds < 4 * n + 4 {
+            rounds += 1
+            var top = 0
+            for r in 1..<ranks where load[r] > load[top] { top = r }
+            var bestPair: (Int, Int)? = nil
+            var bestMax = load[top]
+            for a in 0..<n where owner[a] == top {
+                for b in 0..<n where owner[b] != top && cost[b] < cost[a] {
+                    let d = cost[a] - cost[b]
+                    let pairMax = max(load[top] - d, load[owner[b]] + d)
+                    if pairMax < bestMax { bestMax = pairMax; bestPair = (a, b) }
+                }
+            }
+            guard let (a, b) = bestPair else { break }
+            let other = owner[b]
+            owner[a] = other
+            owner[b] = top
+            load[top] = 0; load[other] = 0  // recomputed from scratch: no drift from += / -=
+            for p in 0..<n where owner[p] == top || owner[p] == other { load[owner[p]] += cost[p] }
+        }
+
+        var result = [[Int]](repeating: [], count: ranks)
+        for p in 0..<n { result[owner[p]].append(batch[p]) }
+        return result
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable 64-bit generator.
+public struct SplitMix64 {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    /// The SplitMix64 finalizer: a bijective 64-bit mix.
+    public static func mix(_ z0: UInt64) -> UInt64 {
+        var z = z0 &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    public mutating func next() -> UInt64 {
+        state = state &+ 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A value in 0..<n by multiply-high (bias below n / 2⁶⁴, deterministic on every platform).
+    public mutating func below(_ n: Int) -> Int {
+        precondition(n > 0)
+        return Int(next().multipliedFullWidth(by: UInt64(n)).high)
+    }
+}

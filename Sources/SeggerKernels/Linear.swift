@@ -1,0 +1,99 @@
+// Dense layers on OpenBLAS (row-major cblas_sgemm), embedding gather / scatter-add, relu.
+// Plain functions on raw buffers; shapes in comments; nothing allocates.
+import COpenBLAS
+
+/// Y[n, 0..<out] (row stride ldy) = X[n, in] (row stride ldx) · W[out, in]ᵀ + b[out]   (PyG Linear).
+/// `b` may be nil (no bias). Columns of Y beyond `out` are untouched, so several linears reading the
+/// same X can write side by side into one wider Y — or run as one GEMM when their W rows are adjacent.
+public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
+                          x: UnsafePointer<Float>, ldx: Int,
+                          w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                          n: Int, inDim: Int, outDim: Int) {
+    if n == 0 || outDim == 0 { return }
+    var beta: Float = 0
+    if let b {
+        for r in 0..<n {
+            let yr = y + r * ldy
+            for o in 0..<outDim { yr[o] = b[o] }
+        }
+        beta = 1
+    }
+    if inDim == 0 {
+        if b == nil { for r in 0..<n { (y + r * ldy).update(repeating: 0, count: outDim) } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outDim), Int32(inDim),
+                1, x, Int32(ldx), w, Int32(inDim), beta, y, Int32(ldy))
+}
+
+/// Weight and bias gradients of `linearForward`:
+/// dW[out, in] (+)= dY[n, out]ᵀ · X[n, in];  db[out] (+)= Σ_rows dY.   `accumulate` false overwrites.
+public func linearBackwardParams(dw: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>?,
+                                 dy: UnsafePointer<Float>, ldy: Int,
+                                 x: UnsafePointer<Float>, ldx: Int,
+                                 n: Int, inDim: Int, outDim: Int, accumulate: Bool = false) {
+    if outDim == 0 { return }
+    if !accumulate {
+        dw.update(repeating: 0, count: outDim * inDim)
+        db?.update(repeating: 0, count: outDim)
+    }
+    if n == 0 { return }
+    if inDim > 0 {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outDim), Int32(inDim), Int32(n),
+                    1, dy, Int32(ldy), x, Int32(ldx), 1, dw, Int32(inDim))
+    }
+    if let db {
+        for r in 0..<n {
+            let dyr = dy + r * ldy
+            for o in 0..<outDim { db[o] += dyr[o] }
+        }
+    }
+}
+
+/// Input gradient of `linearForward`: dX[n, in] (row stride lddx) (+)= dY[n, out] · W[out, in].
+public func linearBackwardInput(dx: UnsafeMutablePointer<Float>, lddx: Int,
+                                dy: UnsafePointer<Float>, ldy: Int,
+                                w: UnsafePointer<Float>,
+                                n: Int, inDim: Int, outDim: Int, accumulate: Bool = false) {
+    if n == 0 || inDim == 0 { return }
+    if outDim == 0 {
+        if !accumulate { for r in 0..<n { (dx + r * lddx).update(repeating: 0, count: inDim) } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inDim), Int32(outDim),
+                1, dy, Int32(ldy), w, Int32(inDim), accumulate ? 1 : 0, dx, Int32(lddx))
+}
+
+/// out[n, d] = table[index[n], :]   (embedding lookup; table [rows, d]).
+public func embeddingForward(out: UnsafeMutablePointer<Float>, table: UnsafePointer<Float>,
+                             index: UnsafePointer<Int32>, n: Int, dim: Int) {
+    for r in 0..<n {
+        (out + r * dim).update(from: table + Int(index[r]) * dim, count: dim)
+    }
+}
+
+/// dTable[index[n], :] += dOut[n, d]   (scatter-add; the caller zeroes dTable).
+public func embeddingBackward(dTable: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                              index: UnsafePointer<Int32>, n: Int, dim: Int) {
+    for r in 0..<n {
+        let dt = dTable + Int(index[r]) * dim
+        let g = dOut + r * dim
+        for c in 0..<dim { dt[c] += g[c] }
+    }
+}
+
+/// y[n] = max(x[n], 0)  (x and y may be the same buffer).
+public func reluForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count n: Int) {
+    for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+}
+
+/// dx[n] = y[n] > 0 ? dy[n] : 0, from relu's output y (as torch: grad · (result > 0)); dx may be dy.
+public func reluBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, y: UnsafePointer<Float>,
+                         count n: Int) {
+    for i in 0..<n { dx[i] = y[i] > 0 ? dy[i] : 0 }
+}
+
+/// Sets the number of OpenBLAS threads of this process.
+public func setBLASThreads(_ n: Int) {
+    openblas_set_num_threads(Int32(n))
+}

@@ -1,0 +1,433 @@
+// Synthetic segger tiles: cells with nuclei, cell-type gene programs, background transcripts, a kNN
+// transcript graph with self-loops, belongs edges for nuclear transcripts and segger-style negatives.
+// Realistic in size and learnable (a transcript's genes and neighbours tell its cell), deterministic
+// per seed with an own PRNG, so that benchmarks and tests see the same bytes on every machine.
+import Foundation
+import SafeTensors
+
+/// Parameters of the synthetic tile generator (defaults match the reference generator that made
+/// `golden/tiles` and give ~5,000-transcript tiles close to segger's real Xenium tiles).
+public struct SynthConfig: Sendable, Equatable {
+    /// Number of tiles ``Synth/writeDirectory(config:to:)`` writes.
+    public var tiles: Int = 8
+    /// Transcripts per tile (exact).
+    public var txPerTile: Int = 5000
+    /// Seed of the tiles (positions, counts, genes, negatives). Tile i uses its own stream.
+    public var seed: UInt64 = 0
+    /// Seed of the cell-type gene programs (shared by all tiles, so that train and val tiles made
+    /// with different `seed`s describe the same biology).
+    public var programSeed: UInt64 = 0
+    /// Gene vocabulary size: token ids lie in [0, numTxTokens).
+    public var numTxTokens: Int = 500
+    /// Neighbours per transcript in the kNN graph, the transcript itself counted as the first (as segger does).
+    public var k: Int = 3
+    /// kNN neighbours lie within this distance (µm).
+    public var radius: Float = 5
+    /// Negatives sampled per belongs edge before keeping only nuclear transcripts (segger's neg ratio).
+    public var negRatio: Double = 5
+    /// Number of cell types, each over-expressing its own set of genes.
+    public var cellTypes: Int = 8
+    /// Genes over-expressed by each cell type.
+    public var programTokens: Int = 20
+    /// Fraction of a cell's transcripts drawn from its type's program (the rest from the global mix).
+    public var programWeight: Double = 0.6
+    /// Mean transcripts per cell.
+    public var txPerCell: Double = 150
+    /// Mean cell area (µm²).
+    public var cellArea: Double = 180
+    /// Mean fraction of a cell's transcripts that lie in its nucleus.
+    public var nuclearFraction: Double = 0.37
+    /// Fraction of a tile's transcripts that belong to no cell.
+    public var backgroundFraction: Double = 0.08
+    /// Extra nuclei (relative to cells) whose cell lies outside the tile: nuclei with no transcripts.
+    public var emptyNucleusFraction: Double = 0.15
+    /// Embedding mode when set: `tx.x` is F32 [N_tx, embeddingDim], a noisy one-hot of the gene.
+    public var embeddingDim: Int? = nil
+    /// Standard deviation of the Gaussian noise added to the one-hot embedding.
+    public var embeddingNoise: Float = 0.1
+
+    public init(tiles: Int = 8, txPerTile: Int = 5000, seed: UInt64 = 0, numTxTokens: Int = 500, k: Int = 3,
+                negRatio: Double = 5, cellTypes: Int = 8, embeddingDim: Int? = nil) {
+        self.tiles = tiles
+        self.txPerTile = txPerTile
+        self.seed = seed
+        self.numTxTokens = numTxTokens
+        self.k = k
+        self.negRatio = negRatio
+        self.cellTypes = cellTypes
+        self.embeddingDim = embeddingDim
+    }
+}
+
+extension SynthConfig {
+    /// Why this configuration cannot generate tiles, or nil when it can.
+    public var problem: String? {
+        if tiles < 0 { return "tiles must be ≥ 0 (got \(tiles))" }
+        if txPerTile < 1 { return "txPerTile must be ≥ 1 (got \(txPerTile))" }
+        if numTxTokens < 1 { return "numTxTokens must be ≥ 1 (got \(numTxTokens))" }
+        if k < 1 { return "k must be ≥ 1 (got \(k))" }
+        if !(radius > 0) { return "radius must be > 0 (got \(radius))" }
+        if !(negRatio >= 0) || !negRatio.isFinite { return "negRatio must be ≥ 0 (got \(negRatio))" }
+        if cellTypes < 1 || programTokens < 1 { return "cellTypes and programTokens must be ≥ 1" }
+        if !(txPerCell >= 1) || !(cellArea > 0) || !txPerCell.isFinite || !cellArea.isFinite { return "txPerCell must be ≥ 1 and cellArea > 0" }
+        for (name, v) in [("programWeight", programWeight), ("nuclearFraction", nuclearFraction),
+                          ("backgroundFraction", backgroundFraction), ("emptyNucleusFraction", emptyNucleusFraction)] where !(0...1).contains(v) {
+            return "\(name) must lie in [0, 1] (got \(v))"
+        }
+        if let d = embeddingDim, d < 1 { return "embeddingDim must be ≥ 1 (got \(d))" }
+        if !(embeddingNoise >= 0) { return "embeddingNoise must be ≥ 0" }
+        return nil
+    }
+}
+
+/// xoshiro256** seeded through splitmix64: a small, fast PRNG whose stream is fixed by this file
+/// (never `SystemRandomNumberGenerator`, never the standard library's `random(in:)` algorithms).
+struct SynthRandom {
+    var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    init(seed: UInt64) {
+        var x = seed
+        func splitmix() -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s0 = splitmix(); s1 = splitmix(); s2 = splitmix(); s3 = splitmix()
+    }
+
+    mutating func next() -> UInt64 {
+        let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
+        let t = s1 << 17
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+        s2 ^= t
+        s3 = (s3 << 45) | (s3 >> 19)
+        return result
+    }
+
+    /// Uniform in [0, 1).
+    mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// Uniform in [a, b).
+    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * uniform() }
+    /// Uniform integer in [0, n) (multiply-shift; the tiny bias is irrelevant here).
+    mutating func below(_ n: Int) -> Int { Int((UInt64(n).multipliedFullWidth(by: next())).high) }
+    /// Standard normal (Box–Muller).
+    mutating func normal() -> Double {
+        let u = max(uniform(), 1e-300), v = uniform()
+        return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * Double.pi * v)
+    }
+    /// Fisher–Yates shuffle.
+    mutating func shuffle<T>(_ a: inout [T]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, below(i + 1)) }
+    }
+}
+
+/// The synthetic tile generator.
+public enum Synth {
+    /// A generated tile and the positions written beside it.
+    struct Generated {
+        var tile: Tile
+        /// [N_tx, 2] and [N_bd, 2] row-major, µm.
+        var txPos: [Float]
+        var bdPos: [Float]
+        /// The boundary each transcript lies in (its cell's nucleus index), -1 for background.
+        var cellOf: [Int32]
+        var nuclear: [Bool]
+    }
+
+    /// Tile `index` of the configuration (independent of the other tiles; same bytes for the same seed).
+    public static func tile(config: SynthConfig, index: Int) -> Tile {
+        generate(config: config, index: index).tile
+    }
+
+    /// Tile `index` in embedding mode: `tx.x` F32 [N_tx, dim] (a noisy one-hot of each gene).
+    public static func tileEmbeddingMode(config: SynthConfig, index: Int, dim: Int = 32) -> Tile {
+        var c = config
+        c.embeddingDim = dim
+        return generate(config: c, index: index).tile
+    }
+
+    /// Writes `tile_00000.safetensors` … (segger-tile v1 with `tx.pos` and `bd.pos`) into `dir`,
+    /// creating it when missing, and `manifest.json` (the configuration and each tile's sizes; not a
+    /// tile, so tile readers ignore it).
+    public static func writeDirectory(config: SynthConfig, to dir: String) throws {
+        if let problem = config.problem { throw TileError(path: dir, "synthetic tiles: \(problem)") }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw TileError(path: dir, "cannot create directory (\(error.localizedDescription))")
+        }
+        var rows: [String] = []
+        for i in 0..<config.tiles {
+            let g = generate(config: config, index: i)
+            let path = (dir as NSString).appendingPathComponent(fileName(i))
+            try g.tile.write(to: path, extra: [
+                (TileTensor.txPos, Tensor(g.txPos, shape: [g.tile.numTx, 2])),
+                (TileTensor.bdPos, Tensor(g.bdPos, shape: [g.tile.numBd, 2])),
+            ])
+            let t = g.tile
+            rows.append("    {\"file\": \"\(fileName(i))\", \"n_tx\": \(t.numTx), \"n_bd\": \(t.numBd), \"e_nn\": \(t.neighbors.count), \"e_b\": \(t.belongs.count), \"n_label\": \(t.numLabels), \"n_neg\": \(t.numLabels - t.belongs.count)}")
+        }
+        let c = config
+        let manifest = """
+        {
+          "format": "segger-tile", "version": "1", "generator": "segger-train Synth",
+          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null")},
+          "tiles": [
+        \(rows.joined(separator: ",\n"))
+          ]
+        }
+
+        """
+        try AtomicFile.write(manifest, to: (dir as NSString).appendingPathComponent("manifest.json"))
+    }
+
+    /// `tile_00000.safetensors` for index 0.
+    public static func fileName(_ index: Int) -> String {
+        let digits = String(index)
+        return "tile_" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits + ".safetensors"
+    }
+
+    /// Genes over-expressed by each cell type, [cellTypes][programTokens] (depends on `programSeed` only).
+    static func programs(_ c: SynthConfig) -> [[Int32]] {
+        var rng = SynthRandom(seed: c.programSeed ^ 0x5EC6_E000_0000_0001)
+        let per = max(1, min(c.programTokens, c.numTxTokens))
+        return (0..<max(1, c.cellTypes)).map { _ in
+            var picked: [Int32] = []
+            var seen = Set<Int32>()
+            while picked.count < per {
+                let g = Int32(rng.below(c.numTxTokens))
+                if seen.insert(g).inserted { picked.append(g) }
+            }
+            return picked
+        }
+    }
+
+    /// Cumulative weights of the global gene mix (Zipf-like over a permutation fixed by `programSeed`).
+    static func globalMix(_ c: SynthConfig) -> (genes: [Int32], cumulative: [Double]) {
+        var rng = SynthRandom(seed: c.programSeed ^ 0x6A0B_A100_0000_0002)
+        var genes = (0..<c.numTxTokens).map { Int32($0) }
+        rng.shuffle(&genes)
+        var cumulative = [Double](repeating: 0, count: genes.count)
+        var sum = 0.0
+        for r in 0..<genes.count {
+            sum += 1 / Foundation.pow(Double(r) + 10, 0.8)
+            cumulative[r] = sum
+        }
+        for r in 0..<genes.count { cumulative[r] /= sum }
+        return (genes, cumulative)
+    }
+
+    static func generate(config c: SynthConfig, index: Int) -> Generated {
+        precondition(c.problem == nil, "SynthConfig: \(c.problem ?? "")")
+        var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: index) &+ 0x7111_E5ED)
+        let programs = programs(c)
+        let mix = globalMix(c)
+        func globalGene(_ rng: inout SynthRandom) -> Int32 {
+            let u = rng.uniform()
+            var lo = 0, hi = mix.cumulative.count - 1
+            while lo < hi { let mid = (lo + hi) / 2; if mix.cumulative[mid] < u { lo = mid + 1 } else { hi = mid } }
+            return mix.genes[lo]
+        }
+
+        // Cells and their transcript counts; the rest of the tile's transcripts are background.
+        let n = c.txPerTile
+        let cellTx = Double(n) * (1 - c.backgroundFraction)
+        let numCells = max(1, Int((cellTx / c.txPerCell * rng.uniform(0.9, 1.2)).rounded()))
+        let numEmpty = Int((Double(numCells) * c.emptyNucleusFraction).rounded())
+        let numBd = numCells + numEmpty
+        var weights = (0..<numCells).map { _ in rng.uniform(0.6, 1.4) }
+        let wsum = weights.reduce(0, +)
+        for i in weights.indices { weights[i] /= wsum }
+        var counts = weights.map { Int(($0 * cellTx).rounded(.down)) }
+        let numBackground = n - counts.reduce(0, +)
+
+        // Cells on a jittered square grid; empty nuclei take grid slots too.
+        let spacing = c.cellArea.squareRoot() * 1.05
+        let grid = Int(Double(numBd).squareRoot().rounded(.up))
+        let side = Double(grid) * spacing
+        var slots = Array(0..<(grid * grid))
+        rng.shuffle(&slots)
+
+        // Per cell: type, shape (ellipse radii, angle), nucleus scale.
+        var txPos = [Float](repeating: 0, count: 2 * n)
+        var bdPos = [Float](repeating: 0, count: 2 * numBd)
+        var bdX = [Float](repeating: 0, count: 4 * numBd)
+        var tokens = [Int32](repeating: 0, count: n)
+        var cellOf = [Int32](repeating: -1, count: n)
+        var nuclear = [Bool](repeating: false, count: n)
+        let typeScale = (0..<max(1, c.cellTypes)).map { t in 0.8 + 0.4 * Double(t) / Double(max(1, c.cellTypes - 1)) }
+        var t = 0
+        for b in 0..<numBd {
+            let slot = slots[b]
+            let cx = (Double(slot % grid) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
+            let cy = (Double(slot / grid) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
+            let type = rng.below(max(1, c.cellTypes))
+            let area = c.cellArea * typeScale[type] * rng.uniform(0.85, 1.15)
+            let elong = rng.uniform(1.0, 1.35)
+            let r = (area / Double.pi).squareRoot()
+            let (ra, rb) = (r * elong.squareRoot(), r / elong.squareRoot())
+            let angle = rng.uniform(0, Double.pi)
+            let (ca, sa) = (Foundation.cos(angle), Foundation.sin(angle))
+            let frac = min(0.9, c.nuclearFraction * rng.uniform(0.8, 1.2))
+            let nscale = frac.squareRoot() // nucleus = the cell ellipse scaled by √frac (area ∝ frac)
+            bdPos[2 * b] = Float(cx); bdPos[2 * b + 1] = Float(cy)
+            // bd.x: (area, convexity, elongation, circularity) of the nucleus, raw units as segger.
+            let na = ra * nscale, nb = rb * nscale
+            let nucArea = Double.pi * na * nb
+            let h = ((na - nb) * (na - nb)) / ((na + nb) * (na + nb))
+            let perimeter = Double.pi * (na + nb) * (1 + 3 * h / (10 + (4 - 3 * h).squareRoot())) * rng.uniform(1.0, 1.08)
+            bdX[4 * b] = Float(nucArea)
+            bdX[4 * b + 1] = Float(rng.uniform(0.93, 1.0))
+            bdX[4 * b + 2] = Float(nb / na)
+            bdX[4 * b + 3] = Float(4 * Double.pi * nucArea / (perimeter * perimeter))
+            guard b < numCells else { continue } // an empty nucleus: its cell lies outside the tile
+            for _ in 0..<counts[b] {
+                let isNuclear = rng.uniform() < frac
+                var u = 0.0, v = 0.0
+                repeat { // uniform in the unit disk; nuclear → inside radius √frac, cytoplasm → outside
+                    u = rng.uniform(-1, 1); v = rng.uniform(-1, 1)
+                    let d2 = u * u + v * v
+                    if d2 > 1 { continue }
+                    if isNuclear { u *= nscale; v *= nscale; break }
+                    if d2 >= frac { break }
+                } while true
+                let x = cx + ca * u * ra - sa * v * rb
+                let y = cy + sa * u * ra + ca * v * rb
+                txPos[2 * t] = Float(x); txPos[2 * t + 1] = Float(y)
+                tokens[t] = rng.uniform() < c.programWeight ? programs[type][rng.below(programs[type].count)] : globalGene(&rng)
+                cellOf[t] = Int32(b)
+                nuclear[t] = isNuclear
+                t += 1
+            }
+        }
+        counts.removeAll()
+        for _ in 0..<numBackground {
+            txPos[2 * t] = Float(rng.uniform(0, side)); txPos[2 * t + 1] = Float(rng.uniform(0, side))
+            tokens[t] = globalGene(&rng)
+            t += 1
+        }
+        precondition(t == n)
+
+        // Transcripts in a random order (as in real tiles; no information in the index).
+        var order = Array(0..<n)
+        rng.shuffle(&order)
+        var pos2 = [Float](repeating: 0, count: 2 * n), tok2 = tokens, cell2 = cellOf, nuc2 = nuclear
+        for (newIndex, old) in order.enumerated() {
+            pos2[2 * newIndex] = txPos[2 * old]; pos2[2 * newIndex + 1] = txPos[2 * old + 1]
+            tok2[newIndex] = tokens[old]; cell2[newIndex] = cellOf[old]; nuc2[newIndex] = nuclear[old]
+        }
+        txPos = pos2; tokens = tok2; cellOf = cell2; nuclear = nuc2
+
+        // kNN graph: row 0 = the transcript (k times), row 1 = itself then its nearest others within radius.
+        let (nnSrc, nnDst) = knn(pos: txPos, k: c.k, radius: c.radius)
+
+        // Belongs edges in transcript order; positives = belongs, then segger's negatives.
+        var bSrc: [Int32] = [], bDst: [Int32] = []
+        for i in 0..<n where nuclear[i] { bSrc.append(Int32(i)); bDst.append(cellOf[i]) }
+        var labelTx = bSrc, labelBd = bDst
+        var labels = [Float](repeating: 1, count: bSrc.count)
+        let toSample = Int((Double(bSrc.count) * c.negRatio).rounded())
+        var seen = Set<Int64>()
+        for i in 0..<bSrc.count { seen.insert(Int64(bSrc[i]) << 32 | Int64(bDst[i])) }
+        for _ in 0..<toSample {
+            let tx = rng.below(n), bd = rng.below(numBd)
+            guard nuclear[tx], cellOf[tx] != Int32(bd) else { continue }
+            guard seen.insert(Int64(tx) << 32 | Int64(bd)).inserted else { continue }
+            labelTx.append(Int32(tx)); labelBd.append(Int32(bd)); labels.append(0)
+        }
+
+        let txInput: TranscriptInput
+        if let dim = c.embeddingDim {
+            precondition(dim > 0)
+            var feats = [Float](repeating: 0, count: n * dim)
+            for i in 0..<n {
+                for j in 0..<dim { feats[i * dim + j] = c.embeddingNoise * Float(rng.normal()) }
+                feats[i * dim + Int(tokens[i]) % dim] += 1
+            }
+            txInput = .features(feats, dim: dim)
+        } else {
+            txInput = .tokens(tokens)
+        }
+        let source = "synth(seed \(c.seed), tile \(index))"
+        let tile = Tile(sources: [source], numTx: n, numBd: numBd, tx: txInput, bdX: bdX, bdDim: 4,
+                        neighbors: Relation(numSrc: n, numDst: n, src: nnSrc, dst: nnDst),
+                        belongs: Relation(numSrc: n, numDst: numBd, src: bSrc, dst: bDst),
+                        labelTx: labelTx, labelBd: labelBd, labels: labels)
+        return Generated(tile: tile, txPos: txPos, bdPos: bdPos, cellOf: cellOf, nuclear: nuclear)
+    }
+
+    /// k nearest neighbours within `radius` of each point (the point itself first), by grid hashing
+    /// with cells of side `radius`: O(N · points per 3×3 cells). Ties break by index.
+    /// pos: [N, 2] row-major. Returns (src, dst) with src = the query point, dst = its neighbours.
+    static func knn(pos: [Float], k: Int, radius: Float) -> ([Int32], [Int32]) {
+        let n = pos.count / 2
+        guard n > 0 else { return ([], []) }
+        var minX = Float.infinity, minY = Float.infinity, maxX = -Float.infinity, maxY = -Float.infinity
+        for i in 0..<n {
+            minX = min(minX, pos[2 * i]); maxX = max(maxX, pos[2 * i])
+            minY = min(minY, pos[2 * i + 1]); maxY = max(maxY, pos[2 * i + 1])
+        }
+        let cell = max(radius, 1e-3)
+        let gx = Int((maxX - minX) / cell) + 1, gy = Int((maxY - minY) / cell) + 1
+        func cellIndex(_ i: Int) -> (Int, Int) {
+            (min(gx - 1, Int((pos[2 * i] - minX) / cell)), min(gy - 1, Int((pos[2 * i + 1] - minY) / cell)))
+        }
+        // Counting sort of points into grid cells.
+        var start = [Int32](repeating: 0, count: gx * gy + 1)
+        var cellOfPoint = [Int32](repeating: 0, count: n)
+        for i in 0..<n {
+            let (cx, cy) = cellIndex(i)
+            cellOfPoint[i] = Int32(cy * gx + cx)
+            start[cy * gx + cx + 1] += 1
+        }
+        for g in 0..<(gx * gy) { start[g + 1] += start[g] }
+        var fill = Array(start[0..<(gx * gy)])
+        var sorted = [Int32](repeating: 0, count: n)
+        for i in 0..<n {
+            let g = Int(cellOfPoint[i])
+            sorted[Int(fill[g])] = Int32(i)
+            fill[g] += 1
+        }
+        var src: [Int32] = [], dst: [Int32] = []
+        src.reserveCapacity(n * k); dst.reserveCapacity(n * k)
+        let r2 = radius * radius
+        var bestD = [Float](repeating: 0, count: max(k - 1, 1))
+        var bestJ = [Int32](repeating: 0, count: max(k - 1, 1))
+        for i in 0..<n {
+            src.append(Int32(i)); dst.append(Int32(i))
+            guard k > 1 else { continue }
+            var found = 0
+            let (cx, cy) = cellIndex(i)
+            let xi = pos[2 * i], yi = pos[2 * i + 1]
+            for ny in max(0, cy - 1)...min(gy - 1, cy + 1) {
+                for nx in max(0, cx - 1)...min(gx - 1, cx + 1) {
+                    let g = ny * gx + nx
+                    for s in Int(start[g])..<Int(start[g + 1]) {
+                        let j = Int(sorted[s])
+                        if j == i { continue }
+                        let dx = pos[2 * j] - xi, dy = pos[2 * j + 1] - yi
+                        let d = dx * dx + dy * dy
+                        if d > r2 { continue }
+                        // insertion into the sorted best list (distance, then index)
+                        if found == k - 1 {
+                            let (ld, lj) = (bestD[found - 1], bestJ[found - 1])
+                            if d > ld || (d == ld && Int32(j) > lj) { continue }
+                            found -= 1
+                        }
+                        var p = found
+                        while p > 0 && (bestD[p - 1] > d || (bestD[p - 1] == d && bestJ[p - 1] > Int32(j))) {
+                            bestD[p] = bestD[p - 1]; bestJ[p] = bestJ[p - 1]; p -= 1
+                        }
+                        bestD[p] = d; bestJ[p] = Int32(j)
+                        found += 1
+                    }
+                }
+            }
+            for q in 0..<found { src.append(Int32(i)); dst.append(bestJ[q]) }
+        }
+        return (src, dst)
+    }
+}

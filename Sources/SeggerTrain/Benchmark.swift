@@ -1,0 +1,169 @@
+// Throughput measurement of real training steps (the same `Trainer.step` a run uses), with the
+// machine's own limits measured alongside: sgemm at the step's shapes and memory bandwidth.
+import COpenBLAS
+import Foundation
+import SeggerDistributed
+import SeggerModel
+import SeggerTiles
+
+/// What one benchmark run reports (printed as one JSON object by `segger-train bench`).
+public struct BenchmarkReport: Codable {
+    public var ranks: Int = 0
+    public var batchPerRank: Int = 0
+    public var steps: Int = 0
+    public var architecture: String = ""
+    public var msPerStepMedian: Double = 0
+    public var msPerStepP10: Double = 0
+    public var msPerStepP90: Double = 0
+    public var tilesPerS: Double = 0
+    public var nodesPerS: Double = 0
+    public var edgesPerS: Double = 0
+    public var gemmGflopPerStep: Double = 0
+    public var achievedGflopS: Double = 0
+    public var sgemmGflopSMeasured: Double = 0
+    public var memoryBandwidthGBs: Double = 0
+    public var floorMsPerStep: Double = 0
+    public var ratioToFloor: Double = 0
+    public var commWaitMsPerStep: Double = 0
+    public var commWaitShare: Double = 0
+    public var bytesAllreducedPerStep: Int = 0
+    public var peakRSSMB: Double = 0
+    public var rssGrowthMB: Double = 0
+    public var meanTileTx: Double = 0
+    public var meanTileEdges: Double = 0
+    public var meanTileLabels: Double = 0
+    public init() {}
+}
+
+extension Trainer {
+    /// Runs `warmup` + `steps` training steps over the epoch-0 batch sequence (wrapping around) and
+    /// returns each timed step's wall time on this rank, max-reduced over ranks.
+    public func timedSteps(warmup: Int, steps: Int) throws -> (times: [Double], waits: [Double]) {
+        let globalBatch = options.batchSizeTrain * comm.size
+        let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, seed: options.seed,
+                                              epoch: 0, dropLast: true)
+        guard !batches.isEmpty else { throw CollectiveError("bench: fewer tiles than one global batch") }
+        var times: [Double] = [], waits: [Double] = []
+        for i in 0..<(warmup + steps) {
+            comm.barrier()
+            timing = EpochTiming()
+            let t0 = monotonicSeconds()
+            _ = try step(batch: batches[i % batches.count], epoch: 0, index: i % batches.count)
+            let dt = monotonicSeconds() - t0
+            let m = comm.allreduceMax([dt, timing.wait])
+            if i >= warmup { times.append(m[0]); waits.append(m[1]) }
+        }
+        return (times, waits)
+    }
+
+    /// Bytes the gradient exchange sends per step.
+    public var bytesAllreducedPerStep: Int { buckets.stats.bytesPerStep }
+    public var worldSize: Int { comm.size }
+    public var trainingTiles: TileSet { train }
+    public var modelConfig: ModelConfig { options.model }
+}
+
+/// Machine limits measured at the shapes a step uses.
+public enum MachineProbe {
+    /// Seconds for one row-major sgemm C[M,N] = A[M,K]·B[K,N] (median of a few runs).
+    public static func sgemmSeconds(m: Int, k: Int, n: Int) -> Double {
+        guard m > 0, k > 0, n > 0 else { return 0 }
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
+        var c = [Float](repeating: 0, count: m * n)
+        var samples: [Double] = []
+        let reps = max(3, min(50, Int(2e8 / Double(2 * m * k * n + 1))))
+        for _ in 0..<reps {
+            let t0 = monotonicSeconds()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+            samples.append(monotonicSeconds() - t0)
+        }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+
+    /// Copy-and-scale bandwidth (read + write bytes per second) over arrays larger than the caches.
+    public static func memoryBandwidth() -> Double {
+        let n = 16 << 20
+        let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); a.initialize(repeating: 1)
+        let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); b.initialize(repeating: 2)
+        defer { a.deallocate(); b.deallocate() }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = monotonicSeconds()
+            triad(a, b, n)
+            best = min(best, monotonicSeconds() - t0)
+        }
+        return Double(3 * n * 4) / best
+    }
+
+    @inline(never)
+    static func triad(_ a: UnsafeMutableBufferPointer<Float>, _ b: UnsafeMutableBufferPointer<Float>, _ n: Int) {
+        for i in 0..<n { a[i] = a[i] + 0.5 * b[i] }
+    }
+
+    /// Peak resident set size of this process in MB (VmHWM).
+    public static func peakRSSMB() -> Double { statusField("VmHWM") }
+    /// Current resident set size in MB (VmRSS).
+    public static func currentRSSMB() -> Double { statusField("VmRSS") }
+
+    static func statusField(_ key: String) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
+        for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
+            let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+            return kb / 1024
+        }
+        return .nan
+    }
+}
+
+/// The dense-layer work of one training step on one tile, shape by shape (what the floor is made of).
+public struct StepShapes {
+    /// (M, K, N) of every forward GEMM: Y[M,N] = X[M,K]·Wᵀ. Backward adds dX (M,N,K) and dW (N,M,K).
+    public var forward: [(m: Int, k: Int, n: Int)] = []
+    /// Bytes the edge kernels must move at least (projections read once, outputs written once).
+    public var edgeBytes: Double = 0
+
+    /// Shapes for `tile` under `config`. The belongs relation's source projection counts only the
+    /// transcripts that are sources of a belongs edge (the rows that are read).
+    public init(tile: Tile, config: ModelConfig) {
+        let nTx = tile.numTx, nBd = tile.numBd
+        var belongsSources = Set<Int32>()
+        for s in tile.belongs.src { belongsSources.insert(s) }
+        let nBs = belongsSources.count
+        let hidden = config.heads * config.hiddenChannels, out = config.heads * config.outChannels
+        var din = config.initEmb
+        if let c = config.txFeatureDim { forward.append((nTx, c, config.initEmb)) }
+        forward.append((nBd, config.bdFeatureDim, config.initEmb))
+        let widths = [hidden] + Array(repeating: hidden, count: config.midLayers) + [out]
+        for d in widths {
+            forward.append((nTx, din, 2 * d))            // neighbors: lin_l and lin_r read the same rows
+            forward.append((nBs, din, d))                // belongs lin_l, only rows that are read
+            forward.append((nBd, din, d))                // belongs lin_r
+            if config.residual {
+                forward.append((nTx, din, d))
+                forward.append((nBd, din, d))
+            }
+            // Forward reads xl, xr and writes out; backward reads them again plus dout and writes dxl, dxr.
+            let floats = Double(nTx * 2 + nTx + nBs + nBd * 2) * Double(d)
+            edgeBytes += floats * 4 * 3
+            din = d
+        }
+    }
+
+    public var gemmFlops: Double {
+        forward.reduce(0) { $0 + 3 * 2 * Double($1.m) * Double($1.k) * Double($1.n) }
+    }
+
+    /// Seconds the step's GEMMs take at measured sgemm speed (forward, dX and dW shapes).
+    public func gemmFloorSeconds(cache: inout [String: Double]) -> Double {
+        var total = 0.0
+        for s in forward {
+            for (m, k, n) in [(s.m, s.k, s.n), (s.m, s.n, s.k), (s.n, s.m, s.k)] {
+                let key = "\(m)x\(k)x\(n)"
+                if cache[key] == nil { cache[key] = MachineProbe.sgemmSeconds(m: m, k: k, n: n) }
+                total += cache[key]!
+            }
+        }
+        return total
+    }
+}

@@ -1,0 +1,21 @@
+// mpi-selftest: multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
+//
+//   mpirun -np 2 mpi-selftest            all checks; rank 0 prints "PASS <check>" / "FAIL <check>: why"
+//   mpirun -np 2 mpi-selftest abort      the last rank aborts while the others wait in a barrier
+//   mpirun -np 2 mpi-selftest bench      overlap measurement of GradientBuckets (a model-sized buffer)
+//
+// Every rank exits 0 when all checks pass and 1 otherwise.
+import Foundation
+import SeggerDistributed
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let mode = arguments.first ?? "check"
+switch mode {
+case "check": exit(runChecks())
+case "abort": runAbort()
+case "exit": runExit()
+case "bench": runBench(arguments: Array(arguments.dropFirst()))
+default:
+    FileHandle.standardError.write("usage: mpi-selftest [check|abort|bench]\n".data(using: .utf8)!)
+    exit(2)
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import SeggerDistributed
+import SeggerModel
+import SeggerTiles
+import SeggerTrain
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time real training steps and print one JSON object (Scripts/bench runs it, with mpirun for N ranks).",
+        discussion: """
+        Runs --warmup untimed and --steps timed training steps (forward, backward, gradient exchange, clip,
+        AdamW) over the tiles, and measures on this machine: sgemm at the step's own GEMM shapes and memory
+        bandwidth. The floor is the step's GEMM time at that sgemm speed plus the edge kernels' minimum bytes at
+        that bandwidth; ratio_to_floor = median step time / floor.
+        """)
+
+    @Option(name: .customLong("tiles"), help: "Tile directory to train on.")
+    var tiles: String
+    @Option(name: .customLong("batch"), help: "Tiles per rank per step.")
+    var batch: Int = 1
+    @Option(name: .customLong("steps"), help: "Timed steps.")
+    var steps: Int = 20
+    @Option(name: .customLong("warmup"), help: "Untimed steps first.")
+    var warmup: Int = 3
+    @Option(name: .customLong("grad_compression"), help: "fp16, bf16 or none.")
+    var gradCompression: String = "fp16"
+    @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default 1).")
+    var numThreads: Int?
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var opt: OptimizerOptions
+
+    func run() throws {
+        configureThreads(numThreads)
+        let comm: Communicator
+        do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
+        do {
+            var o = TrainOptions()
+            o.trainDir = tiles
+            o.rootDir = FileManager.default.temporaryDirectory.appendingPathComponent("segger-bench-\(getpid())").path
+            o.batchSizeTrain = batch
+            o.model = try model.config()
+            o.optimizer = try opt.config()
+            guard let c = GradientCompression(rawValue: gradCompression) else { throw ValidationError("--grad_compression must be fp16, bf16 or none") }
+            o.compression = c
+            o.epochs = 1
+            o.progressSeconds = 1e9
+            let rssStart = MachineProbe.currentRSSMB()
+            let trainer = try Trainer(options: o, comm: comm)
+            let (times, waits) = try trainer.timedSteps(warmup: warmup, steps: steps)
+            let rssAfter = MachineProbe.currentRSSMB()
+            let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart])
+            guard comm.isRoot else { try? FileManager.default.removeItem(atPath: o.rootDir); return }
+            // Per-tile work and the floor, from the tiles actually used.
+            let set = trainer.trainingTiles
+            var cache: [String: Double] = [:]
+            var flops = 0.0, gemmSeconds = 0.0, edgeBytes = 0.0, tx = 0.0, edges = 0.0, labels = 0.0
+            let sample = Array(set.paths.prefix(8))
+            for p in sample {
+                let t = try Tile.read(path: p)
+                let shapes = StepShapes(tile: t, config: trainer.modelConfig)
+                flops += shapes.gemmFlops
+                gemmSeconds += shapes.gemmFloorSeconds(cache: &cache)
+                edgeBytes += shapes.edgeBytes
+                tx += Double(t.numTx); edges += Double(t.neighbors.count + t.belongs.count); labels += Double(t.numLabels)
+            }
+            let n = Double(sample.count)
+            let tilesPerStepPerRank = Double(batch)
+            let bandwidth = MachineProbe.memoryBandwidth()
+            let gemmFloor = gemmSeconds / n * tilesPerStepPerRank
+            let floor = gemmFloor + edgeBytes / n * tilesPerStepPerRank / bandwidth
+            let sorted = times.sorted()
+            func pct(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))] }
+            let median = pct(0.5)
+            let tilesPerStep = tilesPerStepPerRank * Double(comm.size)
+            let wait = waits.sorted()[waits.count / 2]
+            var report = BenchmarkReport()
+            report.ranks = comm.size
+            report.batchPerRank = batch
+            report.steps = steps
+            report.architecture = trainer.modelConfig.residual ? "documented" : "segger-main"
+            report.msPerStepMedian = median * 1e3
+            report.msPerStepP10 = pct(0.1) * 1e3
+            report.msPerStepP90 = pct(0.9) * 1e3
+            report.tilesPerS = tilesPerStep / median
+            report.nodesPerS = tilesPerStep * tx / n / median
+            report.edgesPerS = tilesPerStep * edges / n / median
+            report.gemmGflopPerStep = flops / n * tilesPerStepPerRank / 1e9
+            report.achievedGflopS = flops / n * tilesPerStepPerRank / median / 1e9
+            report.sgemmGflopSMeasured = flops / n / (gemmSeconds / n) / 1e9
+            report.memoryBandwidthGBs = bandwidth / 1e9
+            report.floorMsPerStep = floor * 1e3
+            report.ratioToFloor = median / floor
+            report.commWaitMsPerStep = wait * 1e3
+            report.commWaitShare = wait / median
+            report.bytesAllreducedPerStep = trainer.bytesAllreducedPerStep
+            report.peakRSSMB = peak[0]
+            report.rssGrowthMB = peak[1]
+            report.meanTileTx = tx / n
+            report.meanTileEdges = edges / n
+            report.meanTileLabels = labels / n
+            let enc = JSONEncoder()
+            enc.keyEncodingStrategy = .convertToSnakeCase
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            try? FileManager.default.removeItem(atPath: o.rootDir)
+        } catch let e as ValidationError {
+            fail(e.message)
+        } catch let e as CollectiveError {
+            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
+            Foundation.exit(1)
+        } catch {
+            comm.abort("error on rank \(comm.rank): \(error)")
+        }
+    }
+}

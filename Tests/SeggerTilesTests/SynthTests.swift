@@ -1,0 +1,199 @@
+import Foundation
+import XCTest
+@testable import SafeTensors
+@testable import SeggerTiles
+
+final class SynthTests: XCTestCase {
+    func testSameSeedSameBytesDifferentSeedDifferentBytes() throws {
+        let dir = try temporaryDirectory(self)
+        var c = SynthConfig(tiles: 2, txPerTile: 800, seed: 7)
+        try Synth.writeDirectory(config: c, to: dir + "/a")
+        try Synth.writeDirectory(config: c, to: dir + "/b")
+        c.seed = 8
+        try Synth.writeDirectory(config: c, to: dir + "/c")
+        for name in [Synth.fileName(0), Synth.fileName(1)] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/a/" + name))
+            let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/b/" + name))
+            let d = try Data(contentsOf: URL(fileURLWithPath: dir + "/c/" + name))
+            XCTAssertEqual(a, b, "same seed must give identical bytes")
+            XCTAssertNotEqual(a, d, "different seeds must give different tiles")
+        }
+        let t0 = try Data(contentsOf: URL(fileURLWithPath: dir + "/a/" + Synth.fileName(0)))
+        let t1 = try Data(contentsOf: URL(fileURLWithPath: dir + "/a/" + Synth.fileName(1)))
+        XCTAssertNotEqual(t0, t1, "tiles of one directory differ")
+        XCTAssertEqual(try TileDirectory.list(dir + "/a").map { ($0 as NSString).lastPathComponent },
+                       ["tile_00000.safetensors", "tile_00001.safetensors"])
+        // The manifest is valid JSON with one row per tile, matching the tiles' sizes.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/a/manifest.json"))) as? [String: Any]
+        let rows = try XCTUnwrap(manifest?["tiles"] as? [[String: Any]])
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows[1]["e_nn"] as? Int, Synth.tile(config: SynthConfig(tiles: 2, txPerTile: 800, seed: 7), index: 1).neighbors.count)
+    }
+
+    func testInvalidConfigurationIsAnErrorNotACrash() throws {
+        let dir = try temporaryDirectory(self)
+        var c = SynthConfig(tiles: 1, txPerTile: 0)
+        XCTAssertThrowsError(try Synth.writeDirectory(config: c, to: dir)) { XCTAssertTrue("\($0)".contains("txPerTile"), "\($0)") }
+        c = SynthConfig(tiles: 1, txPerTile: 100)
+        c.backgroundFraction = 1.5
+        XCTAssertThrowsError(try Synth.writeDirectory(config: c, to: dir)) { XCTAssertTrue("\($0)".contains("backgroundFraction"), "\($0)") }
+        XCTAssertNil(SynthConfig().problem)
+    }
+
+    func testSizesAtFiveThousandTranscripts() {
+        var c = SynthConfig(txPerTile: 5000, seed: 1)
+        var nn = 0, b = 0, l = 0
+        for i in 0..<3 {
+            c.seed = UInt64(i)
+            let t = Synth.tile(config: c, index: i)
+            print("synth 5000: N_bd \(t.numBd) E_nn \(t.neighbors.count) E_b \(t.belongs.count) L \(t.numLabels)")
+            XCTAssertEqual(t.numTx, 5000)
+            XCTAssertTrue((30...90).contains(t.numBd), "N_bd \(t.numBd)")
+            XCTAssertTrue((13_500...15_000).contains(t.neighbors.count), "E_nn \(t.neighbors.count)")
+            XCTAssertTrue((1_400...2_000).contains(t.belongs.count), "E_b \(t.belongs.count)")
+            XCTAssertGreaterThanOrEqual(Double(t.numLabels), 1.0 * Double(t.belongs.count))
+            XCTAssertLessThanOrEqual(Double(t.numLabels), 3.0 * Double(t.belongs.count))
+            nn += t.neighbors.count; b += t.belongs.count; l += t.numLabels
+            checkInvariants(t)
+        }
+        XCTAssertEqual(Double(nn) / 3, 15_000, accuracy: 1_000)
+        XCTAssertEqual(Double(b) / 3, 1_700, accuracy: 250)
+        XCTAssertEqual(Double(l) / 3, 4_400, accuracy: 700)
+    }
+
+    func testGraphStructure() {
+        let c = SynthConfig(txPerTile: 1500, seed: 3)
+        let g = Synth.generate(config: c, index: 0)
+        let t = g.tile
+        checkInvariants(t)
+        // kNN: row 0 is the query, k entries at most each, the first being the self-loop; within radius.
+        var i = 0, e = 0
+        var selfLoops = 0
+        while e < t.neighbors.count {
+            XCTAssertEqual(Int(t.neighbors.src[e]), i)
+            XCTAssertEqual(t.neighbors.dst[e], t.neighbors.src[e], "first neighbour of \(i) is itself")
+            selfLoops += 1
+            var m = 1
+            e += 1
+            while e < t.neighbors.count && Int(t.neighbors.src[e]) == i {
+                let j = Int(t.neighbors.dst[e])
+                XCTAssertNotEqual(j, i)
+                let dx = g.txPos[2 * i] - g.txPos[2 * j], dy = g.txPos[2 * i + 1] - g.txPos[2 * j + 1]
+                XCTAssertLessThanOrEqual((dx * dx + dy * dy).squareRoot(), c.radius + 1e-4)
+                m += 1; e += 1
+            }
+            XCTAssertLessThanOrEqual(m, c.k)
+            i += 1
+        }
+        XCTAssertEqual(selfLoops, t.numTx, "every transcript has its self-loop")
+        // Brute-force check of the kNN on a few points.
+        for q in stride(from: 0, to: t.numTx, by: 97) {
+            var cand: [(Float, Int)] = []
+            for j in 0..<t.numTx where j != q {
+                let dx = g.txPos[2 * q] - g.txPos[2 * j], dy = g.txPos[2 * q + 1] - g.txPos[2 * j + 1]
+                let d = dx * dx + dy * dy
+                if d <= c.radius * c.radius { cand.append((d, j)) }
+            }
+            cand.sort { $0 < $1 }
+            let expected = [Int32(q)] + cand.prefix(c.k - 1).map { Int32($0.1) }
+            let got = zip(t.neighbors.src, t.neighbors.dst).filter { $0.0 == Int32(q) }.map(\.1)
+            XCTAssertEqual(got, expected, "kNN of \(q)")
+        }
+        // Belongs: exactly the nuclear transcripts, to their own nucleus.
+        XCTAssertEqual(t.belongs.count, g.nuclear.filter { $0 }.count)
+        for k in 0..<t.belongs.count {
+            XCTAssertTrue(g.nuclear[Int(t.belongs.src[k])])
+            XCTAssertEqual(t.belongs.dst[k], g.cellOf[Int(t.belongs.src[k])])
+        }
+        // Labels: positives first (= belongs edges), then negatives: nuclear transcript, other nucleus, no duplicates.
+        let positives = t.labels.firstIndex(of: 0) ?? t.labels.count
+        XCTAssertEqual(positives, t.belongs.count)
+        XCTAssertTrue(t.labels[positives...].allSatisfy { $0 == 0 }, "negatives after positives")
+        XCTAssertEqual(Array(t.labelTx[..<positives]), t.belongs.src)
+        XCTAssertEqual(Array(t.labelBd[..<positives]), t.belongs.dst)
+        let belongsOf = Dictionary(uniqueKeysWithValues: zip(t.belongs.src, t.belongs.dst))
+        var pairs = Set<Int64>()
+        for l in 0..<t.numLabels {
+            XCTAssertTrue(pairs.insert(Int64(t.labelTx[l]) << 32 | Int64(t.labelBd[l])).inserted, "duplicate label pair")
+            guard l >= positives else { continue }
+            guard let own = belongsOf[t.labelTx[l]] else { XCTFail("negative \(l) pairs a non-nuclear transcript"); continue }
+            XCTAssertNotEqual(own, t.labelBd[l], "negative \(l) pairs a transcript with its own nucleus")
+        }
+        XCTAssertGreaterThan(t.numLabels - positives, positives / 2)
+        // bd.x plausible: area > 0, convexity, elongation, circularity in (0, 1].
+        for b in 0..<t.numBd {
+            XCTAssertGreaterThan(t.bdX[4 * b], 5); XCTAssertLessThan(t.bdX[4 * b], 200)
+            for f in 1..<4 { XCTAssertGreaterThan(t.bdX[4 * b + f], 0.3); XCTAssertLessThanOrEqual(t.bdX[4 * b + f], 1) }
+        }
+    }
+
+    func testGenesFollowCellTypePrograms() {
+        // Learnable: transcripts of one nucleus share its type's over-expressed genes far more than chance.
+        let c = SynthConfig(txPerTile: 3000, seed: 5, numTxTokens: 500, cellTypes: 8)
+        let g = Synth.generate(config: c, index: 0)
+        guard case .tokens(let tokens) = g.tile.tx else { return XCTFail("token mode expected") }
+        var perCell: [Int32: [Int32: Int]] = [:]
+        for i in 0..<g.tile.numTx where g.cellOf[i] >= 0 { perCell[g.cellOf[i], default: [:]][tokens[i], default: 0] += 1 }
+        var topShare = 0.0
+        for (_, hist) in perCell {
+            let total = hist.values.reduce(0, +)
+            let top20 = hist.values.sorted(by: >).prefix(20).reduce(0, +)
+            topShare += Double(top20) / Double(total)
+        }
+        topShare /= Double(perCell.count)
+        XCTAssertGreaterThan(topShare, 0.6, "a cell's 20 most frequent genes carry most of its transcripts")
+    }
+
+    func testRoundTripThroughTileRead() throws {
+        let dir = try temporaryDirectory(self)
+        let c = SynthConfig(tiles: 2, txPerTile: 700, seed: 11)
+        try Synth.writeDirectory(config: c, to: dir)
+        for (i, path) in try TileDirectory.list(dir).enumerated() {
+            let read = try Tile.read(path: path, options: TileReadOptions(numTxTokens: c.numTxTokens))
+            let made = Synth.tile(config: c, index: i)
+            XCTAssertEqual(read.tx, made.tx)
+            XCTAssertEqual(read.bdX, made.bdX)
+            XCTAssertEqual(read.neighbors, made.neighbors)
+            XCTAssertEqual(read.belongs, made.belongs)
+            XCTAssertEqual(read.labelTx, made.labelTx); XCTAssertEqual(read.labelBd, made.labelBd); XCTAssertEqual(read.labels, made.labels)
+            let file = try SafeTensorsFile.read(path: path)
+            XCTAssertEqual(file[TileTensor.txPos]?.shape, [read.numTx, 2])
+            XCTAssertEqual(file[TileTensor.bdPos]?.shape, [read.numBd, 2])
+            XCTAssertEqual(file.metadata["format"], "segger-tile")
+            checkInvariants(read)
+        }
+    }
+
+    func testEmbeddingMode() throws {
+        let c = SynthConfig(txPerTile: 600, seed: 2)
+        let t = Synth.tileEmbeddingMode(config: c, index: 0, dim: 16)
+        XCTAssertEqual(t.txFeatureDim, 16)
+        guard case .features(let f, _) = t.tx, case .tokens(let tokens) = Synth.tile(config: c, index: 0).tx else { return XCTFail() }
+        XCTAssertEqual(f.count, 600 * 16)
+        var hits = 0
+        for i in 0..<600 {
+            let row = f[(i * 16)..<(i * 16 + 16)]
+            if row.firstIndex(of: row.max()!)! - i * 16 == Int(tokens[i]) % 16 { hits += 1 }
+        }
+        XCTAssertGreaterThan(hits, 590, "the embedding is a noisy one-hot of the gene")
+        let dir = try temporaryDirectory(self)
+        try t.write(to: dir + "/e.safetensors")
+        let read = try Tile.read(path: dir + "/e.safetensors")
+        XCTAssertEqual(read.tx, t.tx)
+    }
+
+    func testSmallTilesMatchReferenceGenerator() throws {
+        // The reference generator's tiles at 300 transcripts: ~2 nuclei, E_nn ≈ 3 N_tx, labels ≈ 1.5–2 × E_b.
+        let t = Synth.tile(config: SynthConfig(txPerTile: 300, seed: 21, numTxTokens: 100), index: 0)
+        checkInvariants(t)
+        XCTAssertTrue((1...4).contains(t.numBd))
+        XCTAssertGreaterThan(t.neighbors.count, 2 * 300)
+        XCTAssertLessThanOrEqual(t.neighbors.count, 3 * 300)
+        let manifestPath = try requireShared("golden/tiles/manifest.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestPath))) as? [String: Any]
+        let mean = try XCTUnwrap(json?["mean_per_tile"] as? [String: Any])
+        let eb = try XCTUnwrap(mean["e_b"] as? Double), nl = try XCTUnwrap(mean["n_label"] as? Double)
+        XCTAssertEqual(Double(t.belongs.count), eb, accuracy: eb * 0.4)
+        XCTAssertEqual(Double(t.numLabels), nl, accuracy: nl * 0.5)
+    }
+}

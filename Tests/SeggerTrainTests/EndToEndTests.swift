@@ -1,0 +1,160 @@
+// Tests that run the real segger-train binary on generated and real tiles.
+import Foundation
+import SafeTensors
+import XCTest
+
+/// Small model flags shared by the end-to-end tests (fast in any build).
+let smallModel = ["--num_tx_tokens", "500", "--init_emb", "8", "--hidden_channels", "16", "--out_channels", "8",
+                  "--heads", "2", "--mid_layers", "1"]
+
+final class EndToEndTests: XCTestCase {
+    func testTrainingImprovesValidationAUROCAndWritesLightningLayout() throws {
+        let train = try Support.synth(tiles: 16, tx: 400, seed: 11)
+        let val = try Support.synth(tiles: 4, tx: 400, seed: 12)
+        let root = Support.tempDir("learn")
+        let r = try Support.train(["train", "--train_dir", train, "--val_dir", val, "--default_root_dir", root,
+                                   "--epochs", "6", "--batch_size_train", "2", "--lr", "3e-3", "--log_every_n_steps", "4"] + smallModel)
+        XCTAssertEqual(r.status, 0, r.output)
+        let rows = try Support.metrics(root)
+        let epochs = rows.filter { $0["validation_auroc"] != nil }
+        XCTAssertEqual(epochs.count, 6, "one validation row per epoch")
+        let first = Double(epochs.first!["validation_auroc"]!)!, last = Double(epochs.last!["validation_auroc"]!)!
+        XCTAssertGreaterThan(last, first + 0.05, "validation AUROC should improve: \(epochs.map { $0["validation_auroc"]! })")
+        XCTAssertGreaterThan(last, 0.7)
+        XCTAssertTrue(rows.contains { $0["train_loss"] != nil }, "training-loss rows")
+        for col in ["epoch", "step", "validation_loss", "validation_f1"] { XCTAssertNotNil(epochs.last![col], col) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/checkpoints/last.safetensors"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/lightning_logs/version_0/hparams.yaml"))
+        let ckpts = try FileManager.default.contentsOfDirectory(atPath: root + "/checkpoints").filter { $0.hasPrefix("epoch=") }
+        XCTAssertTrue(ckpts.contains("epoch=5-step=48.safetensors"), "\(ckpts)")
+        XCTAssertLessThanOrEqual(ckpts.count, 4, "newest 3 plus the best: \(ckpts)")
+        // The checkpoint holds PyG-named weights under model. and the optimizer state.
+        let f = try SafeTensorsFile.read(path: root + "/checkpoints/last.safetensors")
+        XCTAssertNotNil(f["model.conv_first.tx__belongs__bd.lin_l.weight"])
+        XCTAssertNotNil(f["model.lin_first.tx.weight"])
+        XCTAssertNotNil(f["optimizer.exp_avg"])
+        // eval reproduces the last validation metrics from the checkpoint.
+        let e = try Support.run(Support.binary, ["eval", "--tiles", val, "--checkpoint", root + "/checkpoints/last.safetensors"])
+        XCTAssertEqual(e.status, 0, e.output)
+        let json = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["validation_auroc"] as! Double, last, accuracy: 1e-6)
+    }
+
+    func testResumeLastContinuesAndKillResumeIsBitIdentical() throws {
+        let train = try Support.synth(tiles: 8, tx: 300, seed: 21)
+        let args = ["--train_dir", train, "--epochs", "4", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
+        // Uninterrupted reference.
+        let a = Support.tempDir("ref")
+        XCTAssertEqual(try Support.train(["train", "--default_root_dir", a] + args).status, 0)
+        let ref = try Support.run(Support.binary, ["digest", "--checkpoint", a + "/checkpoints/last.safetensors"]).stdout
+
+        // Two epochs, then --resume last for the rest.
+        let b = Support.tempDir("resume")
+        var r = try Support.train(["train", "--default_root_dir", b] + args.map { $0 == "4" ? "2" : $0 })
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try Support.train(["train", "--default_root_dir", b, "--resume", "last"] + args)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("resumed from"), r.output)
+        let rows = try Support.metrics(b).filter { $0["train_loss_epoch"] != nil }
+        XCTAssertEqual(rows.map { $0["epoch"]! }, ["2", "3"], "the resumed run continues at epoch 2")
+        XCTAssertEqual(try Support.run(Support.binary, ["digest", "--checkpoint", b + "/checkpoints/last.safetensors"]).stdout, ref)
+
+        // SIGUSR1 mid-epoch: checkpoint, exit 0, and --resume auto finishes with the same weights.
+        let c = Support.tempDir("preempt")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Support.binary)
+        p.arguments = ["train", "--default_root_dir", c, "--resume", "auto", "--progress_seconds", "0"] + args.map { $0 == "4" ? "40" : $0 }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: c + "/checkpoints/last.safetensors") && Date() < deadline { usleep(20_000) }
+        usleep(300_000)
+        kill(p.processIdentifier, SIGUSR1)
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, out)
+        XCTAssertTrue(out.contains("preempted: checkpoint written"), out)
+        r = try Support.train(["train", "--default_root_dir", c, "--resume", "auto"] + args.map { $0 == "4" ? "40" : $0 })
+        XCTAssertEqual(r.status, 0, r.output)
+        let d = Support.tempDir("preempt-ref")
+        XCTAssertEqual(try Support.train(["train", "--default_root_dir", d] + args.map { $0 == "4" ? "40" : $0 }).status, 0)
+        XCTAssertEqual(try Support.run(Support.binary, ["digest", "--checkpoint", c + "/checkpoints/last.safetensors"]).stdout,
+                       try Support.run(Support.binary, ["digest", "--checkpoint", d + "/checkpoints/last.safetensors"]).stdout,
+                       "preempted + resumed run ends with the weights of the uninterrupted run")
+    }
+
+    func testRealXeniumTilesTrainAndResume() throws {
+        guard let shared = Support.shared else { throw XCTSkip("../shared is absent: real Xenium tiles unavailable") }
+        let base = shared + "/data/xenium-lung-10k/tiles"
+        let root = Support.tempDir("xenium")
+        let args = ["--train_dir", base + "/train", "--val_dir", base + "/val", "--default_root_dir", root,
+                    "--batch_size_train", "2", "--num_tx_tokens", "500"] + smallModel.dropFirst(2)
+        var r = try Support.train(["train", "--epochs", "2"] + args)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/checkpoints/last.safetensors"))
+        r = try Support.train(["train", "--epochs", "3", "--resume", "last"] + args)
+        XCTAssertEqual(r.status, 0, r.output)
+        let rows = try Support.metrics(root).filter { $0["validation_auroc"] != nil }
+        XCTAssertEqual(rows.map { $0["epoch"]! }, ["2"])
+        XCTAssertNotNil(Double(rows[0]["validation_loss"]!))
+    }
+
+    func testClearErrorsForBadInvocations() throws {
+        let train = try Support.synth(tiles: 2, tx: 200, seed: 31)
+        var r = try Support.train(["train", "--train_dir", train, "--accelerator", "cuda", "--default_root_dir", Support.tempDir("cuda")])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--accelerator cuda is not supported"), r.stderr)
+
+        r = try Support.train(["train", "--train_dir", "/nonexistent/tiles", "--default_root_dir", Support.tempDir("missing")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("/nonexistent/tiles: no such directory"), r.stderr)
+
+        // An output "directory" that is a file fails before training.
+        let file = Support.tempDir("rootfile") + "/plain-file"
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        r = try Support.train(["train", "--train_dir", train, "--default_root_dir", file])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains(file), r.stderr)
+
+        r = try Support.train(["train", "--train_dir", train, "--num_tx_tokens", "3", "--default_root_dir", Support.tempDir("tok")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("tx.x") && r.stderr.contains("--num_tx_tokens 3"), r.stderr)
+    }
+}
+
+final class CheckpointSafetyTests: XCTestCase {
+    /// kill -9 while `last.safetensors` is being rewritten: the previous `last` stays complete and loads.
+    func testKillDuringCheckpointWriteLeavesLastLoadable() throws {
+        let train = try Support.synth(tiles: 4, tx: 200, seed: 51)
+        let root = Support.tempDir("ckptkill")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Support.binary)
+        p.arguments = ["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1000", "--batch_size_train", "2"] + smallModel
+        var env = ProcessInfo.processInfo.environment
+        env["SEGGER_TEST_WRITE_PAUSE_MS"] = "400"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let ck = root + "/checkpoints"
+        let last = ck + "/last.safetensors"
+        let deadline = Date().addingTimeInterval(120)
+        // Wait for a complete `last`, then for the next write of it to be under way.
+        while !FileManager.default.fileExists(atPath: last) && Date() < deadline { usleep(10_000) }
+        var caught = false
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: ck)) ?? []
+            if names.contains(where: { $0.hasPrefix(".last.safetensors.tmp") }) { caught = true; break }
+            usleep(5_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertTrue(caught, "never saw a checkpoint write in progress")
+        let r = try Support.run(Support.binary, ["digest", "--checkpoint", last])
+        XCTAssertEqual(r.status, 0, "last must load after a kill mid-write: \(r.output)")
+        // And a run can resume from it.
+        let resumed = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--resume", "last",
+                                         "--epochs", "1", "--batch_size_train", "2"] + smallModel)
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+    }
+}
