@@ -13,7 +13,7 @@ public enum GradientCompression: String, Codable, Sendable, CaseIterable {
     case none
 
     /// Bytes per exchanged element.
-    public var bytesPerElement: Int { self == .none ? 4 : 2 }
+    public var bytesPerElement: Int { self == .none ? 8 : 2 }
 }
 
 /// An MPI failure, with the call and the rank.

@@ -8,8 +8,12 @@
 //
 // Per bucket, at launch: packed[r] = fp16(gradients[r] · preScale) (F16C when present), then
 // MPI_Iallreduce in place on packed[r] with the fp32-accumulating user op; at completion
-// gradients[r] = fp32(packed[r]). With `.none`: gradients[r] *= preScale, MPI_Iallreduce(MPI_SUM) in
-// place. With one rank nothing is sent but the same scale → compress → decompress happens, so 1-rank and
+// gradients[r] = fp32(packed[r]). With `.none` the bucket travels as fp64: wide[r] = fp64(gradients[r]) ·
+// preScale, MPI_Iallreduce(MPI_SUM, MPI_DOUBLE); gradients[r] = fp32(wide[r]). A sum of fp32 values in fp64
+// is exact (unless their exponents span more than 29 binades), so the result does not depend on how the
+// values were split over ranks or on MPI's reduction tree: N ranks give what one rank gives.
+// When the caller accumulated earlier micro-batches in fp64 (`begin(preScale:accumulated:)`), a bucket's
+// values are accumulated[r] + gradients[r], taken in fp64 before any rounding. With one rank nothing is sent but the same scale → compress → decompress happens, so 1-rank and
 // N-rank runs round alike. Open MPI has no progress thread: every gradientsReady call also MPI_Tests the
 // in-flight buckets, and completed ones are decompressed right away (their parameters are final).
 import CFloat16
@@ -29,6 +33,10 @@ public final class GradientBuckets {
     private let ranges: [Range<Int>]
     /// fp16/bf16 carrier, same layout as `gradients` (empty for `.none`).
     private let packed: UnsafeMutableBufferPointer<UInt16>
+    /// fp64 carrier for `.none`, same layout as `gradients` (empty otherwise).
+    private let wide: UnsafeMutableBufferPointer<Double>
+    /// fp64 sums of the earlier micro-batches of this step, added to `gradients` at launch (optional).
+    private var accumulated: UnsafeMutableBufferPointer<Double>?
     /// One request per bucket (MPI_Iallreduce), valid while the bucket is in flight.
     private let requests: UnsafeMutableBufferPointer<MPI_Request?>
     /// done[b]: bucket b is reduced and written back into `gradients` this step.
@@ -60,6 +68,7 @@ public final class GradientBuckets {
         ranges = GradientBuckets.layout(count: gradients.count, parameterRanges: parameterRanges,
                                         capElements: capElements)
         packed = .allocate(capacity: compression == .none ? 0 : gradients.count)
+        wide = .allocate(capacity: compression == .none ? gradients.count : 0)
         requests = .allocate(capacity: ranges.count)
         requests.initialize(repeating: segger_mpi_request_null())
         done = .allocate(capacity: ranges.count)
@@ -76,6 +85,7 @@ public final class GradientBuckets {
             MPI_Wait(requests.baseAddress! + b, segger_mpi_status_ignore())
         }
         packed.deallocate()
+        wide.deallocate()
         requests.deallocate()
         done.deallocate()
     }
@@ -121,10 +131,14 @@ public final class GradientBuckets {
     }
 
     /// Starts a step: every bucket's gradient will be multiplied by `preScale` before compression.
-    public func begin(preScale: Float) {
+    /// - Parameter accumulated: fp64 sums of this rank's earlier micro-batches (same layout as the
+    ///   gradients); when given, each bucket sends `accumulated + gradients`, added in fp64.
+    public func begin(preScale: Float, accumulated: UnsafeMutableBufferPointer<Double>? = nil) {
         precondition(!inStep, "GradientBuckets.begin: the previous step was not finished")
+        precondition(accumulated == nil || accumulated!.count == gradients.count, "accumulator size")
         inStep = true
         scale = preScale
+        self.accumulated = accumulated
         launchedBuckets = 0
         firstPending = 0
         sawNonFinite = false
@@ -171,9 +185,15 @@ public final class GradientBuckets {
         let g = gradients.baseAddress! + r.lowerBound
         let t0 = monotonicSeconds()
         switch compression {
-        case .fp16: segger_f32_to_f16(g, packed.baseAddress! + r.lowerBound, n, scale)
-        case .bf16: segger_f32_to_bf16(g, packed.baseAddress! + r.lowerBound, n, scale)
-        case .none: if scale != 1 { scaleInPlace(g, n, scale) }
+        case .fp16, .bf16:
+            if let acc = accumulated { foldInto(g, acc.baseAddress! + r.lowerBound, n) }
+            if compression == .fp16 {
+                segger_f32_to_f16(g, packed.baseAddress! + r.lowerBound, n, scale)
+            } else {
+                segger_f32_to_bf16(g, packed.baseAddress! + r.lowerBound, n, scale)
+            }
+        case .none:
+            widen(g, accumulated.map { $0.baseAddress! + r.lowerBound }, wide.baseAddress! + r.lowerBound, n, Double(scale))
         }
         stats.packSeconds += monotonicSeconds() - t0
         if communicator.size == 1 {
@@ -183,8 +203,8 @@ public final class GradientBuckets {
         let comm = segger_mpi_comm_world()
         let rc: Int32
         if compression == .none {
-            rc = MPI_Iallreduce(segger_mpi_in_place(), g, Int32(n), segger_mpi_float(), segger_mpi_sum(), comm,
-                                requests.baseAddress! + b)
+            rc = MPI_Iallreduce(segger_mpi_in_place(), wide.baseAddress! + r.lowerBound, Int32(n), segger_mpi_double(),
+                                segger_mpi_sum(), comm, requests.baseAddress! + b)
         } else {
             rc = MPI_Iallreduce(segger_mpi_in_place(), packed.baseAddress! + r.lowerBound, Int32(n),
                                 segger_mpi_uint16(), communicator.sumOp(compression), comm, requests.baseAddress! + b)
@@ -211,7 +231,7 @@ public final class GradientBuckets {
         switch compression {
         case .fp16: segger_f16_to_f32(packed.baseAddress! + r.lowerBound, g, r.count)
         case .bf16: segger_bf16_to_f32(packed.baseAddress! + r.lowerBound, g, r.count)
-        case .none: break
+        case .none: narrow(wide.baseAddress! + r.lowerBound, g, r.count)
         }
         if !allFinite(g, r.count) { sawNonFinite = true }
         stats.packSeconds += monotonicSeconds() - t0
@@ -219,10 +239,26 @@ public final class GradientBuckets {
     }
 }
 
-/// x[i] *= s, x [n].
+/// g[i] = fp32(acc[i] + g[i]), g [n], acc [n] (fp64 micro-batch sums folded in before compression).
 @inline(__always)
-private func scaleInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float) {
-    for i in 0..<n { x[i] *= s }
+private func foldInto(_ g: UnsafeMutablePointer<Float>, _ acc: UnsafePointer<Double>, _ n: Int) {
+    for i in 0..<n { g[i] = Float(acc[i] + Double(g[i])) }
+}
+
+/// w[i] = (acc[i] + g[i]) · s in fp64, g [n], acc [n] or nil, w [n].
+@inline(__always)
+private func widen(_ g: UnsafePointer<Float>, _ acc: UnsafePointer<Double>?, _ w: UnsafeMutablePointer<Double>, _ n: Int, _ s: Double) {
+    if let acc {
+        for i in 0..<n { w[i] = (acc[i] + Double(g[i])) * s }
+    } else {
+        for i in 0..<n { w[i] = Double(g[i]) * s }
+    }
+}
+
+/// g[i] = fp32(w[i]), w [n], g [n].
+@inline(__always)
+private func narrow(_ w: UnsafePointer<Double>, _ g: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { g[i] = Float(w[i]) }
 }
 
 /// True when no element of x [n] is inf or NaN: Σ (x − x) is 0 for finite x and NaN otherwise.

@@ -11,8 +11,23 @@ public final class Progress {
 
     public init(enabled: Bool, plainInterval: Double) {
         self.enabled = enabled
-        isTerminal = isatty(STDOUT_FILENO) == 1
+        isTerminal = Progress.stdoutIsInteractive()
         interval = isTerminal ? 0.1 : plainInterval
+    }
+
+    /// A live line only for a person at a terminal. Under mpirun, ranks write to a pseudo-terminal even
+    /// when mpirun's own output goes to a file (a SLURM log), so there the launcher's stdout decides.
+    static func stdoutIsInteractive() -> Bool {
+        let env = ProcessInfo.processInfo.environment
+        if let mode = env["SEGGER_PROGRESS"] { return mode == "tty" }
+        guard isatty(STDOUT_FILENO) == 1 else { return false }
+        if env["SLURM_JOB_ID"] != nil { return false }
+        if env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil {
+            // mpirun forks local ranks directly: look at where the parent's stdout goes.
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/1")) ?? ""
+            return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty")
+        }
+        return true
     }
 
     /// Updates the progress display (rate-limited).

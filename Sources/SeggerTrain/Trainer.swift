@@ -184,7 +184,7 @@ public final class Trainer {
             " (scanned in \(String(format: "%.1f", scan)) s), \(model.parameterCount) parameters in \(model.parameters.count) tensors, " +
             "\(options.model.txFeatureDim == nil ? "token" : "embedding") mode, " +
             "\(options.model.residual ? "documented" : "segger-main") architecture, \(buckets.bucketRanges.count) gradient bucket(s), " +
-            "\(options.compression.rawValue) gradient exchange")
+            "\(options.compression.rawValue) gradient exchange, \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
         let bad = train.bad.count + (val?.bad.count ?? 0)
         if bad > 0 { say("skipped \(bad) bad tile(s) (--skip_bad_tiles); first: \(train.bad.first?.error ?? val?.bad.first?.error ?? "")") }
         let replaced = train.nonFiniteReplaced + (val?.nonFiniteReplaced ?? 0)
@@ -287,9 +287,10 @@ public final class Trainer {
             preScale = 1 / Float(comm.size)
         }
 
-        // Forward/backward per tile; the last tile's gradients leave in buckets as its layers finish.
-        buckets.begin(preScale: preScale)
+        // Forward/backward per tile; earlier tiles accumulate in fp64, and the last tile's gradients
+        // (plus that sum) leave in buckets for the all-reduce as its layers finish.
         let work = mine.filter { train.labelCounts[$0] > 0 }
+        buckets.begin(preScale: preScale, accumulated: work.count > 1 ? accumulator : nil)
         var lossSum = 0.0
         var nanTile: String? = nil
         let g = model.gradients
@@ -310,25 +311,15 @@ public final class Trainer {
             let loss = model.forward(tile)
             if !loss.isFinite { nanTile = nanTile ?? train.paths[tileIndex] }
             lossSum += loss
-            let first = k == 0, last = k == work.count - 1
-            if work.count == 1 {
+            if k == work.count - 1 {
                 model.backward(lossScale: lossScale) { [buckets] offset in buckets.gradientsReady(from: offset) }
-            } else if !last {
+            } else {
                 model.backward(lossScale: lossScale)
                 let acc = accumulator
-                if first {
+                if k == 0 {
                     for i in 0..<g.count { acc[i] = Double(g[i]) }
                 } else {
                     for i in 0..<g.count { acc[i] += Double(g[i]) }
-                }
-            } else {
-                // Fold the accumulated tiles into each layer's gradients as the layer finishes.
-                var done = g.count
-                let acc = accumulator
-                model.backward(lossScale: lossScale) { [buckets] offset in
-                    for i in offset..<done { g[i] = Float(acc[i] + Double(g[i])) }
-                    done = min(done, offset)
-                    buckets.gradientsReady(from: offset)
                 }
             }
             timing.compute += monotonicSeconds() - tc

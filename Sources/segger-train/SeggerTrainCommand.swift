@@ -24,9 +24,20 @@ struct SeggerTrainCommand: ParsableCommand {
           segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a --epochs 10
           mpirun -np 4 segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a
         """,
-        subcommands: [Train.self, Synth.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Bench.self],
+        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Bench.self],
         defaultSubcommand: Train.self
     )
+
+    static func main() {
+        BLASKernels.reexecWithBetterKernelsIfNeeded()
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 // MARK: - Shared option groups

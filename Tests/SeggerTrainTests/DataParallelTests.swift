@@ -21,6 +21,8 @@ final class DataParallelTests: XCTestCase {
         let one = Support.tempDir("dp1")
         _ = try run(ranks: 1, batch: 4, compression: "none", root: one, train: train)
         let reference = try Support.weights(one + "/checkpoints/last.safetensors")
+        let digest = { (root: String) in try Support.run(Support.binary, ["digest", "--checkpoint", root + "/checkpoints/last.safetensors"]).stdout }
+        let referenceDigest = try digest(one)
         for (ranks, batch) in [(2, 2), (4, 1)] {
             let root = Support.tempDir("dp\(ranks)")
             _ = try run(ranks: ranks, batch: batch, compression: "none", root: root, train: train)
@@ -28,6 +30,8 @@ final class DataParallelTests: XCTestCase {
             let (diff, name) = Support.maxRelativeDifference(reference, w)
             print("ranks \(ranks) × batch \(batch) vs 1 × \(ranks * batch), fp32 exchange: max relative difference \(diff) (\(name))")
             XCTAssertLessThanOrEqual(diff, 1e-5, "\(ranks) ranks differ from 1 rank in \(name)")
+            // Stronger: the fp64 exchange of per-tile gradients makes the result independent of the split.
+            XCTAssertEqual(try digest(root), referenceDigest, "\(ranks) ranks are not bit-identical to 1 rank")
         }
     }
 

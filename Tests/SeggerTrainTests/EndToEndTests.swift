@@ -9,24 +9,24 @@ let smallModel = ["--num_tx_tokens", "500", "--init_emb", "8", "--hidden_channel
 
 final class EndToEndTests: XCTestCase {
     func testTrainingImprovesValidationAUROCAndWritesLightningLayout() throws {
-        let train = try Support.synth(tiles: 16, tx: 400, seed: 11)
-        let val = try Support.synth(tiles: 4, tx: 400, seed: 12)
+        let train = try Support.synth(tiles: 32, tx: 1500, seed: 11)
+        let val = try Support.synth(tiles: 6, tx: 1500, seed: 12)
         let root = Support.tempDir("learn")
         let r = try Support.train(["train", "--train_dir", train, "--val_dir", val, "--default_root_dir", root,
-                                   "--epochs", "6", "--batch_size_train", "2", "--lr", "3e-3", "--log_every_n_steps", "4"] + smallModel)
+                                   "--epochs", "16", "--batch_size_train", "2", "--lr", "3e-3", "--log_every_n_steps", "4"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
         let rows = try Support.metrics(root)
         let epochs = rows.filter { $0["validation_auroc"] != nil }
-        XCTAssertEqual(epochs.count, 6, "one validation row per epoch")
+        XCTAssertEqual(epochs.count, 16, "one validation row per epoch")
         let first = Double(epochs.first!["validation_auroc"]!)!, last = Double(epochs.last!["validation_auroc"]!)!
-        XCTAssertGreaterThan(last, first + 0.05, "validation AUROC should improve: \(epochs.map { $0["validation_auroc"]! })")
-        XCTAssertGreaterThan(last, 0.7)
+        XCTAssertGreaterThan(last, first + 0.08, "validation AUROC should improve: \(epochs.map { $0["validation_auroc"]! })")
+        XCTAssertGreaterThan(last, 0.68)
         XCTAssertTrue(rows.contains { $0["train_loss"] != nil }, "training-loss rows")
         for col in ["epoch", "step", "validation_loss", "validation_f1"] { XCTAssertNotNil(epochs.last![col], col) }
         XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/checkpoints/last.safetensors"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/lightning_logs/version_0/hparams.yaml"))
         let ckpts = try FileManager.default.contentsOfDirectory(atPath: root + "/checkpoints").filter { $0.hasPrefix("epoch=") }
-        XCTAssertTrue(ckpts.contains("epoch=5-step=48.safetensors"), "\(ckpts)")
+        XCTAssertTrue(ckpts.contains("epoch=15-step=256.safetensors"), "\(ckpts)")
         XCTAssertLessThanOrEqual(ckpts.count, 4, "newest 3 plus the best: \(ckpts)")
         // The checkpoint holds PyG-named weights under model. and the optimizer state.
         let f = try SafeTensorsFile.read(path: root + "/checkpoints/last.safetensors")
