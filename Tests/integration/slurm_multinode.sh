@@ -44,4 +44,5 @@ grep -q "replicas: 8 ranks bit-identical" "$out" || { show; fail "no 'replicas: 
 csv=$(metrics_csv "$ROOT_DIR")
 [ -n "$csv" ] && [ -s "$csv" ] || { show; fail "no metrics.csv under $ROOT_DIR/lightning_logs"; }
 [ -f "$ROOT_DIR/checkpoints/last.safetensors" ] || fail "no checkpoints/last.safetensors"
+cat "$out" >&2
 pass "job $id on $nodes: $(grep -o 'replicas: .*' "$out")"

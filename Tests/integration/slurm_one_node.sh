@@ -60,10 +60,11 @@ csv=$(metrics_csv "$ROOT_DIR")
 [ -n "$csv" ] && [ -s "$csv" ] || { show_job "$id"; fail "no metrics.csv under $ROOT_DIR/lightning_logs"; }
 [ -f "$ROOT_DIR/checkpoints/last.safetensors" ] || fail "no checkpoints/last.safetensors"
 ls "$ROOT_DIR"/checkpoints/epoch=*-step=*.safetensors >/dev/null 2>&1 || fail "no checkpoints/epoch=E-step=S.safetensors"
+cat "$out" >&2
 log "job $id COMPLETED via srun: $(grep replicas "$out")"
 
 # ---- 2. mpirun launcher, SIGUSR1 to the batch shell mid-run -> checkpoint, requeue, resume, complete
-export ROOT_DIR=$WORK/run-mpirun EPOCHS=${PREEMPT_EPOCHS:-6} LAUNCHER=mpirun
+export ROOT_DIR=$WORK/run-mpirun EPOCHS=${PREEMPT_EPOCHS:-40} LAUNCHER=mpirun
 id=$(sbatch --parsable --cpus-per-task=1 --time=10 --output="$WORK/job-%j.out" slurm/train_1node_4tasks.sbatch) \
     || fail "sbatch refused the template"
 log "submitted job $id (mpirun); will send SIGUSR1 after the first epoch checkpoint"
@@ -79,6 +80,8 @@ out=$WORK/job-$id.out
 grep -q "preempted: checkpoint written" "$out" || { show_job "$id"; fail "no 'preempted: checkpoint written' line after SIGUSR1"; }
 grep -q "restart 1" "$out" || { show_job "$id"; fail "job $id did not run a second time"; }
 grep -q "resumed from" "$out" || { show_job "$id"; fail "the requeued run did not resume from last.safetensors"; }
-grep -q "replicas: 4 ranks bit-identical" "$out" || { show_job "$id"; fail "no 'replicas: 4 ranks bit-identical' line after resume"; }
+sed -n '/(restart 1)/,$p' "$out" | grep -q "replicas: 4 ranks bit-identical" \
+    || { show_job "$id"; fail "no 'replicas: 4 ranks bit-identical' line from the resumed run"; }
+cat "$out" >&2
 log "job $id: USR1 -> checkpoint -> requeue -> resumed -> COMPLETED"
 pass "sbatch template ran 4 ranks via srun and via mpirun (with USR1 checkpoint, requeue and resume)"
