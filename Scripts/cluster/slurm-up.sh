@@ -55,7 +55,8 @@ for _ in $(seq 50); do [ -S "$state/munge/munge.socket" ] && break; sleep 0.1; d
 [ -S "$state/munge/munge.socket" ] || die "munged did not create its socket (see $state/munge/munged.log)"
 
 host=$(hostname -s)
-ctld_port=$(free_tcp_port 16817)
+# Ports from a random base, so two private clusters started at once (parallel test runs) rarely race.
+ctld_port=$(free_tcp_port $((20000 + RANDOM % 200 * 16)))
 node_port=$(free_tcp_port $((ctld_port + 1)))
 
 {

@@ -25,7 +25,7 @@ make_tiles "$WORK/val" 2 300 2
 
 Scripts_cluster=$ROOT/Scripts/cluster
 on_exit "'$Scripts_cluster/slurm-down.sh' '$WORK/slurm'"
-"$Scripts_cluster/slurm-up.sh" "$WORK/slurm" --cpus 4 >&2 || fail "could not start the private SLURM"
+"$Scripts_cluster/slurm-up.sh" "$WORK/slurm" --cpus 8 >&2 || fail "could not start the private SLURM"
 . "$WORK/slurm/env"
 
 # job_state ID — JobState from scontrol (the job record lives MinJobAge=600 s after it ends).
@@ -48,7 +48,8 @@ export EXTRA_ARGS="${SMALL_MODEL[*]} --seed 7"
 # ---- 1. default launcher (srun --mpi=pmix when available), 2 epochs to completion
 export ROOT_DIR=$WORK/run-srun EPOCHS=2
 cd "$ROOT"
-id=$(sbatch --parsable --cpus-per-task=1 --time=10 --output="$WORK/job-%j.out" slurm/train_1node_4tasks.sbatch) \
+# The node claims 8 CPUs (config_overrides; the machine may have 2): 4 tasks x 2 CPUs -> 2 BLAS threads each.
+id=$(sbatch --parsable --cpus-per-task=2 --time=10 --output="$WORK/job-%j.out" slurm/train_1node_4tasks.sbatch) \
     || fail "sbatch refused the template"
 log "submitted job $id (default launcher)"
 st=$(wait_job "$id" 150)
@@ -61,6 +62,7 @@ csv=$(metrics_csv "$ROOT_DIR")
 [ -f "$ROOT_DIR/checkpoints/last.safetensors" ] || fail "no checkpoints/last.safetensors"
 ls "$ROOT_DIR"/checkpoints/epoch=*-step=*.safetensors >/dev/null 2>&1 || fail "no checkpoints/epoch=E-step=S.safetensors"
 cat "$out" >&2
+grep -q "2 BLAS thread(s) per rank" "$out" || { show_job "$id"; fail "--cpus-per-task=2 did not give 2 BLAS threads per rank"; }
 log "job $id COMPLETED via srun: $(grep replicas "$out")"
 
 # ---- 2. mpirun launcher, SIGUSR1 to the batch shell mid-run -> checkpoint, requeue, resume, complete
