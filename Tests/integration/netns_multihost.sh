@@ -31,10 +31,13 @@ for h in $hosts; do
 done
 
 log "training on $hosts (2 ranks each, TCP on $(cat "$WORK/net/subnet").0/24)"
+# In the background + wait, so a Ctrl-C / SIGTERM to the test runs its cleanup at once.
 timeout 150 mpirun --hostfile "$WORK/net/hostfile" -np 4 -x OPENBLAS_NUM_THREADS=1 \
     "$SEGGER_TRAIN" train --train_dir "$WORK/train" --val_dir "$WORK/val" --default_root_dir "$WORK/run" \
-    --epochs 2 --batch_size_train 1 "${SMALL_MODEL[@]}" --seed 3 > "$WORK/train.log" 2>&1
-rc=$?
+    --epochs 2 --batch_size_train 1 "${SMALL_MODEL[@]}" --seed 3 > "$WORK/train.log" 2>&1 &
+job=$!
+on_exit 'stop_pid "$job" 5'
+wait "$job"; rc=$?
 cat "$WORK/train.log" >&2
 [ $rc = 0 ] || fail "mpirun across namespaces exited $rc"
 grep -q "replicas: 4 ranks bit-identical" "$WORK/train.log" || fail "no 'replicas: 4 ranks bit-identical' line"

@@ -30,15 +30,15 @@ on_exit "'$Scripts_cluster/slurm-down.sh' '$WORK/slurm'"
 
 # job_state ID — JobState from scontrol (the job record lives MinJobAge=600 s after it ends).
 job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
-# wait_job ID SECONDS — poll every 0.5 s until the job is finished; echoes the final state.
+# wait_job ID SECONDS — poll every 0.5 s until the job is finished; sets st to the final state.
+# (Runs in this shell, not in $(...), so Ctrl-C / SIGTERM reach the cleanup trap within 0.5 s.)
 wait_job() {
-    local id=$1 limit=$2 i st=""
+    local id=$1 limit=$2 i
     for ((i = 0; i < limit * 2; i++)); do
         st=$(job_state "$id")
-        case $st in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) break ;; esac
+        case $st in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) return ;; esac
         sleep 0.5
     done
-    echo "$st"
 }
 show_job() { echo "---- job $1 output:"; cat "$WORK/job-$1.out" 2>/dev/null; echo "----"; scontrol show job "$1" 2>/dev/null | head -20; }
 
@@ -52,7 +52,7 @@ cd "$ROOT"
 id=$(sbatch --parsable --cpus-per-task=2 --time=10 --output="$WORK/job-%j.out" slurm/train_1node_4tasks.sbatch) \
     || fail "sbatch refused the template"
 log "submitted job $id (default launcher)"
-st=$(wait_job "$id" 150)
+wait_job "$id" 150
 [ "$st" = COMPLETED ] || { show_job "$id"; fail "job $id ended $st, expected COMPLETED"; }
 out=$WORK/job-$id.out
 grep -q "via srun" "$out" || { show_job "$id"; fail "auto launcher did not pick srun --mpi=pmix (srun --mpi=list: $(srun --mpi=list 2>&1 | tr '\n' ' '))"; }
@@ -76,7 +76,7 @@ wait_until 120 eval 'ls "$ROOT_DIR"/checkpoints/epoch=*-step=*.safetensors >/dev
 scancel --batch --signal=USR1 "$id" || fail "scancel --signal=USR1 failed"
 # Requeued: the job goes PENDING (or REQUEUED) and then runs again; wait for its second run to finish.
 wait_until 60 eval 'grep -q "requeueing job" "$WORK/job-$id.out"' || { show_job "$id"; fail "job $id did not requeue itself after SIGUSR1"; }
-st=$(wait_job "$id" 150)
+wait_job "$id" 150
 out=$WORK/job-$id.out
 [ "$st" = COMPLETED ] || { show_job "$id"; fail "requeued job $id ended $st, expected COMPLETED"; }
 grep -q "preempted: checkpoint written" "$out" || { show_job "$id"; fail "no 'preempted: checkpoint written' line after SIGUSR1"; }
