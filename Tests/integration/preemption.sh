@@ -15,10 +15,10 @@ tiles=${PREEMPT_TILES:-16}
 make_tiles "$WORK/train" "$tiles" "${PREEMPT_TX:-400}" 11
 make_tiles "$WORK/val" 2 300 12
 
-# train_cmd ROOT — the command under test, 2 ranks. Always started with `&` so that `exec` makes $! the
+# train_cmd ROOT — the command under test, 2 ranks (placed by the committed hostfiles/localhost). Always started with `&` so that `exec` makes $! the
 # mpirun itself (the one to signal), not a subshell.
 train_cmd() {
-    exec mpirun -np 2 --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS=1 \
+    exec mpirun --hostfile "$ROOT/hostfiles/localhost" -np 2 --bind-to none -x OPENBLAS_NUM_THREADS=1 \
         "$SEGGER_TRAIN" train --train_dir "$WORK/train" --val_dir "$WORK/val" --default_root_dir "$1" \
         --epochs "$epochs" --batch_size_train 1 "${SMALL_MODEL[@]}" --seed 5 --resume auto
 }
