@@ -48,6 +48,7 @@ let package = Package(
 
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
+        .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors"]),
         .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "CFloat16"]),
         .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SafeTensors"]),

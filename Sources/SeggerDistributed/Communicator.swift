@@ -68,6 +68,17 @@ public final class Communicator {
         if finalized == 0 { MPI_Finalize() }
     }
 
+    /// Ends this rank with `code` after a decision every rank took together (an error all ranks saw,
+    /// such as invalid options or a non-finite loss agreed by an all-reduce): MPI_Finalize, then exit.
+    /// Every rank must call it. An error on this rank alone needs `abort` (or a plain `exit(code)`, which
+    /// aborts the job from the exit handler, with MPI_Abort's banner).
+    public func exitTogether(_ code: Int32) -> Never {
+        fflush(stdout)
+        fflush(stderr)
+        finalize()
+        exit(code)
+    }
+
     /// Ends every rank of the job with `code` (MPI_Abort) after printing `message` on stderr.
     public func abort(_ message: String, code: Int32 = 1) -> Never {
         fputs("segger-train rank \(rank)/\(size): \(message)\n", stderr)
@@ -79,8 +90,8 @@ public final class Communicator {
 
     /// Aborts the job when an MPI call did not return MPI_SUCCESS (only reachable if someone installs
     /// MPI_ERRORS_RETURN; the default handler already aborts).
-    func check(_ rc: Int32, _ call: String) {
-        if rc != MPI_SUCCESS { abort("\(call) failed with MPI error code \(rc)") }
+    func check(_ rc: Int32, _ call: @autoclosure () -> String) {
+        if rc != MPI_SUCCESS { abort("\(call()) failed with MPI error code \(rc)") }
     }
 
     public func barrier() {

@@ -23,6 +23,12 @@ import Foundation
 /// Gradient buckets in the PyTorch DDP style: contiguous slices of the flat gradient buffer in
 /// reverse parameter order, each capped in size; a bucket leaves for a non-blocking all-reduce as soon
 /// as the backward pass has finished all its parameters, strictly in bucket order.
+///
+/// Rounding: with P ranks, scale s and unit roundoff u (2⁻¹¹ fp16, 2⁻⁸ bf16, 2⁻²⁴ fp32), every reduced
+/// element is within ((1+u)^P − 1)·Σ_r|s·x_r| + (2P−1)(1+u)^(P−1)·η of the exact Σ_r s·x_r, η being half
+/// the smallest subnormal (2⁻²⁵ fp16); every rank holds the same bits. One rank rounds exactly as the
+/// exchange does (fp16(s·x)), so 1-rank and N-rank runs are comparable. Values beyond the fp16 range
+/// (65504 after scaling) become inf, and `finish()` then reports the step as non-finite.
 public final class GradientBuckets {
     public let compression: GradientCompression
     public private(set) var stats = ExchangeStats()

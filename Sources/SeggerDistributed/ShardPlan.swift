@@ -109,30 +109,33 @@ public enum ShardPlan {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable 64-bit generator.
-public struct SplitMix64 {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
+extension ShardPlan {
+    /// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable 64-bit generator. Nested in
+    /// ShardPlan because SeggerModel has a public `SplitMix64` of its own and Train imports both.
+    public struct SplitMix64 {
+        public var state: UInt64
+        public init(seed: UInt64) { state = seed }
 
-    /// The SplitMix64 finalizer: a bijective 64-bit mix.
-    public static func mix(_ z0: UInt64) -> UInt64 {
-        var z = z0 &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+        /// The SplitMix64 finalizer: a bijective 64-bit mix.
+        public static func mix(_ z0: UInt64) -> UInt64 {
+            var z = z0 &+ 0x9E37_79B9_7F4A_7C15
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
 
-    public mutating func next() -> UInt64 {
-        state = state &+ 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+        public mutating func next() -> UInt64 {
+            state = state &+ 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
 
-    /// A value in 0..<n by multiply-high (bias below n / 2⁶⁴, deterministic on every platform).
-    public mutating func below(_ n: Int) -> Int {
-        precondition(n > 0)
-        return Int(next().multipliedFullWidth(by: UInt64(n)).high)
+        /// A value in 0..<n by multiply-high (bias below n / 2⁶⁴, deterministic on every platform).
+        public mutating func below(_ n: Int) -> Int {
+            precondition(n > 0)
+            return Int(next().multipliedFullWidth(by: UInt64(n)).high)
+        }
     }
 }

@@ -29,6 +29,7 @@ public struct TileReadOptions: Sendable {
 public extension Tile {
     /// Reads one tile file (by extension: `.safetensors`, or segger's `.pt` when that reader is present).
     static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
+        if path.hasSuffix(".pt") { return try TorchTiles.read(path: path, options: options) }
         let file: SafeTensorsFile
         do {
             file = try SafeTensorsFile.read(path: path)
@@ -182,8 +183,23 @@ public extension Tile {
     }
 }
 
-/// A directory of tiles: one tile per `*.safetensors` file, sorted by file name; other files ignored.
+/// A directory of tiles: one tile per `*.safetensors` (or segger `*.pt`) file, sorted by file name;
+/// other files ignored. A directory with none but a `processed/` folder (segger's layout) lists that.
 public enum TileDirectory {
+    /// The tile directory for a split: `dir` itself, or segger's layout under a dataset root
+    /// (`<dir>/<split>_tiles/processed`, `<dir>/<split>_tiles`, `<dir>/<split>`) when `dir` holds no tile files.
+    public static func resolve(_ dir: String, split: String) -> String {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+        if names.contains(where: { $0.hasSuffix(".safetensors") || $0.hasSuffix(".pt") }) { return dir }
+        for sub in ["\(split)_tiles/processed", "\(split)_tiles", split] {
+            let candidate = (dir as NSString).appendingPathComponent(sub)
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: candidate, isDirectory: &isDir), isDir.boolValue { return candidate }
+        }
+        return dir
+    }
+
     /// The tile files of `dir`, sorted by name. Errors when the directory is missing or holds no tile.
     public static func list(_ dir: String) throws -> [String] {
         var isDir: ObjCBool = false
@@ -197,7 +213,10 @@ public enum TileDirectory {
         } catch {
             throw TileError(path: dir, "cannot list directory (\(error.localizedDescription))")
         }
-        let tiles = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }.sorted()
+        let tiles = names.filter { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".pt")) && !$0.hasPrefix(".") }.sorted()
+        if tiles.isEmpty && names.contains("processed") { // segger's <split>_tiles/processed
+            return try list((dir as NSString).appendingPathComponent("processed"))
+        }
         guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors)") }
         return tiles.map { (dir as NSString).appendingPathComponent($0) }
     }

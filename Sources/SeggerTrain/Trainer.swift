@@ -107,6 +107,8 @@ public final class Trainer {
 
         // Tiles: validated once, the reading split over the ranks.
         let t0 = monotonicSeconds()
+        options.trainDir = TileDirectory.resolve(options.trainDir, split: "train")
+        options.valDir = options.valDir.map { TileDirectory.resolve($0, split: "val") }
         train = try TileSet.scan(options.trainDir, options: readOptions, skipBad: options.skipBadTiles, comm: comm)
         if let v = options.valDir {
             val = try TileSet.scan(v, options: readOptions, skipBad: options.skipBadTiles, comm: comm)
@@ -201,8 +203,15 @@ public final class Trainer {
         accumulator.deallocate()
     }
 
+    /// Starting weights: safetensors (PyG names, with or without `model.`), or a Lightning `.ckpt` /
+    /// torch `state_dict` file as segger writes them.
     static func readWeights(_ path: String) throws -> [String: Tensor] {
-        do { return try SafeTensorsFile.read(path: path).tensors } catch {
+        do {
+            if path.hasSuffix(".ckpt") || path.hasSuffix(".pt") || path.hasSuffix(".pth") {
+                return try TorchCheckpoint.readStateDict(path: path)
+            }
+            return try SafeTensorsFile.read(path: path).tensors
+        } catch {
             throw CollectiveError("--init_weights: \(error)")
         }
     }

@@ -45,6 +45,9 @@ func runChecks() -> Int32 {
     for compression in GradientCompression.allCases {
         checkBuckets(comm, report, compression: compression)
     }
+    for compression in GradientCompression.allCases {
+        checkBuckets(comm, report, compression: compression, large: true)
+    }
     comm.barrier()
     if comm.isRoot { print(report.failures == 0 ? "ALL PASS" : "FAILURES \(report.failures)") }
     return report.failures == 0 ? 0 : 1
@@ -159,7 +162,7 @@ func allTreeSums(_ leaves: [UInt16], _ format: GradientCompression) -> Set<UInt1
 /// Random 2-byte patterns that stress the op: extremes (±65504, ±max/min subnormal, min normal),
 /// values whose sums overflow, subnormals, cancellation, ordinary gradients, a few infinities.
 func stressHalves(count: Int, rank: Int, format: GradientCompression, seed: UInt64) -> [UInt16] {
-    var rng = SplitMix64(seed: seed &+ UInt64(rank) &* 0x1000_0001)
+    var rng = ShardPlan.SplitMix64(seed: seed &+ UInt64(rank) &* 0x1000_0001)
     let specials16: [UInt16] = [0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x8400, 0x0000, 0x8000,
                                 0x7800, 0xF800, 0x7BFE, 0x3C00, 0xBC00, 0x7C00, 0xFC00]
     let specials16b: [UInt16] = [0x7F7F, 0xFF7F, 0x0001, 0x8001, 0x007F, 0x807F, 0x0080, 0x8080, 0x0000, 0x8000,
@@ -200,6 +203,7 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
     let outputs = comm.gather(reduced.map { Float($0) })
     var detail = ""
     var leftFold = 0
+    var pairwise = 0  // ((0+1)+(2+3)): the recursive-doubling tree, at 4 ranks
     if comm.isRoot {
         let p = comm.size
         for q in 1..<p where outputs[q] != outputs[0] {
@@ -211,6 +215,11 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
             let got = canonical(UInt16(outputs[0][i]), format)
             var fold = canonical(leaves[0], format)
             for q in 1..<p { fold = referenceAdd(fold, leaves[q], format) }
+            if p == 4 {
+                let pair = referenceAdd(referenceAdd(leaves[0], leaves[1], format),
+                                        referenceAdd(leaves[2], leaves[3], format), format)
+                if got == pair { pairwise += 1 }
+            }
             if got == fold { leftFold += 1; continue }
             if p <= 4 && allTreeSums(leaves, format).contains(got) { continue }
             if mismatches < 3 {
@@ -223,19 +232,20 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
         if p == 2 && leftFold != count && detail.isEmpty { detail = "2 ranks must equal the fold exactly" }
     }
     report.record("\(format)-sum-op-exact-n\(count)", detail)
-    report.info("\(format) n=\(count): \(leftFold)/\(count) elements equal the rank-order left fold")
+    report.info("\(format) n=\(count): \(leftFold)/\(count) elements equal the rank-order left fold"
+        + (comm.size == 4 ? ", \(pairwise)/\(count) the pairwise tree ((0+1)+(2+3))" : ""))
 }
 
 // MARK: - GradientBuckets
 
 /// A model-like parameter layout (same on every rank): 30 small and medium tensors and one larger than
 /// the cap, so that one is cut.
-func parameterLayout() -> [Range<Int>] {
-    var rng = SplitMix64(seed: 99)
+func parameterLayout(scale: Int = 1) -> [Range<Int>] {
+    var rng = ShardPlan.SplitMix64(seed: 99)
     var ranges: [Range<Int>] = []
     var offset = 0
     for k in 0..<31 {
-        let n = k == 11 ? 20_000 : 1 + rng.below(k % 3 == 0 ? 3000 : 300)
+        let n = scale * (k == 11 ? 20_000 : 1 + rng.below(k % 3 == 0 ? 3000 : 300))
         ranges.append(offset..<(offset + n))
         offset += n
     }
@@ -244,7 +254,7 @@ func parameterLayout() -> [Range<Int>] {
 
 /// Gradient-like values: normal × 10^U(-5, 1), a few exact zeros.
 func randomGradients(count: Int, rank: Int, step: Int) -> [Float] {
-    var rng = SplitMix64(seed: 0xC0FFEE &+ UInt64(rank) &* 7919 &+ UInt64(step) &* 104_729)
+    var rng = ShardPlan.SplitMix64(seed: 0xC0FFEE &+ UInt64(rank) &* 7919 &+ UInt64(step) &* 104_729)
     return (0..<count).map { i in
         if i % 97 == 0 { return 0 }
         let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300)
@@ -271,20 +281,23 @@ func roundingBound(sumAbs: Double, ranks p: Int, compression: GradientCompressio
     return (pow(1 + u, Double(p)) - 1) * sumAbs + Double(2 * p - 1) * pow(1 + u, Double(p - 1)) * eta
 }
 
-func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression) {
-    let params = parameterLayout()
+/// `large`: a layout 5× larger (~186k floats) with a 512 KB cap, steps 0 and 4 only (messages big
+/// enough for Open MPI's other all-reduce algorithms).
+func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression, large: Bool = false) {
+    let params = parameterLayout(scale: large ? 5 : 1)
     let total = params.last!.upperBound
     let gradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
     defer { gradients.deallocate() }
     let buckets = GradientBuckets(communicator: comm, gradients: gradients, parameterRanges: params,
-                                  capBytes: 16_384, compression: compression)
+                                  capBytes: large ? 1 << 19 : 16_384, compression: compression)
     let p = comm.size
     let scale = Float(1) / Float(p)
-    if compression == .fp16 { report.info("buckets: \(buckets.bucketRanges.count) over \(total) floats") }
+    let tag = large ? "buckets-large" : "buckets"
+    if compression == .fp16 { report.info("\(tag): \(buckets.bucketRanges.count) over \(total) floats") }
 
     // Steps: 0 readiness after every parameter, 1 only at the end, 2 every third parameter,
     // 3 one rank has a value that overflows fp16, 4 one rank has a NaN, 5 normal again.
-    for step in 0..<6 {
+    for step in large ? [0, 4] : Array(0..<6) {
         var original = randomGradients(count: total, rank: comm.rank, step: step)
         if step == 3 && comm.rank == p - 1 { original[params[5].lowerBound] = 1e6 }
         if step == 4 && comm.rank == 0 { original[params[20].lowerBound + 1] = .nan }
@@ -299,7 +312,7 @@ func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientC
         let finite = buckets.finish()
         let expectFinite = !(step == 4 || (step == 3 && compression == .fp16))
         let verdicts = comm.allgather(finite ? "finite" : "skip")
-        let name = "buckets-\(compression)-step\(step)"
+        let name = "\(tag)-\(compression)-step\(step)"
         if Set(verdicts).count != 1 {
             report.record(name, "ranks disagree on inf/NaN: \(verdicts)")
             continue
@@ -350,12 +363,12 @@ func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientC
                 }
             }
             if exactMisses > 0 { detail += "\(exactMisses) elements differ from the exact 2-rank reference. " }
-            if step == 0 { report.info("buckets-\(compression): worst error / bound = \(worst)") }
+            if step == 0 { report.info("\(tag)-\(compression): worst error / bound = \(worst)") }
         }
         report.record(name, detail)
     }
     let s = buckets.stats
-    report.info("buckets-\(compression) stats: \(s.buckets) buckets, \(s.bytesPerStep) bytes/step, "
+    report.info("\(tag)-\(compression) stats: \(s.buckets) buckets, \(s.bytesPerStep) bytes/step, "
         + "wait \(String(format: "%.4f", s.waitSeconds)) s, pack \(String(format: "%.4f", s.packSeconds)) s")
 }
 
@@ -382,4 +395,12 @@ func runExit() -> Never {
     comm.barrier()
     print("rank \(comm.rank) passed the barrier")
     exit(0)
+}
+
+/// Every rank ends with status 3 through exitTogether (a collective decision): no MPI_Abort banner.
+func runExitTogether() -> Never {
+    guard let comm = try? Communicator.world() else { exit(3) }
+    comm.barrier()
+    if comm.isRoot { fputs("error: a collective decision to stop\n", stderr) }
+    comm.exitTogether(3)
 }

@@ -2,7 +2,9 @@
 //
 //   mpirun -np 2 mpi-selftest            all checks; rank 0 prints "PASS <check>" / "FAIL <check>: why"
 //   mpirun -np 2 mpi-selftest abort      the last rank aborts while the others wait in a barrier
-//   mpirun -np 2 mpi-selftest bench      overlap measurement of GradientBuckets (a model-sized buffer)
+//   mpirun -np 2 mpi-selftest exit       the last rank calls exit(1) while the others wait in a barrier
+//   mpirun -np 2 mpi-selftest exit-together   every rank leaves with status 3 through exitTogether
+//   mpirun -np 2 mpi-selftest bench [ms] overlap measurement of GradientBuckets (a model-sized buffer)
 //
 // Every rank exits 0 when all checks pass and 1 otherwise.
 import Foundation
@@ -14,6 +16,7 @@ switch mode {
 case "check": exit(runChecks())
 case "abort": runAbort()
 case "exit": runExit()
+case "exit-together": runExitTogether()
 case "bench": runBench(arguments: Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("usage: mpi-selftest [check|abort|bench]\n".data(using: .utf8)!)

@@ -108,7 +108,7 @@ struct Bench: ParsableCommand {
             fail(e.message)
         } catch let e as CollectiveError {
             if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            Foundation.exit(1)
+            comm.exitTogether(1)
         } catch {
             comm.abort("error on rank \(comm.rank): \(error)")
         }

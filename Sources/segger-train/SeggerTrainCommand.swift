@@ -257,7 +257,7 @@ struct Train: ParsableCommand {
             if comm.isRoot || comm.size == 1 {
                 FileHandle.standardError.write(Data("error: SLURM_NTASKS is \(n) but MPI started \(comm.size) rank(s): the tasks were not connected into one MPI job (use `srun --mpi=pmix` or `mpirun` inside the allocation; set SEGGER_IGNORE_SLURM_NTASKS=1 to run anyway)\n".utf8))
             }
-            Foundation.exit(1)
+            comm.exitTogether(1)
         }
         StopSignals.install()
         do {
@@ -273,10 +273,10 @@ struct Train: ParsableCommand {
             }
         } catch let e as ValidationError {
             if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            Foundation.exit(64)
+            comm.exitTogether(64)
         } catch let e as CollectiveError {
             if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            Foundation.exit(1)
+            comm.exitTogether(1)
         } catch {
             comm.abort("error on rank \(comm.rank): \(error)")
         }

@@ -158,3 +158,48 @@ final class CheckpointSafetyTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.output)
     }
 }
+
+final class SeggerInteropTests: XCTestCase {
+    /// segger's own .pt tiles train directly (dataset root accepted) and give the weights that the
+    /// safetensors twins give.
+    func testTrainsOnSeggerPtTilesLikeOnSafetensors() throws {
+        guard let shared = Support.shared else { throw XCTSkip("../shared is absent: real segger .pt tiles unavailable") }
+        let data = shared + "/data/xenium-lung-10k"
+        let common = ["--epochs", "2", "--batch_size_train", "2"] + smallModel
+        let a = Support.tempDir("pt")
+        var r = try Support.train(["train", "--train_dir", data + "/segger-pt", "--val_dir", data + "/segger-pt", "--default_root_dir", a] + common)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("6 training tiles, 1 validation tiles"), r.stdout)
+        let b = Support.tempDir("st")
+        r = try Support.train(["train", "--train_dir", data + "/tiles/train", "--val_dir", data + "/tiles/val", "--default_root_dir", b] + common)
+        XCTAssertEqual(r.status, 0, r.output)
+        let digest = { (root: String) in try Support.run(Support.binary, ["digest", "--checkpoint", root + "/checkpoints/last.safetensors"]).stdout }
+        XCTAssertEqual(try digest(a), try digest(b))
+        XCTAssertEqual(try Support.metrics(a).last?["validation_auroc"], try Support.metrics(b).last?["validation_auroc"])
+    }
+
+    func testConvertWritesLoadableSafetensorsTiles() throws {
+        guard let shared = Support.shared else { throw XCTSkip("../shared is absent: real segger .pt tiles unavailable") }
+        let out = Support.tempDir("convert")
+        let r = try Support.run(Support.binary, ["convert", "--from", shared + "/data/xenium-lung-10k/segger-pt/train", "--to", out])
+        XCTAssertEqual(r.status, 0, r.output)
+        let converted = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".safetensors") }
+        XCTAssertEqual(converted.count, 6)
+        let t = try Support.train(["train", "--train_dir", out, "--default_root_dir", Support.tempDir("convert-run"), "--epochs", "1"] + smallModel)
+        XCTAssertEqual(t.status, 0, t.output)
+    }
+
+    /// A Lightning checkpoint written by PyTorch (fixture made with torch + PyG + Lightning) fine-tunes here.
+    func testInitWeightsFromLightningCheckpoint() throws {
+        let ckpt = Support.packageRoot.appendingPathComponent("Tests/Fixtures/pt/model.ckpt").path
+        guard FileManager.default.fileExists(atPath: ckpt) else { return XCTFail("fixture missing: \(ckpt)") }
+        // The fixture's config (Scripts/make_pt_fixtures.py): segger main architecture, 20 tokens, init_emb 4,
+        // hidden 3, heads 2, one mid layer.
+        let flags = ["--num_tx_tokens", "20", "--init_emb", "4", "--hidden_channels", "3", "--out_channels", "2",
+                     "--heads", "2", "--mid_layers", "1", "--no-residual", "--no-l2-normalize"]
+        let train = try Support.synth(tiles: 2, tx: 200, seed: 61, extra: ["--num_tx_tokens", "20"])
+        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("ckpt"), "--epochs", "1",
+                                   "--init_weights", ckpt] + flags)
+        XCTAssertEqual(r.status, 0, r.output)
+    }
+}

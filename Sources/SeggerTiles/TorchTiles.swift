@@ -1,0 +1,254 @@
+// segger's own tiles: `torch.save` of a PyG HeteroData (`<split>_tiles/processed/tiles_*.pt`), read
+// natively (zip + restricted pickle) and mapped onto the segger-tile v1 tensor names, so that they
+// go through the same validation as safetensors tiles.
+import Foundation
+import SafeTensors
+
+/// What one segger `.pt` tile holds, as tensors of the segger-tile v1 contract.
+public struct TorchTileContents {
+    /// `tx.x`, `bd.x`, `tx__neighbors__tx.edge_index`, `tx__belongs__bd.edge_index`, and when present
+    /// `tx__belongs__bd.edge_label_index`, `tx__belongs__bd.edge_label`, `tx.pos`, `bd.pos`.
+    public var tensors: [String: Tensor]
+    /// segger's boundary ids (`bd.id`, a numpy object array of strings), when the file has them.
+    public var boundaryIDs: [String]?
+    /// What was adapted on the way (e.g. segger's all-NaN per-vertex `bd.x` read as zeros).
+    public var notes: [String]
+}
+
+/// Reading and converting segger's `.pt` tiles.
+public enum TorchTiles {
+    /// PyG's node-count attributes (`torch_geometric.data.storage.N_KEYS`), checked in mapping order.
+    static let nodeCountKeys: Set<String> = ["x", "feat", "pos", "batch", "node_type", "n_id", "tf"]
+
+    /// Reads a segger `.pt` tile into segger-tile v1 tensors (not yet validated as a tile).
+    public static func readTensors(path: String) throws -> TorchTileContents {
+        try readTensors(archive: try TorchArchive.read(path: path))
+    }
+
+    static func readTensors(archive: TorchArchive) throws -> TorchTileContents {
+        let path = archive.path
+        guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
+        return try TorchPickle.withValue(pkl, archive: archive, path: path) { root in
+            try contents(of: root, path: path)
+        }
+    }
+
+    /// Sizes of a segger `.pt` tile from its pickle alone (tensor views checked against their
+    /// storages, storage data neither copied nor CRC-checked), as the model will see the tile:
+    /// N_tx, N_bd (PyG's node count, not segger's per-vertex bd.x rows), E_nn, E_b, L.
+    public static func sizes(path: String) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
+        try sizes(archive: try TorchArchive.read(path: path))
+    }
+
+    static func sizes(archive: TorchArchive) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
+        let path = archive.path
+        do {
+            guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
+            return try TorchPickle.withValue(pkl, archive: archive, path: path, shapesOnly: true) { root in
+                let (nodes, edges) = try stores(of: root, path: path)
+                func shape(_ m: PickleDict?, _ key: String, _ name: String) throws -> [Int]? {
+                    guard let v = m?[key] else { return nil }
+                    guard let s = v.tensorShape else { throw TorchFileError(path: path, "'\(name)' is a \(v.kind), expected a tensor") }
+                    return s
+                }
+                func edgeCount(_ s: [Int]?, _ name: String, allowFlat: Bool) throws -> Int {
+                    guard let s else { return 0 }
+                    if s.count == 2 && s[0] == 2 { return s[1] }
+                    if allowFlat && s == [2] { return 1 }
+                    throw TileError(path: path, tensor: name, "shape \(s); expected [2, E]")
+                }
+                guard let tx = try shape(nodes["tx"], "x", "tx.x"), !tx.isEmpty else { throw TorchFileError(path: path, "no 'tx.x'") }
+                let nn = edges["tx__neighbors__tx"], b = edges["tx__belongs__bd"]
+                guard let nnShape = try shape(nn, "edge_index", TileTensor.neighborsEdgeIndex) else {
+                    throw TileError(path: path, tensor: TileTensor.neighborsEdgeIndex, "missing required tensor")
+                }
+                return (tx[0], try numNodes(nodes["bd"], path: path) ?? 0,
+                        try edgeCount(nnShape, TileTensor.neighborsEdgeIndex, allowFlat: false),
+                        try edgeCount(try shape(b, "edge_index", TileTensor.belongsEdgeIndex), TileTensor.belongsEdgeIndex, allowFlat: false),
+                        try edgeCount(try shape(b, "edge_label_index", TileTensor.labelIndex), TileTensor.labelIndex, allowFlat: true))
+            }
+        } catch let e as TorchFileError {
+            throw TileError(path: e.path, e.message)
+        }
+    }
+
+    /// Reads and validates a segger `.pt` tile (Tile.read dispatches here for `*.pt`).
+    public static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
+        let c: TorchTileContents
+        do {
+            c = try readTensors(path: path)
+        } catch let e as TorchFileError {
+            throw TileError(path: e.path, e.message)
+        }
+        return try Tile(tensors: c.tensors, path: path, options: options)
+    }
+
+    /// Converts segger `.pt` tiles to segger-tile v1 safetensors files (same names, `.safetensors`),
+    /// each validated on the way; returns how many were written. `from` is either a directory of
+    /// tiles (or its `processed/` folder) written to `to`, or a segger dataset root holding
+    /// `{train,val,test}_tiles/processed` (or `{train,val,test}/`), written to `to/{train,val,test}`.
+    @discardableResult
+    public static func convert(from: String, to: String) throws -> Int {
+        func ptFiles(_ dir: String) -> [String]? {
+            for d in [(dir as NSString).appendingPathComponent("processed"), dir] {
+                if let names = try? FileManager.default.contentsOfDirectory(atPath: d) {
+                    let pts = names.filter { $0.hasSuffix(".pt") && !$0.hasPrefix(".") }.sorted()
+                    if !pts.isEmpty { return pts.map { (d as NSString).appendingPathComponent($0) } }
+                }
+            }
+            return nil
+        }
+        var jobs: [(files: [String], out: String)] = []
+        if let files = ptFiles(from) {
+            jobs.append((files, to))
+        } else {
+            for split in ["train", "val", "test"] {
+                for d in ["\(split)_tiles", split] {
+                    if let files = ptFiles((from as NSString).appendingPathComponent(d)) {
+                        jobs.append((files, (to as NSString).appendingPathComponent(split)))
+                        break
+                    }
+                }
+            }
+        }
+        guard !jobs.isEmpty else {
+            throw TileError(path: from, "no segger .pt tiles here (nor in processed/, {train,val,test}_tiles/processed or {train,val,test}/)")
+        }
+        var written = 0
+        for job in jobs {
+            do {
+                try FileManager.default.createDirectory(atPath: job.out, withIntermediateDirectories: true)
+            } catch {
+                throw TileError(path: job.out, "cannot create directory (\(error.localizedDescription))")
+            }
+            for file in job.files {
+                let c: TorchTileContents
+                do { c = try readTensors(path: file) } catch let e as TorchFileError { throw TileError(path: e.path, e.message) }
+                let tile = try Tile(tensors: c.tensors, path: file)
+                var extra: [(String, Tensor)] = []
+                for name in ["tx.pos", "bd.pos"] { if let t = c.tensors[name] { extra.append((name, t)) } }
+                let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+                let out = (job.out as NSString).appendingPathComponent(base + ".safetensors")
+                do {
+                    try tile.write(to: out, extra: extra)
+                } catch let e as AtomicFile.WriteError {
+                    throw TileError(path: e.path, e.message)
+                }
+                written += 1
+            }
+        }
+        return written
+    }
+
+    // MARK: HeteroData → tensors
+
+    /// The node stores (type → attribute mapping) and edge stores (`src__rel__dst` → mapping).
+    static func stores(of root: PickleValue, path: String) throws -> (nodes: [String: PickleDict], edges: [String: PickleDict]) {
+        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        guard case .object(let data) = root else {
+            throw fail("the pickle holds a \(root.kind), not a PyG HeteroData")
+        }
+        guard data.className == "torch_geometric.data.hetero_data.HeteroData" else {
+            throw fail("the pickle holds a \(data.className), not a PyG HeteroData")
+        }
+        // Node stores: name → attribute mapping.
+        func mapping(_ v: PickleValue, _ what: String) throws -> PickleDict {
+            guard case .object(let store) = v, let m = store["_mapping"]?.dict else {
+                throw fail("\(what) is a \(v.kind) without an attribute mapping")
+            }
+            return m
+        }
+        var nodes: [String: PickleDict] = [:]
+        for (k, v) in data["_node_store_dict"]?.dict?.entries ?? [] {
+            guard let name = k.string else { throw fail("node type key is a \(k.kind)") }
+            nodes[name] = try mapping(v, "node store '\(name)'")
+        }
+        var edges: [String: PickleDict] = [:]
+        for (k, v) in data["_edge_store_dict"]?.dict?.entries ?? [] {
+            guard let parts = k.items, parts.count == 3, let a = parts[0].string, let r = parts[1].string, let b = parts[2].string else {
+                throw fail("edge type key is a \(k.kind), expected (src, relation, dst)")
+            }
+            edges["\(a)__\(r)__\(b)"] = try mapping(v, "edge store (\(a), \(r), \(b))")
+        }
+        return (nodes, edges)
+    }
+
+    /// PyG's NodeStorage.num_nodes: `num_nodes`, else the first node-count attribute in order.
+    static func numNodes(_ m: PickleDict?, path: String) throws -> Int? {
+        guard let m else { return nil }
+        if let v = m["num_nodes"], case .none = v {} else if let v = m["num_nodes"] {
+            guard let n = v.int, n >= 0, n < Int64(Int32.max) else {
+                throw TorchFileError(path: path, "num_nodes is \(v.int.map(String.init) ?? v.kind), not a node count")
+            }
+            return Int(n)
+        }
+        for (k, v) in m.entries {
+            guard let key = k.string, nodeCountKeys.contains(key) else { continue }
+            if let shape = v.tensorShape, !shape.isEmpty { return shape[0] }
+        }
+        for (k, v) in m.entries {
+            guard let key = k.string, nodeCountKeys.contains(key) else { continue }
+            if case .ndarray(let a) = v, !a.shape.isEmpty { return a.shape[0] }
+        }
+        return nil
+    }
+
+    static func contents(of root: PickleValue, path: String) throws -> TorchTileContents {
+        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        let (nodes, edges) = try stores(of: root, path: path)
+        func tensor(_ m: PickleDict?, _ key: String, _ name: String) throws -> Tensor? {
+            guard let v = m?[key] else { return nil }
+            guard case .tensor(let t) = v else { throw fail("'\(name)' is a \(v.kind), expected a tensor") }
+            return t
+        }
+        var out: [String: Tensor] = [:]
+        var notes: [String] = []
+        guard let tx = nodes["tx"] else { throw fail("no 'tx' node type (node types: \(nodes.keys.sorted()))") }
+        guard let txX = try tensor(tx, "x", "tx.x") else { throw fail("no 'tx.x'") }
+        out[TileTensor.txX] = txX
+        if let p = try tensor(tx, "pos", "tx.pos") { out["tx.pos"] = asF32(p) }
+
+        // Boundaries. segger main (since May 2025) stores one all-NaN bd.x row per polygon vertex
+        // while bd.pos / bd.id have one row per boundary; PyG counts bd nodes from the first
+        // node-count attribute (pos here), and the model sees nan_to_num(bd.x) = zeros.
+        let bd = nodes["bd"]
+        let numBd = try numNodes(bd, path: path)
+        let bdX = try tensor(bd, "x", "bd.x")
+        if let bdX, bdX.shape.count == 2, numBd == nil || bdX.shape[0] == numBd! {
+            out[TileTensor.bdX] = bdX
+        } else if let bdX, bdX.shape.count == 2, let n = numBd {
+            guard bdX.shape[0] > n, bdX.dtype.isFloatingPoint, bdX.floats().allSatisfy({ $0.isNaN }) else {
+                throw fail("bd.x has \(bdX.shape[0]) rows but bd has \(n) nodes (PyG's node count: num_nodes, else the first of x/pos in the store) and is not segger's all-NaN per-vertex layout (more rows than boundaries, every value NaN): cannot tell which row is which boundary")
+            }
+            out[TileTensor.bdX] = Tensor([Float](repeating: 0, count: n * bdX.shape[1]), shape: [n, bdX.shape[1]])
+            notes.append("bd.x: \(bdX.shape[0]) all-NaN rows (one per polygon vertex) for \(n) boundaries, read as zeros [\(n), \(bdX.shape[1])] as the model sees them after nan_to_num")
+        } else if let bdX {
+            out[TileTensor.bdX] = bdX // wrong rank: validation names it
+        } else if numBd ?? 0 == 0 {
+            out[TileTensor.bdX] = Tensor([Float](), shape: [0, 4])
+            notes.append("no bd.x and no boundaries: bd.x read as [0, 4]")
+        } else {
+            throw fail("bd has \(numBd!) nodes but no 'bd.x'")
+        }
+        if let p = try tensor(bd, "pos", "bd.pos") { out["bd.pos"] = asF32(p) }
+        var ids: [String]? = nil
+        if case .ndarray(let a)? = bd?["id"] { ids = a.strings }
+
+        let nn = edges["tx__neighbors__tx"]
+        if let e = try tensor(nn, "edge_index", TileTensor.neighborsEdgeIndex) { out[TileTensor.neighborsEdgeIndex] = e }
+        let belongs = edges["tx__belongs__bd"]
+        if let e = try tensor(belongs, "edge_index", TileTensor.belongsEdgeIndex) {
+            out[TileTensor.belongsEdgeIndex] = e
+        } else {
+            out[TileTensor.belongsEdgeIndex] = Tensor([Int64](), shape: [2, 0])
+            notes.append("no (tx, belongs, bd) edges: read as an empty edge_index [2, 0]")
+        }
+        if let e = try tensor(belongs, "edge_label_index", TileTensor.labelIndex) { out[TileTensor.labelIndex] = e }
+        if let e = try tensor(belongs, "edge_label", TileTensor.label) { out[TileTensor.label] = e }
+        return TorchTileContents(tensors: out, boundaryIDs: ids, notes: notes)
+    }
+
+    static func asF32(_ t: Tensor) -> Tensor {
+        t.dtype == .F32 ? t : Tensor(t.floats(), shape: t.shape)
+    }
+}

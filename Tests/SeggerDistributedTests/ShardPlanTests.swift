@@ -1,0 +1,167 @@
+import XCTest
+@testable import SeggerDistributed
+
+final class ShardPlanTests: XCTestCase {
+    func testEveryTileOncePerEpochWithPaddingFromTheStart() {
+        let batches = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, seed: 42, epoch: 0, dropLast: false)
+        XCTAssertEqual(batches.count, 13)
+        XCTAssertTrue(batches.allSatisfy { $0.count == 8 })
+        let flat = batches.flatMap { $0 }
+        XCTAssertEqual(flat.prefix(103).sorted(), Array(0..<103), "the first 103 entries are a permutation")
+        XCTAssertEqual(Array(flat.suffix(1)), Array(flat.prefix(1)), "padding repeats the start of the permutation")
+    }
+
+    func testDropLastKeepsOnlyFullBatchesOfDistinctTiles() {
+        let batches = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, seed: 42, epoch: 0, dropLast: true)
+        XCTAssertEqual(batches.count, 12)
+        let flat = batches.flatMap { $0 }
+        XCTAssertEqual(Set(flat).count, 96)
+        XCTAssertTrue(flat.allSatisfy { (0..<103).contains($0) })
+    }
+
+    func testFewerTilesThanOneBatchWrapAround() {
+        let batches = ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, seed: 1, epoch: 2, dropLast: false)
+        XCTAssertEqual(batches.count, 1)
+        let b = batches[0]
+        XCTAssertEqual(Set(b.prefix(3)), [0, 1, 2])
+        for k in 3..<8 { XCTAssertEqual(b[k], b[k % 3]) }
+        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, seed: 1, epoch: 2, dropLast: true), [])
+        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 0, globalBatch: 8, seed: 1, epoch: 2, dropLast: false), [])
+    }
+
+    func testShuffleIsDeterministicAndDependsOnSeedAndEpoch() {
+        let a = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 3, dropLast: false)
+        let b = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 3, dropLast: false)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 4, dropLast: false))
+        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 8, epoch: 3, dropLast: false))
+        XCTAssertNotEqual(Array(a.flatMap { $0 }.prefix(500)), Array(0..<500), "not the identity")
+        // SplitMix64's published sequence for seed 1234567 pins the generator.
+        var rng = ShardPlan.SplitMix64(seed: 1234567)
+        XCTAssertEqual(rng.next(), 6457827717110365317)
+        XCTAssertEqual(rng.next(), 3203168211198807973)
+    }
+
+    func testShuffleIsRoughlyUniform() {
+        // Position of tile 0 over 2000 epochs, 10 tiles: each position about 200 times.
+        var hits = [Int](repeating: 0, count: 10)
+        for epoch in 0..<2000 {
+            hits[ShardPlan.permutation(count: 10, seed: 5, epoch: epoch).firstIndex(of: 0)!] += 1
+        }
+        XCTAssertTrue(hits.allSatisfy { (140...260).contains($0) }, "\(hits)")
+    }
+
+    func testGlobalSequenceIsIndependentOfRankCount() {
+        // The global sequence has no rank parameter; the permutation does not depend on the batch size
+        // either, and every split over any number of ranks hands out exactly the global batch.
+        let p8 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 8, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
+        let p16 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 16, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
+        XCTAssertEqual(p8, p16)
+        let costs = (0..<64).map { Double(($0 * 37) % 11 + 1) }
+        for batch in ShardPlan.globalBatches(tileCount: 64, globalBatch: 12, seed: 9, epoch: 1, dropLast: false) {
+            for ranks in 1...6 {
+                let parts = ShardPlan.split(batch, costs: costs, ranks: ranks)
+                XCTAssertEqual(parts.count, ranks)
+                XCTAssertEqual(parts.flatMap { $0 }.sorted(), batch.sorted())
+            }
+        }
+    }
+
+    func testSplitCountsAreEqualWhenDivisibleElseFloorOrCeil() {
+        let costs = (0..<100).map { pow(Double($0 % 13 + 1), 3) }
+        let batch = Array(0..<24)
+        for ranks in [1, 2, 3, 4, 6, 8, 12, 24] {
+            XCTAssertTrue(ShardPlan.split(batch, costs: costs, ranks: ranks).allSatisfy { $0.count == 24 / ranks })
+        }
+        for ranks in [5, 7, 9, 10, 30] {
+            let counts = ShardPlan.split(batch, costs: costs, ranks: ranks).map(\.count)
+            XCTAssertTrue(counts.allSatisfy { $0 == 24 / ranks || $0 == 24 / ranks + 1 }, "\(ranks): \(counts)")
+            XCTAssertEqual(counts.reduce(0, +), 24)
+        }
+    }
+
+    func testSplitOfOneRankIsTheBatchAndSplitIsDeterministic() {
+        let costs = (0..<50).map { Double(($0 * 7919) % 101) }
+        let batch = [5, 3, 3, 40, 12, 0, 49]
+        XCTAssertEqual(ShardPlan.split(batch, costs: costs, ranks: 1), [batch])
+        XCTAssertEqual(ShardPlan.split(batch, costs: costs, ranks: 3), ShardPlan.split(batch, costs: costs, ranks: 3))
+        // Each rank keeps the batch order of its tiles.
+        let distinct = [17, 4, 33, 8, 21, 2, 45, 30, 11]
+        for part in ShardPlan.split(distinct, costs: costs, ranks: 3) {
+            let positions = part.map { t in distinct.firstIndex(of: t)! }
+            XCTAssertEqual(positions, positions.sorted())
+        }
+        // Equal costs: ties are broken by batch position and rank, still a fixed answer.
+        let flat = [Double](repeating: 1, count: 8)
+        XCTAssertEqual(ShardPlan.split(Array(0..<8), costs: flat, ranks: 4), [[0, 4], [1, 5], [2, 6], [3, 7]])
+    }
+
+    func testSplitBalancesSkewedCostsBetterThanCountOnly() {
+        // Heavy-tailed tile costs (log-normal, σ = 1): the cost-balanced split against handing out
+        // consecutive runs of the batch (count-only). Quality = max rank load / lower bound, where the
+        // bound is max(total / ranks, largest tile): no split can do better.
+        var rng = ShardPlan.SplitMix64(seed: 2024)
+        func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+        var balancedRatios: [Double] = [], countOnlyRatios: [Double] = []
+        var worse = 0
+        for _ in 0..<200 {
+            let costs = (0..<32).map { _ in
+                exp((-2 * log(max(uniform(), 1e-12))).squareRoot() * cos(2 * Double.pi * uniform()))
+            }
+            let batch = ShardPlan.globalBatches(tileCount: 32, globalBatch: 16, seed: rng.next(), epoch: 0,
+                                                dropLast: true)[0]
+            let ranks = 4
+            let ideal = max(batch.map { costs[$0] }.reduce(0, +) / Double(ranks), batch.map { costs[$0] }.max()!)
+            let balanced = ShardPlan.split(batch, costs: costs, ranks: ranks)
+            XCTAssertTrue(balanced.allSatisfy { $0.count == 4 })
+            let maxBalanced = balanced.map { $0.map { costs[$0] }.reduce(0, +) }.max()!
+            let maxCountOnly = (0..<ranks).map { r in
+                batch[(r * 4)..<(r * 4 + 4)].map { costs[$0] }.reduce(0, +)
+            }.max()!
+            balancedRatios.append(maxBalanced / ideal)
+            countOnlyRatios.append(maxCountOnly / ideal)
+            if maxBalanced > maxCountOnly * (1 + 1e-12) { worse += 1 }
+        }
+        let meanBalanced = balancedRatios.reduce(0, +) / 200, meanCountOnly = countOnlyRatios.reduce(0, +) / 200
+        XCTAssertEqual(worse, 0, "the balanced split was worse than count-only in \(worse) of 200 batches")
+        XCTAssertLessThan(meanBalanced, 1.10, "mean max-load / lower bound, balanced")
+        XCTAssertLessThan(meanBalanced, meanCountOnly - 0.2, "balanced \(meanBalanced) vs count-only \(meanCountOnly)")
+        print("split quality (max load / lower bound), mean of 200: balanced \(meanBalanced), count-only \(meanCountOnly)")
+    }
+
+    func testSplitIsNearTheOptimumOnSmallBatches() {
+        // Exhaustive optimum of 8 tiles over 2 ranks (4 each) and 9 tiles over 3 ranks (3 each).
+        var rng = ShardPlan.SplitMix64(seed: 31)
+        func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+        func optimum(_ cost: [Double], ranks: Int, per: Int) -> Double {
+            var best = Double.infinity
+            var owner = [Int](repeating: -1, count: cost.count)
+            var load = [Double](repeating: 0, count: ranks), held = [Int](repeating: 0, count: ranks)
+            func place(_ k: Int) {
+                if k == cost.count { best = min(best, load.max()!); return }
+                for r in 0..<ranks where held[r] < per {
+                    if held[r] == 0 && r > 0 && held[r - 1] == 0 { break }  // symmetric empty ranks
+                    owner[k] = r; held[r] += 1; load[r] += cost[k]
+                    place(k + 1)
+                    owner[k] = -1; held[r] -= 1; load[r] -= cost[k]
+                }
+            }
+            place(0)
+            return best
+        }
+        var ratios: [Double] = []
+        for trial in 0..<60 {
+            let (n, ranks) = trial % 2 == 0 ? (8, 2) : (9, 3)
+            let costs = (0..<n).map { _ in exp(1.5 * (uniform() - 0.5) * 4) }
+            let parts = ShardPlan.split(Array(0..<n), costs: costs, ranks: ranks)
+            let got = parts.map { $0.map { costs[$0] }.reduce(0, +) }.max()!
+            let best = optimum(costs, ranks: ranks, per: n / ranks)
+            XCTAssertGreaterThanOrEqual(got, best * (1 - 1e-12))
+            XCTAssertLessThanOrEqual(got, best * 4 / 3, "trial \(trial): \(got) vs optimum \(best)")
+            ratios.append(got / best)
+        }
+        let mean = ratios.reduce(0, +) / Double(ratios.count)
+        XCTAssertLessThan(mean, 1.03, "mean max-load / optimum")
+        print("split quality on small batches: mean max-load / optimum \(mean), worst \(ratios.max()!)")
+    }
+}
