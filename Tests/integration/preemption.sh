@@ -10,7 +10,7 @@
 have_cmd mpirun || skip "mpirun (openmpi-bin) not installed"
 find_trainer
 workdir
-epochs=${PREEMPT_EPOCHS:-60}
+epochs=${PREEMPT_EPOCHS:-150}
 tiles=${PREEMPT_TILES:-16}
 make_tiles "$WORK/train" "$tiles" "${PREEMPT_TX:-400}" 11
 make_tiles "$WORK/val" 2 300 12
