@@ -11,7 +11,7 @@
 # --cpus C  (default 4) is the CPU count each node claims; `SlurmdParameters=config_overrides` lets it claim
 #           more than the machine has, so `--ntasks-per-node=4` runs on 2 cores.
 # Installs slurmd/slurmctld/slurm-client/munge with apt-get when missing (root, Debian; no systemd needed).
-# On any failure it tears down what it started. Needs root (SlurmUser=root, munged run as user munge).
+# On any failure it stops what it started (STATE_DIR keeps the logs). Needs root (SlurmUser=root, munged run as user munge).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -42,7 +42,7 @@ chmod 0755 "$state"
 mkdir -p "$state"/{munge,state,log,run,spool,tmp}
 chmod 0755 "$state"/{munge,log,run}
 chown munge: "$state/munge"
-chmod 0700 "$state/munge"; chmod 0711 "$state/munge"   # socket dir: traversable, not listable
+chmod 0711 "$state/munge"   # socket dir: traversable, not listable
 head -c 1024 /dev/urandom > "$state/munge/munge.key"
 chown munge: "$state/munge/munge.key"; chmod 0400 "$state/munge/munge.key"
 
@@ -98,9 +98,10 @@ MinJobAge=600
 SlurmctldTimeout=30
 SlurmdTimeout=30
 CONF
+port=$node_port
 for ((i = 1; i <= nodes; i++)); do
-    if [ "$nodes" = 1 ]; then name=$host; port=$node_port
-    else name=n$i; port=$(free_tcp_port $((node_port + i - 1))); fi
+    if [ "$nodes" = 1 ]; then name=$host; else name=n$i; fi
+    [ "$i" = 1 ] || port=$(free_tcp_port $((port + 1)))
     mkdir -p "$state/spool/$name" "$state/tmp/$name"   # %n dirs: slurmd/pmix do not create them
     echo "NodeName=$name NodeHostname=$host NodeAddr=127.0.0.1 Port=$port CPUs=$cpus RealMemory=1000 State=UNKNOWN"
 done
