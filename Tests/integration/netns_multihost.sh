@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# mpirun across two "hosts": two network namespaces on a private bridge (Scripts/cluster/netns-up.sh),
+# Open MPI starting its daemons through Scripts/cluster/netns-rsh instead of ssh, TCP only, 2 ranks per
+# host. Trains 2 epochs on tiny synthetic tiles and passes when rank 0 reports 4 bit-identical replicas,
+# the ranks really ran in both namespaces, and metrics and checkpoints were written.
+# Exit 0 pass, 77 skip (no root / no network namespaces), else fail.
+. "$(dirname "$0")/../../Scripts/cluster/testlib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
+ensure_packages ip:iproute2 nsenter:util-linux unshare:util-linux || skip "iproute2/util-linux not installable"
+have_cmd mpirun || skip "mpirun (openmpi-bin) not installed"
+# Can this machine make a namespace at all (containers without CAP_SYS_ADMIN cannot)?
+probe=sgprobe$$
+ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here"
+ip netns del "$probe"
+
+find_trainer
+workdir
+make_tiles "$WORK/train" 8 300 1
+make_tiles "$WORK/val" 2 300 2
+
+on_exit "'$ROOT/Scripts/cluster/netns-down.sh' '$WORK/net'"
+"$ROOT/Scripts/cluster/netns-up.sh" "$WORK/net" --hosts 2 --slots 2 >&2 || fail "could not create the namespace hosts"
+. "$WORK/net/env"
+hosts=$(cut -d' ' -f1 "$WORK/net/hostfile" | xargs)
+
+# Each rank prints where it runs (hostname = its namespace) before training, through the same agent.
+where=$(timeout 60 mpirun --hostfile "$WORK/net/hostfile" -np 4 hostname 2>&1) || { echo "$where"; fail "mpirun hostname across $hosts failed"; }
+for h in $hosts; do
+    [ "$(grep -cx "$h" <<< "$where")" = 2 ] || { echo "$where"; fail "expected 2 ranks on $h"; }
+done
+
+log "training on $hosts (2 ranks each, TCP on $(cat "$WORK/net/subnet").0/24)"
+# In the background + wait, so a Ctrl-C / SIGTERM to the test runs its cleanup at once.
+timeout 150 mpirun --hostfile "$WORK/net/hostfile" -np 4 -x OPENBLAS_NUM_THREADS=1 \
+    "$SEGGER_TRAIN" train --train_dir "$WORK/train" --val_dir "$WORK/val" --default_root_dir "$WORK/run" \
+    --epochs 2 --batch_size_train 1 "${SMALL_MODEL[@]}" --seed 3 > "$WORK/train.log" 2>&1 &
+job=$!
+on_exit 'stop_pid "$job" 5'
+wait "$job"; rc=$?
+cat "$WORK/train.log" >&2
+[ $rc = 0 ] || fail "mpirun across namespaces exited $rc"
+grep -q "replicas: 4 ranks bit-identical" "$WORK/train.log" || fail "no 'replicas: 4 ranks bit-identical' line"
+csv=$(metrics_csv "$WORK/run")
+[ -n "$csv" ] && [ -s "$csv" ] || fail "no metrics.csv under $WORK/run/lightning_logs"
+[ -f "$WORK/run/checkpoints/last.safetensors" ] || fail "no checkpoints/last.safetensors"
+pass "4 ranks on 2 namespace hosts over TCP: $(grep -o 'replicas: .*' "$WORK/train.log")"
