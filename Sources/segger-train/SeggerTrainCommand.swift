@@ -278,7 +278,14 @@ struct Train: ParsableCommand {
             if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
             comm.exitTogether(1)
         } catch {
-            comm.abort("error on rank \(comm.rank): \(error)")
+            // An error on this rank only: with one rank just stop; with several, take the job down
+            // (MPI_Abort) so that no other rank waits forever in a collective.
+            let text = error is RankError ? "\(error)" : "error on rank \(comm.rank): \(error)"
+            if comm.size == 1 {
+                FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+                comm.exitTogether(1)
+            }
+            comm.abort(text)
         }
     }
 }

@@ -96,3 +96,54 @@ final class EmbeddingModeTests: XCTestCase {
         }
     }
 }
+
+final class KillAndDiskTests: XCTestCase {
+    /// kill -9 in the middle of training, then `--resume last`: the final weights equal an uninterrupted
+    /// run's bit for bit (the epoch checkpoint carries weights, optimizer moments and the position).
+    func testSIGKILLMidTrainingThenResumeIsBitIdentical() throws {
+        let train = try Support.synth(tiles: 8, tx: 300, seed: 91)
+        let args = ["--train_dir", train, "--epochs", "30", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
+        let reference = Support.tempDir("kill-ref")
+        XCTAssertEqual(try Support.train(["train", "--default_root_dir", reference] + args).status, 0)
+
+        let root = Support.tempDir("kill-run")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Support.binary)
+        p.arguments = ["train", "--default_root_dir", root] + args
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: root + "/checkpoints")) ?? []
+            if names.filter({ $0.hasPrefix("epoch=") }).count >= 3 { break }
+            usleep(2_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "killed mid-run, not finished")
+        let r = try Support.train(["train", "--default_root_dir", root, "--resume", "last"] + args)
+        XCTAssertEqual(r.status, 0, r.output)
+        let digest = { (dir: String) in try Support.run(Support.binary, ["digest", "--checkpoint", dir + "/checkpoints/last.safetensors"]).stdout }
+        XCTAssertEqual(try digest(root), try digest(reference))
+    }
+
+    /// A full disk at a checkpoint write: a clear error naming the file, and the last good checkpoint intact.
+    func testFullDiskReportsAndKeepsLastCheckpoint() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a small tmpfs") }
+        let train = try Support.synth(tiles: 4, tx: 300, seed: 92)
+        let mnt = Support.tempDir("fulldisk")
+        // Room for a few checkpoints of this small model (~240 KB each with the optimizer state), not for many.
+        let m = try Support.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1200k", "tmpfs", mnt])
+        guard m.status == 0 else { throw XCTSkip("cannot mount tmpfs here: \(m.output)") }
+        defer { _ = try? Support.run("/bin/umount", [mnt]) }
+        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", mnt + "/run", "--epochs", "200",
+                                   "--save_top_k", "100"] + smallModel)
+        XCTAssertNotEqual(r.status, 0, "the run cannot finish on a full disk")
+        XCTAssertTrue(r.stderr.contains("writing a checkpoint failed") && r.stderr.contains("No space left on device"), r.stderr)
+        XCTAssertTrue(r.stderr.contains(mnt + "/run/checkpoints/"), "names the file: \(r.stderr)")
+        let d = try Support.run(Support.binary, ["digest", "--checkpoint", mnt + "/run/checkpoints/last.safetensors"])
+        XCTAssertEqual(d.status, 0, "the last good checkpoint still loads: \(d.output)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: mnt + "/run/checkpoints").filter { $0.contains(".tmp") }
+        XCTAssertEqual(leftovers, [], "no temporary files left behind")
+    }
+}
