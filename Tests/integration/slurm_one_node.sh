@@ -70,7 +70,10 @@ export ROOT_DIR=$WORK/run-mpirun EPOCHS=${PREEMPT_EPOCHS:-40} LAUNCHER=mpirun
 id=$(sbatch --parsable --cpus-per-task=1 --time=10 --output="$WORK/job-%j.out" slurm/train_1node_4tasks.sbatch) \
     || fail "sbatch refused the template"
 log "submitted job $id (mpirun); will send SIGUSR1 after the first epoch checkpoint"
-wait_until 120 eval 'ls "$ROOT_DIR"/checkpoints/epoch=*-step=*.safetensors >/dev/null 2>&1 || [ "$(job_state $id)" != RUNNING -a "$(job_state $id)" != PENDING ]' \
+# (An empty state means scontrol does not know the job yet: not finished. Signalling before the batch
+# shell has installed its USR1 trap would kill the shell itself, so wait for the first epoch checkpoint.)
+job_ended() { local s; s=$(job_state "$1"); [ -n "$s" ] && [ "$s" != RUNNING ] && [ "$s" != PENDING ] && [ "$s" != CONFIGURING ]; }
+wait_until 120 eval 'ls "$ROOT_DIR"/checkpoints/epoch=*-step=*.safetensors >/dev/null 2>&1 || job_ended $id' \
     || { show_job "$id"; fail "job $id wrote no epoch checkpoint in 120 s"; }
 [ "$(job_state "$id")" = RUNNING ] || { show_job "$id"; fail "job $id finished before it could be signalled; raise PREEMPT_EPOCHS"; }
 scancel --batch --signal=USR1 "$id" || fail "scancel --signal=USR1 failed"
