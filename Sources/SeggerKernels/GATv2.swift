@@ -23,6 +23,23 @@ typealias F8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
 }
 
+/// LLVM's prefetch intrinsic (rw: 0 read / 1 write, locality 0...3, cache 1 = data).
+@_silgen_name("llvm.prefetch.p0")
+func llvmPrefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cache: Int32)
+
+/// Prefetches the cache lines of x[0..<n] into L1 (for reading, or for writing when `write`).
+@inline(__always) func prefetchRow(_ x: UnsafePointer<Float>, _ n: Int, write: Bool = false) {
+    var c = 0
+    while c < n {
+        if write { llvmPrefetch(UnsafeRawPointer(x + c), 1, 3, 1) } else { llvmPrefetch(UnsafeRawPointer(x + c), 0, 3, 1) }
+        c += 16
+    }
+    if write { llvmPrefetch(UnsafeRawPointer(x + n - 1), 1, 3, 1) } else { llvmPrefetch(UnsafeRawPointer(x + n - 1), 0, 3, 1) }
+}
+
+/// How many destinations ahead the edge kernels prefetch their gathered source rows.
+let gatherPrefetchDistance = 1
+
 /// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
 @inline(__always) func leakySlopes(_ s: F8) -> F8 {
     F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
@@ -83,53 +100,95 @@ typealias F8 = SIMD8<Float>
 /// - out [numDst, H·C] (row stride ldo): written, `scale · (Σ_k α_k·xl[j] + bias)`; `scale` is 1 for
 ///   `aggr` sum and 1/(relations into the node type) for `aggr` mean, which divides the conv outputs,
 ///   bias included. A destination without edges gets exactly `scale · bias`.
+/// - Epilogue (optional): `residual` [numDst, H·C] (row stride ldres) is added to out, then `relu`
+///   applies max(·, 0) (NaN → 0, as `reluForward`). Same numbers as separate passes, one write of out.
+///
+/// Each destination is one pass over its edges with all heads together (a source row is read as one
+/// contiguous H·C run); per element the arithmetic and its order are those of the per-head definition.
 public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                          xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                          att: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
-                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1) {
-    for i in 0..<numDst {
-        let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-        let o = out + i * ldo
-        o.update(repeating: 0, count: H * C)
-        for h in 0..<H {
-            let xri = xr + i * ldr + h * C
-            let a = att + h * C
-            // Scores and their maximum.
-            var m = -Float.infinity
-            for k in k0..<k1 {
-                let e = attentionScore(a, xl + Int(srcByDst[k]) * ldl + h * C, xri, C)
-                alpha[k * H + h] = e
-                m = max(m, e)
+                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1,
+                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {
+    let W = H * C
+    // m [H]: running max of the scores; denom [H]: softmax denominators (on the stack).
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
+        let m = buf.baseAddress!, denom = m + H
+        for i in 0..<numDst {
+            let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
+            let o = out + i * ldo
+            // The gathered source rows of a destination ahead (random rows: the hardware cannot guess them).
+            if i + gatherPrefetchDistance < numDst {
+                let a = i + gatherPrefetchDistance
+                for k in Int(dstStart[a])..<Int(dstStart[a + 1]) { prefetchRow(xl + Int(srcByDst[k]) * ldl, W) }
             }
-            // Softmax over the destination's edges.
-            var sum: Float = 0
-            for k in k0..<k1 {
-                let p = expf(alpha[k * H + h] - m)
-                alpha[k * H + h] = p
-                sum += p
+            o.update(repeating: 0, count: W)
+            if k1 > k0 {
+                let xri = xr + i * ldr
+                // Scores and their maximum per head.
+                for h in 0..<H { m[h] = -Float.infinity }
+                for k in k0..<k1 {
+                    let xlj = xl + Int(srcByDst[k]) * ldl
+                    for h in 0..<H {
+                        let e = attentionScore(att + h * C, xlj + h * C, xri + h * C, C)
+                        alpha[k * H + h] = e
+                        m[h] = max(m[h], e)
+                    }
+                }
+                // Softmax over the destination's edges.
+                for h in 0..<H { denom[h] = 0 }
+                for k in k0..<k1 {
+                    for h in 0..<H {
+                        let p = expf(alpha[k * H + h] - m[h])
+                        alpha[k * H + h] = p
+                        denom[h] += p
+                    }
+                }
+                for h in 0..<H { denom[h] = denom[h] + 1e-16 }
+                // Aggregation of the source projections.
+                for k in k0..<k1 {
+                    let xlj = xl + Int(srcByDst[k]) * ldl
+                    for h in 0..<H {
+                        let al = alpha[k * H + h] / denom[h]
+                        alpha[k * H + h] = al
+                        axpy(al, xlj + h * C, o + h * C, C)
+                    }
+                }
             }
-            let denom = sum + 1e-16
-            // Aggregation of the source projections.
-            let oh = o + h * C
-            for k in k0..<k1 {
-                let al = alpha[k * H + h] / denom
-                alpha[k * H + h] = al
-                axpy(al, xl + Int(srcByDst[k]) * ldl + h * C, oh, C)
+            // Epilogue: (out + bias)·scale, + residual, relu.
+            let res = residual.map { $0 + i * ldres }
+            let s8 = F8(repeating: scale), zero = F8.zero
+            var c = 0
+            while c + 8 <= W {
+                var v = load8(o + c) + load8(bias + c)
+                if scale != 1 { v = s8 * v }
+                if let res { v = v + load8(res + c) }
+                if relu { v = v.replacing(with: zero, where: .!(v .> 0)) }
+                store8(v, o + c)
+                c += 8
             }
-        }
-        if scale == 1 {
-            for hc in 0..<(H * C) { o[hc] += bias[hc] }
-        } else {
-            for hc in 0..<(H * C) { o[hc] = scale * (o[hc] + bias[hc]) }
+            while c < W {
+                var v = o[c] + bias[c]
+                if scale != 1 { v = scale * v }
+                if let res { v = v + res[c] }
+                if relu { v = v > 0 ? v : 0 }
+                o[c] = v
+                c += 1
+            }
         }
     }
 }
 
 /// Backward of `gatv2Forward` given dOut [numDst, H·C] (row stride lddo), the gradient of `out`.
-/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl), dxr [numDst, H·C] (row stride lddr),
-/// datt [H, C] and dbias [H·C]; the caller zeroes them first.
+/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl), datt [H, C] and dbias [H·C], and into
+/// dxr [numDst, H·C] (row stride lddr) — or overwrites dxr when `overwriteDxr` (no zeroing needed).
+/// The caller zeroes what is accumulated.
+/// - `reluOutput` [numDst, H·C] (row stride ldy, optional): the forward's relu output; dOut is then the
+///   gradient after the relu and is masked first (as `reluBackward`).
+/// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
+///   a residual added in the forward epilogue (scale does not apply to it).
 public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
@@ -138,56 +197,82 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           dxl: UnsafeMutablePointer<Float>, lddl: Int,
                           dxr: UnsafeMutablePointer<Float>, lddr: Int,
                           datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
-                          scale: Float = 1) {
+                          scale: Float = 1, overwriteDxr: Bool = false,
+                          reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
+                          dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0) {
     let slope = gatv2NegativeSlope
-    // mean_h [C]: Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources (on the stack).
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(C, 1)) { meanBuf in
-        let mean = meanBuf.baseAddress!
+    let W = H * C
+    // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
+    // gm [H·C]: the masked gradient row (both on the stack).
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(W, 1)) { buf in
+        let mean = buf.baseAddress!, gm = mean + W
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-            let g = dOut + i * lddo
-            for hc in 0..<(H * C) { dbias[hc] += scale * g[hc] }
-            if k0 == k1 { continue }
-            for h in 0..<H {
-                let gh = g + h * C
-                let xri = xr + i * ldr + h * C
-                let dxri = dxr + i * lddr + h * C
-                let a = att + h * C
-                let da = datt + h * C
-                mean.update(repeating: 0, count: C)
-                for k in k0..<k1 {
-                    axpy(alpha[k * H + h], xl + Int(srcByDst[k]) * ldl + h * C, mean, C)
-                }
-                for k in k0..<k1 {
+            if i + gatherPrefetchDistance < numDst {
+                let a = i + gatherPrefetchDistance
+                for k in Int(dstStart[a])..<Int(dstStart[a + 1]) {
                     let j = Int(srcByDst[k])
+                    prefetchRow(xl + j * ldl, W)
+                    prefetchRow(dxl + j * lddl, W, write: true)
+                }
+            }
+            var g = dOut + i * lddo
+            if let reluOutput {
+                let y = reluOutput + i * ldy
+                var c = 0
+                while c + 8 <= W {
+                    store8(load8(g + c).replacing(with: 0, where: .!(load8(y + c) .> 0)), gm + c)
+                    c += 8
+                }
+                while c < W { gm[c] = y[c] > 0 ? g[c] : 0; c += 1 }
+                g = UnsafePointer(gm)
+            }
+            if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
+            for hc in 0..<W { dbias[hc] += scale * g[hc] }
+            let dxri = dxr + i * lddr
+            if overwriteDxr { dxri.update(repeating: 0, count: W) }
+            if k0 == k1 { continue }
+            let xri = xr + i * ldr
+            mean.update(repeating: 0, count: W)
+            for k in k0..<k1 {
+                let xlj = xl + Int(srcByDst[k]) * ldl
+                for h in 0..<H { axpy(alpha[k * H + h], xlj + h * C, mean + h * C, C) }
+            }
+            for k in k0..<k1 {
+                let j = Int(srcByDst[k])
+                for h in 0..<H {
+                    let gh = g + h * C
                     let xlj = xl + j * ldl + h * C
                     let dxlj = dxl + j * lddl + h * C
+                    let xrih = xri + h * C, dxrih = dxri + h * C, meanh = mean + h * C
+                    let a = att + h * C
+                    let da = datt + h * C
                     let al = alpha[k * H + h]
                     // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m dα_m) with
                     // dα_k = ⟨g, xl_j⟩, computed as ⟨g, xl_j − mean⟩ to keep the cancellation exact-ish.
                     // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
                     // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
                     // on the negative side of the leaky relu contribute, and the cancelling part is gone.
-                    let de = scale * al * centeredDot(gh, xlj, mean, C)
+                    let de = scale * al * centeredDot(gh, xlj, meanh, C)
                     let sal = scale * al
                     let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
                     var c = 0
                     while c + 8 <= C {
-                        let s = load8(xlj + c) + load8(xri + c)
+                        let s = load8(xlj + c) + load8(xrih + c)
                         let sl = leakySlopes(s)
                         store8(load8(da + c) + de8 * (s * sl), da + c)
                         let dea = de8 * load8(a + c)
                         store8(load8(dxlj + c) + sal8 * load8(gh + c) + dea * sl, dxlj + c)
-                        store8(load8(dxri + c) + dea * (sl - 1), dxri + c)
+                        store8(load8(dxrih + c) + dea * (sl - 1), dxrih + c)
                         c += 8
                     }
                     while c < C {
-                        let s = xlj[c] + xri[c]
+                        let s = xlj[c] + xrih[c]
                         let pos = s > 0
                         da[c] += de * (pos ? s : slope * s)
                         let dea = de * a[c]
                         dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
-                        dxri[c] += pos ? 0 : dea * (slope - 1)
+                        dxrih[c] += pos ? 0 : dea * (slope - 1)
                         c += 1
                     }
                 }

@@ -372,28 +372,18 @@ public final class SeggerModel {
             linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
                           n: nBd, inDim: L.inDim, outDim: L.bdCols)
             let oTx = hTx[l + 1].reserve(nTx * W), oBd = hBd[l + 1].reserve(nBd * W)
+            // Conv outputs with the epilogue fused: + residual linear, relu between layers.
+            let res = config.residual
             gatv2Forward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
-                         alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx)
+                         alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
+                         residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast)
             gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
-                         alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd)
-            if config.residual {
-                for r in 0..<nTx {
-                    let o = oTx + r * W, res = yt + r * L.txCols + 2 * W
-                    for c in 0..<W { o[c] += res[c] }
-                }
-                for r in 0..<nBd {
-                    let o = oBd + r * W, res = yb + r * L.bdCols + W
-                    for c in 0..<W { o[c] += res[c] }
-                }
-            }
-            if !L.isLast {
-                reluForward(y: oTx, x: oTx, count: nTx * W)
-                reluForward(y: oBd, x: oBd, count: nBd * W)
-            }
+                         alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd,
+                         residual: res ? UnsafePointer(yb + W) : nil, ldres: L.bdCols, relu: !L.isLast)
         }
 
         // Output embeddings and the loss on label pairs.
@@ -452,31 +442,30 @@ public final class SeggerModel {
         // GATv2 layers, last to first. gTx/gBd: gradient of the layer's output.
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let L = layers[l], W = L.width
-            if !L.isLast {
-                reluBackward(dx: gTx, dy: gTx, y: hTx[l + 1].p, count: nTx * W)
-                reluBackward(dx: gBd, dy: gBd, y: hBd[l + 1].p, count: nBd * W)
-            }
+            // dyt = [dxl | dxr | d residual]: only dxl accumulates (scattered over sources) and needs
+            // zeroing; the kernel writes dxr and the residual gradient. dyb = [dxr | d residual]: written.
             let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
             let nBs = bl.numSources
             let dxlb = dXlB.reserve(nBs * W)
-            dyt.update(repeating: 0, count: nTx * L.txCols)
-            dyb.update(repeating: 0, count: nBd * L.bdCols)
+            for r in 0..<nTx { (dyt + r * L.txCols).update(repeating: 0, count: W) }
             dxlb.update(repeating: 0, count: nBs * W)
-            if config.residual {
-                for r in 0..<nTx { (dyt + r * L.txCols + 2 * W).update(from: gTx + r * W, count: W) }
-                for r in 0..<nBd { (dyb + r * L.bdCols + W).update(from: gBd + r * W, count: W) }
-            }
+            let res = config.residual
+            // Between layers the conv output went through relu: its gradient is masked inside the kernel.
+            let reluTx: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hTx[l + 1].p)
+            let reluBd: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hBd[l + 1].p)
             let yt = yTx[l].p, yb = yBd[l].p
             gatv2Backward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
                           xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
-                          datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx)
+                          datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
+                          reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
-                          datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd)
+                          datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd, overwriteDxr: true,
+                          reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols)
             let xTx = hTx[l].p, xBd = hBd[l].p
             linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
