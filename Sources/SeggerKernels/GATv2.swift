@@ -14,6 +14,7 @@ import Darwin
 public let gatv2NegativeSlope: Float = 0.2
 
 typealias F8 = SIMD8<Float>
+typealias F16 = SIMD16<Float>
 
 @inline(__always) func load8(_ p: UnsafePointer<Float>) -> F8 {
     UnsafeRawPointer(p).loadUnaligned(as: F8.self)
@@ -21,6 +22,14 @@ typealias F8 = SIMD8<Float>
 
 @inline(__always) func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
+}
+
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> F16 {
+    UnsafeRawPointer(p).loadUnaligned(as: F16.self)
+}
+
+@inline(__always) func store16(_ v: F16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: F16.self)
 }
 
 /// LLVM's prefetch intrinsic (rw: 0 read / 1 write, locality 0...3, cache 1 = data).
@@ -45,16 +54,20 @@ let gatherPrefetchDistance = 1
     F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
 }
 
+@inline(__always) func leakySlopes16(_ s: F16) -> F16 {
+    F16(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
+}
+
 /// Σ_c att[c] · leaky_relu(x[c] + y[c]) over n channels.
 @inline(__always) func attentionScore(_ att: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
                                       _ n: Int) -> Float {
     let slope = gatv2NegativeSlope
     var acc = F8.zero
     var c = 0
-    while c + 8 <= n {
+    while c &+ 8 <= n {
         let s = load8(x + c) + load8(y + c)
         acc += load8(att + c) * (s * leakySlopes(s))
-        c += 8
+        c &+= 8
     }
     var e = acc.sum()
     while c < n {
@@ -65,15 +78,20 @@ let gatherPrefetchDistance = 1
     return e
 }
 
-/// y[c] += a · x[c] over n channels.
+/// y[c] += a · x[c] over n channels (elementwise: the vector width does not change any number).
 @inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var c = 0
-    let a8 = F8(repeating: a)
-    while c + 8 <= n {
-        store8(load8(y + c) + a8 * load8(x + c), y + c)
-        c += 8
+    let a16 = F16(repeating: a)
+    while c &+ 16 <= n {
+        store16(load16(y + c) + a16 * load16(x + c), y + c)
+        c &+= 16
     }
-    while c < n { y[c] += a * x[c]; c += 1 }
+    let a8 = F8(repeating: a)
+    while c &+ 8 <= n {
+        store8(load8(y + c) + a8 * load8(x + c), y + c)
+        c &+= 8
+    }
+    while c < n { y[c] += a * x[c]; c &+= 1 }
 }
 
 /// Σ_c g[c] · (x[c] − m[c]) over n channels.
@@ -81,9 +99,9 @@ let gatherPrefetchDistance = 1
                                    _ n: Int) -> Float {
     var acc = F8.zero
     var c = 0
-    while c + 8 <= n {
+    while c &+ 8 <= n {
         acc += load8(g + c) * (load8(x + c) - load8(m + c))
-        c += 8
+        c &+= 8
     }
     var d = acc.sum()
     while c < n { d += g[c] * (x[c] - m[c]); c += 1 }
@@ -159,15 +177,15 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
             }
             // Epilogue: (out + bias)·scale, + residual, relu.
             let res = residual.map { $0 + i * ldres }
-            let s8 = F8(repeating: scale), zero = F8.zero
+            let s16 = F16(repeating: scale)
             var c = 0
-            while c + 8 <= W {
-                var v = load8(o + c) + load8(bias + c)
-                if scale != 1 { v = s8 * v }
-                if let res { v = v + load8(res + c) }
-                if relu { v = v.replacing(with: zero, where: .!(v .> 0)) }
-                store8(v, o + c)
-                c += 8
+            while c &+ 16 <= W {
+                var v = load16(o + c) + load16(bias + c)
+                if scale != 1 { v = s16 * v }
+                if let res { v = v + load16(res + c) }
+                if relu { v = v.replacing(with: 0, where: .!(v .> 0)) }
+                store16(v, o + c)
+                c &+= 16
             }
             while c < W {
                 var v = o[c] + bias[c]
@@ -189,6 +207,9 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 ///   gradient after the relu and is masked first (as `reluBackward`).
 /// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
 ///   a residual added in the forward epilogue (scale does not apply to it).
+/// - `firstUse` [E] (optional): nonzero at the first grouped edge of each source. That edge then writes
+///   `0 + its contribution` to dxl[j] instead of accumulating, so the caller need not zero the rows of
+///   dxl that are sources (only the others); the numbers are the same as zeroing first.
 public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
@@ -199,7 +220,8 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
                           scale: Float = 1, overwriteDxr: Bool = false,
                           reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
-                          dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0) {
+                          dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
+                          firstUse: UnsafePointer<Int32>? = nil) {
     let slope = gatv2NegativeSlope
     let W = H * C
     // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
@@ -220,9 +242,9 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
             if let reluOutput {
                 let y = reluOutput + i * ldy
                 var c = 0
-                while c + 8 <= W {
-                    store8(load8(g + c).replacing(with: 0, where: .!(load8(y + c) .> 0)), gm + c)
-                    c += 8
+                while c &+ 16 <= W {
+                    store16(load16(g + c).replacing(with: 0, where: .!(load16(y + c) .> 0)), gm + c)
+                    c &+= 16
                 }
                 while c < W { gm[c] = y[c] > 0 ? g[c] : 0; c += 1 }
                 g = UnsafePointer(gm)
@@ -240,6 +262,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
             }
             for k in k0..<k1 {
                 let j = Int(srcByDst[k])
+                let first = firstUse.map { $0[k] != 0 } ?? false
                 for h in 0..<H {
                     let gh = g + h * C
                     let xlj = xl + j * ldl + h * C
@@ -255,23 +278,35 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     // on the negative side of the leaky relu contribute, and the cancelling part is gone.
                     let de = scale * al * centeredDot(gh, xlj, meanh, C)
                     let sal = scale * al
-                    let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
+                    let de16 = F16(repeating: de), sal16 = F16(repeating: sal)
                     var c = 0
-                    while c + 8 <= C {
+                    while c &+ 16 <= C {
+                        let s = load16(xlj + c) + load16(xrih + c)
+                        let sl = leakySlopes16(s)
+                        store16(load16(da + c) + de16 * (s * sl), da + c)
+                        let dea = de16 * load16(a + c)
+                        let prev = first ? F16.zero : load16(dxlj + c)
+                        store16(prev + sal16 * load16(gh + c) + dea * sl, dxlj + c)
+                        store16(load16(dxrih + c) + dea * (sl - 1), dxrih + c)
+                        c &+= 16
+                    }
+                    let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
+                    while c &+ 8 <= C {
                         let s = load8(xlj + c) + load8(xrih + c)
                         let sl = leakySlopes(s)
                         store8(load8(da + c) + de8 * (s * sl), da + c)
                         let dea = de8 * load8(a + c)
-                        store8(load8(dxlj + c) + sal8 * load8(gh + c) + dea * sl, dxlj + c)
+                        let prev = first ? F8.zero : load8(dxlj + c)
+                        store8(prev + sal8 * load8(gh + c) + dea * sl, dxlj + c)
                         store8(load8(dxrih + c) + dea * (sl - 1), dxrih + c)
-                        c += 8
+                        c &+= 8
                     }
                     while c < C {
                         let s = xlj[c] + xrih[c]
                         let pos = s > 0
                         da[c] += de * (pos ? s : slope * s)
                         let dea = de * a[c]
-                        dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
+                        dxlj[c] = (first ? 0 : dxlj[c]) + (sal * gh[c] + dea * (pos ? 1 : slope))
                         dxrih[c] += pos ? 0 : dea * (slope - 1)
                         c += 1
                     }

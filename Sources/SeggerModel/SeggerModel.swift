@@ -96,6 +96,22 @@ final class RelationBuffers {
     /// source s, `compactSrcByDst[k]` the compact source of grouped edge k (see `compactSources()`).
     let sourceRows = IndexScratch(), compactSrcByDst = IndexScratch(), compactOf = IndexScratch()
     var numSources = 0
+    /// `firstUse[k]` is 1 at the first grouped edge of each source (see `gatv2Backward`); `unusedSources`
+    /// lists the numUnused sources without an edge (their source-gradient rows must be zeroed).
+    let firstUse = IndexScratch(), unusedSources = IndexScratch()
+    var numUnused = 0
+    /// Fills `firstUse` and `unusedSources` for grouped sources `sources` [count] numbered 0..<n.
+    func markFirstUse(_ sources: UnsafePointer<Int32>, n: Int) {
+        let seen = compactOf.reserve(n), flags = firstUse.reserve(count), unused = unusedSources.reserve(n)
+        seen.update(repeating: 0, count: n)
+        for k in 0..<count {
+            let j = Int(sources[k])
+            flags[k] = seen[j] == 0 ? 1 : 0
+            seen[j] = 1
+        }
+        numUnused = 0
+        for j in 0..<n where seen[j] == 0 { unused[numUnused] = Int32(j); numUnused += 1 }
+    }
     func load(_ r: Relation) {
         numSrc = r.numSrc; numDst = r.numDst; count = r.count
         _ = dstStart.load(r.dstStart)
@@ -333,6 +349,8 @@ public final class SeggerModel {
         bl.load(batch.belongs)
         bl.compactSources()
         let nBs = bl.numSources
+        nn.markFirstUse(nn.srcByDst.p, n: nn.numSrc)
+        bl.markFirstUse(bl.compactSrcByDst.p, n: nBs)
         let lTx = labelTx.load(batch.labelTx), lBd = labelBd.load(batch.labelBd)
         let y = labelY.reserve(nLabels)
         batch.labels.withUnsafeBufferPointer { if let b = $0.baseAddress { y.update(from: b, count: nLabels) } }
@@ -447,8 +465,9 @@ public final class SeggerModel {
             let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
             let nBs = bl.numSources
             let dxlb = dXlB.reserve(nBs * W)
-            for r in 0..<nTx { (dyt + r * L.txCols).update(repeating: 0, count: W) }
-            dxlb.update(repeating: 0, count: nBs * W)
+            // dxl rows are written by the first edge of each source; only sources without edges are zeroed.
+            for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * L.txCols).update(repeating: 0, count: W) }
+            for u in 0..<bl.numUnused { (dxlb + Int(bl.unusedSources.p[u]) * W).update(repeating: 0, count: W) }
             let res = config.residual
             // Between layers the conv output went through relu: its gradient is masked inside the kernel.
             let reluTx: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hTx[l + 1].p)
@@ -459,13 +478,15 @@ public final class SeggerModel {
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
-                          reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols)
+                          reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
+                          firstUse: nn.firstUse.p)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
                           datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd, overwriteDxr: true,
-                          reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols)
+                          reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols,
+                          firstUse: bl.firstUse.p)
             let xTx = hTx[l].p, xBd = hBd[l].p
             linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
