@@ -32,23 +32,6 @@ typealias F16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F16.self)
 }
 
-/// LLVM's prefetch intrinsic (rw: 0 read / 1 write, locality 0...3, cache 1 = data).
-@_silgen_name("llvm.prefetch.p0")
-func llvmPrefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cache: Int32)
-
-/// Prefetches the cache lines of x[0..<n] into L1 (for reading, or for writing when `write`).
-@inline(__always) func prefetchRow(_ x: UnsafePointer<Float>, _ n: Int, write: Bool = false) {
-    var c = 0
-    while c < n {
-        if write { llvmPrefetch(UnsafeRawPointer(x + c), 1, 3, 1) } else { llvmPrefetch(UnsafeRawPointer(x + c), 0, 3, 1) }
-        c += 16
-    }
-    if write { llvmPrefetch(UnsafeRawPointer(x + n - 1), 1, 3, 1) } else { llvmPrefetch(UnsafeRawPointer(x + n - 1), 0, 3, 1) }
-}
-
-/// How many destinations ahead the edge kernels prefetch their gathered source rows.
-let gatherPrefetchDistance = 1
-
 /// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
 @inline(__always) func leakySlopes(_ s: F8) -> F8 {
     F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
@@ -79,19 +62,21 @@ let gatherPrefetchDistance = 1
 }
 
 /// y[c] += a · x[c] over n channels (elementwise: the vector width does not change any number).
-@inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+/// With `first`, y is not read: y[c] = 0 + a · x[c], the same numbers as zeroing y first.
+@inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                            first: Bool = false) {
     var c = 0
     let a16 = F16(repeating: a)
     while c &+ 16 <= n {
-        store16(load16(y + c) + a16 * load16(x + c), y + c)
+        store16((first ? F16.zero : load16(y + c)) + a16 * load16(x + c), y + c)
         c &+= 16
     }
     let a8 = F8(repeating: a)
     while c &+ 8 <= n {
-        store8(load8(y + c) + a8 * load8(x + c), y + c)
+        store8((first ? F8.zero : load8(y + c)) + a8 * load8(x + c), y + c)
         c &+= 8
     }
-    while c < n { y[c] += a * x[c]; c &+= 1 }
+    while c < n { y[c] = (first ? 0 : y[c]) + a * x[c]; c &+= 1 }
 }
 
 /// Σ_c g[c] · (x[c] − m[c]) over n channels.
@@ -129,7 +114,19 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
                          out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1,
-                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {
+                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    if H == 4 && C == 64 { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+    else if H == 4 && C == 16 { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+    else { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+}
+
+@inline(__always) func gatv2ForwardBody(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+                         xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
+                         att: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                         heads H: Int, channels C: Int,
+                         alpha: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float,
+                         residual: UnsafePointer<Float>?, ldres: Int, relu: Bool) {
     let W = H * C
     // m [H]: running max of the scores; denom [H]: softmax denominators (on the stack).
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
@@ -137,13 +134,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             let o = out + i * ldo
-            // The gathered source rows of a destination ahead (random rows: the hardware cannot guess them).
-            if i + gatherPrefetchDistance < numDst {
-                let a = i + gatherPrefetchDistance
-                for k in Int(dstStart[a])..<Int(dstStart[a + 1]) { prefetchRow(xl + Int(srcByDst[k]) * ldl, W) }
-            }
-            o.update(repeating: 0, count: W)
-            if k1 > k0 {
+            if k1 == k0 { o.update(repeating: 0, count: W) } else {
                 let xri = xr + i * ldr
                 // Scores and their maximum per head.
                 for h in 0..<H { m[h] = -Float.infinity }
@@ -171,7 +162,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                     for h in 0..<H {
                         let al = alpha[k * H + h] / denom[h]
                         alpha[k * H + h] = al
-                        axpy(al, xlj + h * C, o + h * C, C)
+                        axpy(al, xlj + h * C, o + h * C, C, first: k == k0)
                     }
                 }
             }
@@ -221,7 +212,24 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           scale: Float = 1, overwriteDxr: Bool = false,
                           reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
                           dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
-                          firstUse: UnsafePointer<Int32>? = nil) {
+                          firstUse: UnsafePointer<Int32>? = nil) {    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    if H == 4 && C == 64 { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+    else if H == 4 && C == 16 { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+    else { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+}
+
+@inline(__always) func gatv2BackwardBody(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+                          xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
+                          att: UnsafePointer<Float>, heads H: Int, channels C: Int,
+                          alpha: UnsafePointer<Float>,
+                          dOut: UnsafePointer<Float>, lddo: Int,
+                          dxl: UnsafeMutablePointer<Float>, lddl: Int,
+                          dxr: UnsafeMutablePointer<Float>, lddr: Int,
+                          datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+                          scale: Float, overwriteDxr: Bool,
+                          reluOutput: UnsafePointer<Float>?, ldy: Int,
+                          dResidual: UnsafeMutablePointer<Float>?, ldres: Int,
+                          firstUse: UnsafePointer<Int32>?) {
     let slope = gatv2NegativeSlope
     let W = H * C
     // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
@@ -230,14 +238,6 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
         let mean = buf.baseAddress!, gm = mean + W
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-            if i + gatherPrefetchDistance < numDst {
-                let a = i + gatherPrefetchDistance
-                for k in Int(dstStart[a])..<Int(dstStart[a + 1]) {
-                    let j = Int(srcByDst[k])
-                    prefetchRow(xl + j * ldl, W)
-                    prefetchRow(dxl + j * lddl, W, write: true)
-                }
-            }
             var g = dOut + i * lddo
             if let reluOutput {
                 let y = reluOutput + i * ldy
@@ -252,17 +252,19 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
             if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
             for hc in 0..<W { dbias[hc] += scale * g[hc] }
             let dxri = dxr + i * lddr
-            if overwriteDxr { dxri.update(repeating: 0, count: W) }
-            if k0 == k1 { continue }
+            if k0 == k1 {
+                if overwriteDxr { dxri.update(repeating: 0, count: W) }
+                continue
+            }
             let xri = xr + i * ldr
-            mean.update(repeating: 0, count: W)
             for k in k0..<k1 {
                 let xlj = xl + Int(srcByDst[k]) * ldl
-                for h in 0..<H { axpy(alpha[k * H + h], xlj + h * C, mean + h * C, C) }
+                for h in 0..<H { axpy(alpha[k * H + h], xlj + h * C, mean + h * C, C, first: k == k0) }
             }
             for k in k0..<k1 {
                 let j = Int(srcByDst[k])
                 let first = firstUse.map { $0[k] != 0 } ?? false
+                let firstDxr = overwriteDxr && k == k0
                 for h in 0..<H {
                     let gh = g + h * C
                     let xlj = xl + j * ldl + h * C
@@ -287,7 +289,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                         let dea = de16 * load16(a + c)
                         let prev = first ? F16.zero : load16(dxlj + c)
                         store16(prev + sal16 * load16(gh + c) + dea * sl, dxlj + c)
-                        store16(load16(dxrih + c) + dea * (sl - 1), dxrih + c)
+                        store16((firstDxr ? F16.zero : load16(dxrih + c)) + dea * (sl - 1), dxrih + c)
                         c &+= 16
                     }
                     let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
@@ -298,7 +300,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                         let dea = de8 * load8(a + c)
                         let prev = first ? F8.zero : load8(dxlj + c)
                         store8(prev + sal8 * load8(gh + c) + dea * sl, dxlj + c)
-                        store8(load8(dxrih + c) + dea * (sl - 1), dxrih + c)
+                        store8((firstDxr ? F8.zero : load8(dxrih + c)) + dea * (sl - 1), dxrih + c)
                         c &+= 8
                     }
                     while c < C {
@@ -307,7 +309,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                         da[c] += de * (pos ? s : slope * s)
                         let dea = de * a[c]
                         dxlj[c] = (first ? 0 : dxlj[c]) + (sal * gh[c] + dea * (pos ? 1 : slope))
-                        dxrih[c] += pos ? 0 : dea * (slope - 1)
+                        dxrih[c] = (firstDxr ? 0 : dxrih[c]) + (pos ? 0 : dea * (slope - 1))
                         c += 1
                     }
                 }
