@@ -114,13 +114,16 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
                          out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1,
-                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
-    if H == 4 && C == 64 { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
-    else if H == 4 && C == 16 { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
-    else { gatv2ForwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {
+    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
+        if H == 4 && C == 64 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+        else if H == 4 && C == 16 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+        else { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+    }
 }
 
-@inline(__always) func gatv2ForwardBody(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+@inline(__always) func gatv2ForwardBody(scratch: UnsafeMutablePointer<Float>, numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                          xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                          att: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                          heads H: Int, channels C: Int,
@@ -129,8 +132,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                          residual: UnsafePointer<Float>?, ldres: Int, relu: Bool) {
     let W = H * C
     // m [H]: running max of the scores; denom [H]: softmax denominators (on the stack).
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
-        let m = buf.baseAddress!, denom = m + H
+        let m = scratch, denom = m + H
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             let o = out + i * ldo
@@ -187,7 +189,6 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                 c += 1
             }
         }
-    }
 }
 
 /// Backward of `gatv2Forward` given dOut [numDst, H·C] (row stride lddo), the gradient of `out`.
@@ -212,13 +213,16 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           scale: Float = 1, overwriteDxr: Bool = false,
                           reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
                           dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
-                          firstUse: UnsafePointer<Int32>? = nil) {    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
-    if H == 4 && C == 64 { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
-    else if H == 4 && C == 16 { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
-    else { gatv2BackwardBody(numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+                          firstUse: UnsafePointer<Int32>? = nil) {
+    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H * C, 1)) { buf in
+        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+    }
 }
 
-@inline(__always) func gatv2BackwardBody(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+@inline(__always) func gatv2BackwardBody(scratch: UnsafeMutablePointer<Float>, numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
                           alpha: UnsafePointer<Float>,
@@ -234,8 +238,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
     let W = H * C
     // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
     // gm [H·C]: the masked gradient row (both on the stack).
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(W, 1)) { buf in
-        let mean = buf.baseAddress!, gm = mean + W
+        let mean = scratch, gm = mean + W
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             var g = dOut + i * lddo
@@ -315,5 +318,4 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                 }
             }
         }
-    }
 }
