@@ -202,6 +202,9 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 /// - `firstUse` [E] (optional): nonzero at the first grouped edge of each source. That edge then writes
 ///   `0 + its contribution` to dxl[j] instead of accumulating, so the caller need not zero the rows of
 ///   dxl that are sources (only the others); the numbers are the same as zeroing first.
+/// - `dbXr` [H·C] (optional, needs `overwriteDxr`): accumulates Σ_i dxr[i] in row order, the bias gradient
+///   of the linear that produced xr; `dbResidual` [H·C] (optional): Σ_i of the rows written to dResidual.
+///   Same order and numbers as summing those rows after the kernel, without reading them again.
 public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
@@ -213,12 +216,13 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           scale: Float = 1, overwriteDxr: Bool = false,
                           reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
                           dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
-                          firstUse: UnsafePointer<Int32>? = nil) {
+                          firstUse: UnsafePointer<Int32>? = nil,
+                          dbXr: UnsafeMutablePointer<Float>? = nil, dbResidual: UnsafeMutablePointer<Float>? = nil) {
     // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H * C, 1)) { buf in
-        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
-        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
-        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse) }
+        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
     }
 }
 
@@ -233,7 +237,8 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           scale: Float, overwriteDxr: Bool,
                           reluOutput: UnsafePointer<Float>?, ldy: Int,
                           dResidual: UnsafeMutablePointer<Float>?, ldres: Int,
-                          firstUse: UnsafePointer<Int32>?) {
+                          firstUse: UnsafePointer<Int32>?,
+                          dbXr: UnsafeMutablePointer<Float>?, dbResidual: UnsafeMutablePointer<Float>?) {
     let slope = gatv2NegativeSlope
     let W = H * C
     // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
@@ -253,10 +258,12 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                 g = UnsafePointer(gm)
             }
             if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
+            if let dbResidual { for hc in 0..<W { dbResidual[hc] += g[hc] } }
             for hc in 0..<W { dbias[hc] += scale * g[hc] }
             let dxri = dxr + i * lddr
             if k0 == k1 {
                 if overwriteDxr { dxri.update(repeating: 0, count: W) }
+                if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
                 continue
             }
             let xri = xr + i * ldr
@@ -317,5 +324,6 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     }
                 }
             }
+            if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
         }
 }

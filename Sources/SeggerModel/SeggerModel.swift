@@ -137,6 +137,14 @@ func gatherRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
     for r in 0..<n { (dst + r * dim).update(from: src + Int(rows[r]) * dim, count: dim) }
 }
 
+/// sums[c] += Σ_r x[r, c] for c in 0..<cols, rows in order (x has row stride ld).
+func columnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let xr = x + r * ld
+        for c in 0..<cols { sums[c] += xr[c] }
+    }
+}
+
 /// dst[rows[r], 0..<dim] += src[r, 0..<dim] for r in 0..<n.
 func scatterAddRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
     for r in 0..<n {
@@ -479,22 +487,25 @@ public final class SeggerModel {
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
                           reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
-                          firstUse: nn.firstUse.p)
+                          firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
                           datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd, overwriteDxr: true,
                           reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols,
-                          firstUse: bl.firstUse.p)
+                          firstUse: bl.firstUse.p, dbXr: g + L.bdB, dbResidual: res ? g + L.bdB + W : nil)
             let xTx = hTx[l].p, xBd = hBd[l].p
-            linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
+            // Bias gradients: the kernels summed the dxr and residual columns as they wrote them (into the
+            // zeroed gradient buffer); the scattered dxl columns are summed here, in the same row order.
+            linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
+            columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
             let hs = hSub.reserve(nBs * L.inDim)
             gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
             linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: hs, ldx: L.inDim,
                                  n: nBs, inDim: L.inDim, outDim: W)
-            linearBackwardParams(dw: g + L.bdW, db: g + L.bdB, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+            linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
                                  n: nBd, inDim: L.inDim, outDim: L.bdCols)
             onGradientsReady?(L.start)
             linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
