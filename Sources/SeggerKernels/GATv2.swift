@@ -14,6 +14,7 @@ import Darwin
 public let gatv2NegativeSlope: Float = 0.2
 
 typealias F8 = SIMD8<Float>
+typealias F16 = SIMD16<Float>
 
 @inline(__always) func load8(_ p: UnsafePointer<Float>) -> F8 {
     UnsafeRawPointer(p).loadUnaligned(as: F8.self)
@@ -23,9 +24,21 @@ typealias F8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
 }
 
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> F16 {
+    UnsafeRawPointer(p).loadUnaligned(as: F16.self)
+}
+
+@inline(__always) func store16(_ v: F16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: F16.self)
+}
+
 /// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
 @inline(__always) func leakySlopes(_ s: F8) -> F8 {
     F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
+}
+
+@inline(__always) func leakySlopes16(_ s: F16) -> F16 {
+    F16(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
 }
 
 /// Σ_c att[c] · leaky_relu(x[c] + y[c]) over n channels.
@@ -34,10 +47,10 @@ typealias F8 = SIMD8<Float>
     let slope = gatv2NegativeSlope
     var acc = F8.zero
     var c = 0
-    while c + 8 <= n {
+    while c &+ 8 <= n {
         let s = load8(x + c) + load8(y + c)
         acc += load8(att + c) * (s * leakySlopes(s))
-        c += 8
+        c &+= 8
     }
     var e = acc.sum()
     while c < n {
@@ -48,15 +61,22 @@ typealias F8 = SIMD8<Float>
     return e
 }
 
-/// y[c] += a · x[c] over n channels.
-@inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+/// y[c] += a · x[c] over n channels (elementwise: the vector width does not change any number).
+/// With `first`, y is not read: y[c] = 0 + a · x[c], the same numbers as zeroing y first.
+@inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                            first: Bool = false) {
     var c = 0
-    let a8 = F8(repeating: a)
-    while c + 8 <= n {
-        store8(load8(y + c) + a8 * load8(x + c), y + c)
-        c += 8
+    let a16 = F16(repeating: a)
+    while c &+ 16 <= n {
+        store16((first ? F16.zero : load16(y + c)) + a16 * load16(x + c), y + c)
+        c &+= 16
     }
-    while c < n { y[c] += a * x[c]; c += 1 }
+    let a8 = F8(repeating: a)
+    while c &+ 8 <= n {
+        store8((first ? F8.zero : load8(y + c)) + a8 * load8(x + c), y + c)
+        c &+= 8
+    }
+    while c < n { y[c] = (first ? 0 : y[c]) + a * x[c]; c &+= 1 }
 }
 
 /// Σ_c g[c] · (x[c] − m[c]) over n channels.
@@ -64,9 +84,9 @@ typealias F8 = SIMD8<Float>
                                    _ n: Int) -> Float {
     var acc = F8.zero
     var c = 0
-    while c + 8 <= n {
+    while c &+ 8 <= n {
         acc += load8(g + c) * (load8(x + c) - load8(m + c))
-        c += 8
+        c &+= 8
     }
     var d = acc.sum()
     while c < n { d += g[c] * (x[c] - m[c]); c += 1 }
@@ -83,53 +103,108 @@ typealias F8 = SIMD8<Float>
 /// - out [numDst, H·C] (row stride ldo): written, `scale · (Σ_k α_k·xl[j] + bias)`; `scale` is 1 for
 ///   `aggr` sum and 1/(relations into the node type) for `aggr` mean, which divides the conv outputs,
 ///   bias included. A destination without edges gets exactly `scale · bias`.
+/// - Epilogue (optional): `residual` [numDst, H·C] (row stride ldres) is added to out, then `relu`
+///   applies max(·, 0) (NaN → 0, as `reluForward`). Same numbers as separate passes, one write of out.
+///
+/// Each destination is one pass over its edges with all heads together (a source row is read as one
+/// contiguous H·C run); per element the arithmetic and its order are those of the per-head definition.
 public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                          xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                          att: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
-                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1) {
-    for i in 0..<numDst {
-        let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-        let o = out + i * ldo
-        o.update(repeating: 0, count: H * C)
-        for h in 0..<H {
-            let xri = xr + i * ldr + h * C
-            let a = att + h * C
-            // Scores and their maximum.
-            var m = -Float.infinity
-            for k in k0..<k1 {
-                let e = attentionScore(a, xl + Int(srcByDst[k]) * ldl + h * C, xri, C)
-                alpha[k * H + h] = e
-                m = max(m, e)
-            }
-            // Softmax over the destination's edges.
-            var sum: Float = 0
-            for k in k0..<k1 {
-                let p = expf(alpha[k * H + h] - m)
-                alpha[k * H + h] = p
-                sum += p
-            }
-            let denom = sum + 1e-16
-            // Aggregation of the source projections.
-            let oh = o + h * C
-            for k in k0..<k1 {
-                let al = alpha[k * H + h] / denom
-                alpha[k * H + h] = al
-                axpy(al, xl + Int(srcByDst[k]) * ldl + h * C, oh, C)
-            }
-        }
-        if scale == 1 {
-            for hc in 0..<(H * C) { o[hc] += bias[hc] }
-        } else {
-            for hc in 0..<(H * C) { o[hc] = scale * (o[hc] + bias[hc]) }
-        }
+                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1,
+                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {
+    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
+        if H == 4 && C == 64 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+        else if H == 4 && C == 16 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+        else { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
     }
 }
 
+@inline(__always) func gatv2ForwardBody(scratch: UnsafeMutablePointer<Float>, numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+                         xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
+                         att: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                         heads H: Int, channels C: Int,
+                         alpha: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float,
+                         residual: UnsafePointer<Float>?, ldres: Int, relu: Bool) {
+    let W = H * C
+    // m [H]: running max of the scores; denom [H]: softmax denominators (on the stack).
+        let m = scratch, denom = m + H
+        for i in 0..<numDst {
+            let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
+            let o = out + i * ldo
+            if k1 == k0 { o.update(repeating: 0, count: W) } else {
+                let xri = xr + i * ldr
+                // Scores and their maximum per head.
+                for h in 0..<H { m[h] = -Float.infinity }
+                for k in k0..<k1 {
+                    let xlj = xl + Int(srcByDst[k]) * ldl
+                    for h in 0..<H {
+                        let e = attentionScore(att + h * C, xlj + h * C, xri + h * C, C)
+                        alpha[k * H + h] = e
+                        m[h] = max(m[h], e)
+                    }
+                }
+                // Softmax over the destination's edges.
+                for h in 0..<H { denom[h] = 0 }
+                for k in k0..<k1 {
+                    for h in 0..<H {
+                        let p = expf(alpha[k * H + h] - m[h])
+                        alpha[k * H + h] = p
+                        denom[h] += p
+                    }
+                }
+                for h in 0..<H { denom[h] = denom[h] + 1e-16 }
+                // Aggregation of the source projections.
+                for k in k0..<k1 {
+                    let xlj = xl + Int(srcByDst[k]) * ldl
+                    for h in 0..<H {
+                        let al = alpha[k * H + h] / denom[h]
+                        alpha[k * H + h] = al
+                        axpy(al, xlj + h * C, o + h * C, C, first: k == k0)
+                    }
+                }
+            }
+            // Epilogue: (out + bias)·scale, + residual, relu.
+            let res = residual.map { $0 + i * ldres }
+            let s16 = F16(repeating: scale)
+            var c = 0
+            while c &+ 16 <= W {
+                var v = load16(o + c) + load16(bias + c)
+                if scale != 1 { v = s16 * v }
+                if let res { v = v + load16(res + c) }
+                if relu { v = v.replacing(with: 0, where: .!(v .> 0)) }
+                store16(v, o + c)
+                c &+= 16
+            }
+            while c < W {
+                var v = o[c] + bias[c]
+                if scale != 1 { v = scale * v }
+                if let res { v = v + res[c] }
+                if relu { v = v > 0 ? v : 0 }
+                o[c] = v
+                c += 1
+            }
+        }
+}
+
 /// Backward of `gatv2Forward` given dOut [numDst, H·C] (row stride lddo), the gradient of `out`.
-/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl), dxr [numDst, H·C] (row stride lddr),
-/// datt [H, C] and dbias [H·C]; the caller zeroes them first.
+/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl), datt [H, C] and dbias [H·C], and into
+/// dxr [numDst, H·C] (row stride lddr) — or overwrites dxr when `overwriteDxr` (no zeroing needed).
+/// The caller zeroes what is accumulated.
+/// - `reluOutput` [numDst, H·C] (row stride ldy, optional): the forward's relu output; dOut is then the
+///   gradient after the relu and is masked first (as `reluBackward`).
+/// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
+///   a residual added in the forward epilogue (scale does not apply to it).
+/// - `firstUse` [E] (optional): nonzero at the first grouped edge of each source. That edge then writes
+///   `0 + its contribution` to dxl[j] instead of accumulating, so the caller need not zero the rows of
+///   dxl that are sources (only the others); the numbers are the same as zeroing first.
+/// - `dbXr` [H·C] (optional, needs `overwriteDxr`): accumulates Σ_i dxr[i] in row order, the bias gradient
+///   of the linear that produced xr; `dbResidual` [H·C] (optional): Σ_i of the rows written to dResidual.
+///   Same order and numbers as summing those rows after the kernel, without reading them again.
 public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
@@ -138,60 +213,117 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           dxl: UnsafeMutablePointer<Float>, lddl: Int,
                           dxr: UnsafeMutablePointer<Float>, lddr: Int,
                           datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
-                          scale: Float = 1) {
+                          scale: Float = 1, overwriteDxr: Bool = false,
+                          reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
+                          dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
+                          firstUse: UnsafePointer<Int32>? = nil,
+                          dbXr: UnsafeMutablePointer<Float>? = nil, dbResidual: UnsafeMutablePointer<Float>? = nil) {
+    // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H * C, 1)) { buf in
+        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+    }
+}
+
+@inline(__always) func gatv2BackwardBody(scratch: UnsafeMutablePointer<Float>, numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+                          xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
+                          att: UnsafePointer<Float>, heads H: Int, channels C: Int,
+                          alpha: UnsafePointer<Float>,
+                          dOut: UnsafePointer<Float>, lddo: Int,
+                          dxl: UnsafeMutablePointer<Float>, lddl: Int,
+                          dxr: UnsafeMutablePointer<Float>, lddr: Int,
+                          datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+                          scale: Float, overwriteDxr: Bool,
+                          reluOutput: UnsafePointer<Float>?, ldy: Int,
+                          dResidual: UnsafeMutablePointer<Float>?, ldres: Int,
+                          firstUse: UnsafePointer<Int32>?,
+                          dbXr: UnsafeMutablePointer<Float>?, dbResidual: UnsafeMutablePointer<Float>?) {
     let slope = gatv2NegativeSlope
-    // mean_h [C]: Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources (on the stack).
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(C, 1)) { meanBuf in
-        let mean = meanBuf.baseAddress!
+    let W = H * C
+    // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
+    // gm [H·C]: the masked gradient row (both on the stack).
+        let mean = scratch, gm = mean + W
         for i in 0..<numDst {
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-            let g = dOut + i * lddo
-            for hc in 0..<(H * C) { dbias[hc] += scale * g[hc] }
-            if k0 == k1 { continue }
-            for h in 0..<H {
-                let gh = g + h * C
-                let xri = xr + i * ldr + h * C
-                let dxri = dxr + i * lddr + h * C
-                let a = att + h * C
-                let da = datt + h * C
-                mean.update(repeating: 0, count: C)
-                for k in k0..<k1 {
-                    axpy(alpha[k * H + h], xl + Int(srcByDst[k]) * ldl + h * C, mean, C)
+            var g = dOut + i * lddo
+            if let reluOutput {
+                let y = reluOutput + i * ldy
+                var c = 0
+                while c &+ 16 <= W {
+                    store16(load16(g + c).replacing(with: 0, where: .!(load16(y + c) .> 0)), gm + c)
+                    c &+= 16
                 }
-                for k in k0..<k1 {
-                    let j = Int(srcByDst[k])
+                while c < W { gm[c] = y[c] > 0 ? g[c] : 0; c += 1 }
+                g = UnsafePointer(gm)
+            }
+            if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
+            if let dbResidual { for hc in 0..<W { dbResidual[hc] += g[hc] } }
+            for hc in 0..<W { dbias[hc] += scale * g[hc] }
+            let dxri = dxr + i * lddr
+            if k0 == k1 {
+                if overwriteDxr { dxri.update(repeating: 0, count: W) }
+                if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
+                continue
+            }
+            let xri = xr + i * ldr
+            for k in k0..<k1 {
+                let xlj = xl + Int(srcByDst[k]) * ldl
+                for h in 0..<H { axpy(alpha[k * H + h], xlj + h * C, mean + h * C, C, first: k == k0) }
+            }
+            for k in k0..<k1 {
+                let j = Int(srcByDst[k])
+                let first = firstUse.map { $0[k] != 0 } ?? false
+                let firstDxr = overwriteDxr && k == k0
+                for h in 0..<H {
+                    let gh = g + h * C
                     let xlj = xl + j * ldl + h * C
                     let dxlj = dxl + j * lddl + h * C
+                    let xrih = xri + h * C, dxrih = dxri + h * C, meanh = mean + h * C
+                    let a = att + h * C
+                    let da = datt + h * C
                     let al = alpha[k * H + h]
                     // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m dα_m) with
                     // dα_k = ⟨g, xl_j⟩, computed as ⟨g, xl_j − mean⟩ to keep the cancellation exact-ish.
                     // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
                     // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
                     // on the negative side of the leaky relu contribute, and the cancelling part is gone.
-                    let de = scale * al * centeredDot(gh, xlj, mean, C)
+                    let de = scale * al * centeredDot(gh, xlj, meanh, C)
                     let sal = scale * al
-                    let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
+                    let de16 = F16(repeating: de), sal16 = F16(repeating: sal)
                     var c = 0
-                    while c + 8 <= C {
-                        let s = load8(xlj + c) + load8(xri + c)
+                    while c &+ 16 <= C {
+                        let s = load16(xlj + c) + load16(xrih + c)
+                        let sl = leakySlopes16(s)
+                        store16(load16(da + c) + de16 * (s * sl), da + c)
+                        let dea = de16 * load16(a + c)
+                        let prev = first ? F16.zero : load16(dxlj + c)
+                        store16(prev + sal16 * load16(gh + c) + dea * sl, dxlj + c)
+                        store16((firstDxr ? F16.zero : load16(dxrih + c)) + dea * (sl - 1), dxrih + c)
+                        c &+= 16
+                    }
+                    let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
+                    while c &+ 8 <= C {
+                        let s = load8(xlj + c) + load8(xrih + c)
                         let sl = leakySlopes(s)
                         store8(load8(da + c) + de8 * (s * sl), da + c)
                         let dea = de8 * load8(a + c)
-                        store8(load8(dxlj + c) + sal8 * load8(gh + c) + dea * sl, dxlj + c)
-                        store8(load8(dxri + c) + dea * (sl - 1), dxri + c)
-                        c += 8
+                        let prev = first ? F8.zero : load8(dxlj + c)
+                        store8(prev + sal8 * load8(gh + c) + dea * sl, dxlj + c)
+                        store8((firstDxr ? F8.zero : load8(dxrih + c)) + dea * (sl - 1), dxrih + c)
+                        c &+= 8
                     }
                     while c < C {
-                        let s = xlj[c] + xri[c]
+                        let s = xlj[c] + xrih[c]
                         let pos = s > 0
                         da[c] += de * (pos ? s : slope * s)
                         let dea = de * a[c]
-                        dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
-                        dxri[c] += pos ? 0 : dea * (slope - 1)
+                        dxlj[c] = (first ? 0 : dxlj[c]) + (sal * gh[c] + dea * (pos ? 1 : slope))
+                        dxrih[c] = (firstDxr ? 0 : dxrih[c]) + (pos ? 0 : dea * (slope - 1))
                         c += 1
                     }
                 }
             }
+            if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
         }
-    }
 }

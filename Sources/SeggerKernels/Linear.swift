@@ -12,10 +12,7 @@ public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
     if n == 0 || outDim == 0 { return }
     var beta: Float = 0
     if let b {
-        for r in 0..<n {
-            let yr = y + r * ldy
-            for o in 0..<outDim { yr[o] = b[o] }
-        }
+        for r in 0..<n { (y + r * ldy).update(from: b, count: outDim) }
         beta = 1
     }
     if inDim == 0 {

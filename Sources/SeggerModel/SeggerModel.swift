@@ -96,6 +96,22 @@ final class RelationBuffers {
     /// source s, `compactSrcByDst[k]` the compact source of grouped edge k (see `compactSources()`).
     let sourceRows = IndexScratch(), compactSrcByDst = IndexScratch(), compactOf = IndexScratch()
     var numSources = 0
+    /// `firstUse[k]` is 1 at the first grouped edge of each source (see `gatv2Backward`); `unusedSources`
+    /// lists the numUnused sources without an edge (their source-gradient rows must be zeroed).
+    let firstUse = IndexScratch(), unusedSources = IndexScratch()
+    var numUnused = 0
+    /// Fills `firstUse` and `unusedSources` for grouped sources `sources` [count] numbered 0..<n.
+    func markFirstUse(_ sources: UnsafePointer<Int32>, n: Int) {
+        let seen = compactOf.reserve(n), flags = firstUse.reserve(count), unused = unusedSources.reserve(n)
+        seen.update(repeating: 0, count: n)
+        for k in 0..<count {
+            let j = Int(sources[k])
+            flags[k] = seen[j] == 0 ? 1 : 0
+            seen[j] = 1
+        }
+        numUnused = 0
+        for j in 0..<n where seen[j] == 0 { unused[numUnused] = Int32(j); numUnused += 1 }
+    }
     func load(_ r: Relation) {
         numSrc = r.numSrc; numDst = r.numDst; count = r.count
         _ = dstStart.load(r.dstStart)
@@ -119,6 +135,14 @@ final class RelationBuffers {
 /// dst[r, 0..<dim] = src[rows[r], 0..<dim] for r in 0..<n.
 func gatherRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
     for r in 0..<n { (dst + r * dim).update(from: src + Int(rows[r]) * dim, count: dim) }
+}
+
+/// sums[c] += Σ_r x[r, c] for c in 0..<cols, rows in order (x has row stride ld).
+func columnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let xr = x + r * ld
+        for c in 0..<cols { sums[c] += xr[c] }
+    }
 }
 
 /// dst[rows[r], 0..<dim] += src[r, 0..<dim] for r in 0..<n.
@@ -333,6 +357,8 @@ public final class SeggerModel {
         bl.load(batch.belongs)
         bl.compactSources()
         let nBs = bl.numSources
+        nn.markFirstUse(nn.srcByDst.p, n: nn.numSrc)
+        bl.markFirstUse(bl.compactSrcByDst.p, n: nBs)
         let lTx = labelTx.load(batch.labelTx), lBd = labelBd.load(batch.labelBd)
         let y = labelY.reserve(nLabels)
         batch.labels.withUnsafeBufferPointer { if let b = $0.baseAddress { y.update(from: b, count: nLabels) } }
@@ -372,28 +398,18 @@ public final class SeggerModel {
             linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
                           n: nBd, inDim: L.inDim, outDim: L.bdCols)
             let oTx = hTx[l + 1].reserve(nTx * W), oBd = hBd[l + 1].reserve(nBd * W)
+            // Conv outputs with the epilogue fused: + residual linear, relu between layers.
+            let res = config.residual
             gatv2Forward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
-                         alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx)
+                         alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
+                         residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast)
             gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
-                         alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd)
-            if config.residual {
-                for r in 0..<nTx {
-                    let o = oTx + r * W, res = yt + r * L.txCols + 2 * W
-                    for c in 0..<W { o[c] += res[c] }
-                }
-                for r in 0..<nBd {
-                    let o = oBd + r * W, res = yb + r * L.bdCols + W
-                    for c in 0..<W { o[c] += res[c] }
-                }
-            }
-            if !L.isLast {
-                reluForward(y: oTx, x: oTx, count: nTx * W)
-                reluForward(y: oBd, x: oBd, count: nBd * W)
-            }
+                         alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd,
+                         residual: res ? UnsafePointer(yb + W) : nil, ldres: L.bdCols, relu: !L.isLast)
         }
 
         // Output embeddings and the loss on label pairs.
@@ -452,39 +468,44 @@ public final class SeggerModel {
         // GATv2 layers, last to first. gTx/gBd: gradient of the layer's output.
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let L = layers[l], W = L.width
-            if !L.isLast {
-                reluBackward(dx: gTx, dy: gTx, y: hTx[l + 1].p, count: nTx * W)
-                reluBackward(dx: gBd, dy: gBd, y: hBd[l + 1].p, count: nBd * W)
-            }
+            // dyt = [dxl | dxr | d residual]: only dxl accumulates (scattered over sources) and needs
+            // zeroing; the kernel writes dxr and the residual gradient. dyb = [dxr | d residual]: written.
             let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
             let nBs = bl.numSources
             let dxlb = dXlB.reserve(nBs * W)
-            dyt.update(repeating: 0, count: nTx * L.txCols)
-            dyb.update(repeating: 0, count: nBd * L.bdCols)
-            dxlb.update(repeating: 0, count: nBs * W)
-            if config.residual {
-                for r in 0..<nTx { (dyt + r * L.txCols + 2 * W).update(from: gTx + r * W, count: W) }
-                for r in 0..<nBd { (dyb + r * L.bdCols + W).update(from: gBd + r * W, count: W) }
-            }
+            // dxl rows are written by the first edge of each source; only sources without edges are zeroed.
+            for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * L.txCols).update(repeating: 0, count: W) }
+            for u in 0..<bl.numUnused { (dxlb + Int(bl.unusedSources.p[u]) * W).update(repeating: 0, count: W) }
+            let res = config.residual
+            // Between layers the conv output went through relu: its gradient is masked inside the kernel.
+            let reluTx: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hTx[l + 1].p)
+            let reluBd: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hBd[l + 1].p)
             let yt = yTx[l].p, yb = yBd[l].p
             gatv2Backward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
                           xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
-                          datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx)
+                          datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
+                          reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
+                          firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
-                          datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd)
+                          datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd, overwriteDxr: true,
+                          reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols,
+                          firstUse: bl.firstUse.p, dbXr: g + L.bdB, dbResidual: res ? g + L.bdB + W : nil)
             let xTx = hTx[l].p, xBd = hBd[l].p
-            linearBackwardParams(dw: g + L.txW, db: g + L.txB, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
+            // Bias gradients: the kernels summed the dxr and residual columns as they wrote them (into the
+            // zeroed gradient buffer); the scattered dxl columns are summed here, in the same row order.
+            linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
+            columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
             let hs = hSub.reserve(nBs * L.inDim)
             gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
             linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: hs, ldx: L.inDim,
                                  n: nBs, inDim: L.inDim, outDim: W)
-            linearBackwardParams(dw: g + L.bdW, db: g + L.bdB, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+            linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
                                  n: nBd, inDim: L.inDim, outDim: L.bdCols)
             onGradientsReady?(L.start)
             linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
