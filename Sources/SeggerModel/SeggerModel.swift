@@ -112,11 +112,29 @@ final class RelationBuffers {
         numUnused = 0
         for j in 0..<n where seen[j] == 0 { unused[numUnused] = Int32(j); numUnused += 1 }
     }
-    func load(_ r: Relation) {
+    /// Copies `r` in, renumbering its nodes: source j becomes `srcRank[j]`, and destination i of the
+    /// copy is destination `dstOrder[i]` of `r` (nil: unchanged). Each destination keeps its edges in
+    /// their grouped order, so softmax and aggregation see the same sequence per destination.
+    func load(_ r: Relation, srcRank: UnsafePointer<Int32>? = nil, dstOrder: UnsafePointer<Int32>? = nil) {
         numSrc = r.numSrc; numDst = r.numDst; count = r.count
-        _ = dstStart.load(r.dstStart)
-        _ = srcByDst.load(r.srcByDst)
-        _ = edgeByDst.load(r.edgeByDst)
+        let ds = dstStart.reserve(numDst + 1), sb = srcByDst.reserve(count), eb = edgeByDst.reserve(count)
+        r.dstStart.withUnsafeBufferPointer { start in
+            r.srcByDst.withUnsafeBufferPointer { src in
+                r.edgeByDst.withUnsafeBufferPointer { edge in
+                    var k = 0
+                    ds[0] = 0
+                    for i in 0..<numDst {
+                        let o = dstOrder.map { Int($0[i]) } ?? i
+                        for q in Int(start[o])..<Int(start[o + 1]) {
+                            sb[k] = srcRank.map { $0[Int(src[q])] } ?? src[q]
+                            eb[k] = edge[q]
+                            k += 1
+                        }
+                        ds[i + 1] = Int32(k)
+                    }
+                }
+            }
+        }
     }
     /// Numbers the distinct sources of the edges 0..<numSources in order of first use.
     func compactSources() {
@@ -129,6 +147,46 @@ final class RelationBuffers {
             cs[k] = of[j]
         }
         numSources = Int(n)
+    }
+}
+
+/// A locality order of the transcripts: breadth-first over the neighbors graph (a node's edges are its
+/// incoming grouped edges), each connected part started from a pseudo-peripheral node (the last node
+/// reached by a probe search from its lowest-numbered node), so that the rows an edge kernel reads for
+/// a destination lie close to the destination's own row.
+/// Fills `order` [n] (new → old) and `rank` [n] (old → new); `mark` and `queue` [n] are scratch.
+/// Deterministic: depends only on the graph.
+func breadthFirstOrder(n: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
+                       order: UnsafeMutablePointer<Int32>, rank: UnsafeMutablePointer<Int32>,
+                       mark: UnsafeMutablePointer<Int32>, queue: UnsafeMutablePointer<Int32>) {
+    rank.update(repeating: -1, count: n)
+    mark.update(repeating: -1, count: n)
+    var placed = 0
+    var stamp: Int32 = 0
+    for s in 0..<n where rank[s] < 0 {
+        // Probe: the last node a search from s reaches among the unplaced nodes.
+        var head = 0, tail = 1
+        queue[0] = Int32(s); mark[s] = stamp
+        while head < tail {
+            let v = Int(queue[head]); head += 1
+            for k in Int(dstStart[v])..<Int(dstStart[v + 1]) {
+                let u = Int(srcByDst[k])
+                if rank[u] < 0 && mark[u] != stamp { mark[u] = stamp; queue[tail] = Int32(u); tail += 1 }
+            }
+        }
+        stamp += 1
+        // Placement: breadth-first from that node, then from s if the (directed) search did not reach it.
+        for t in [Int(queue[tail - 1]), s] where rank[t] < 0 {
+            var front = placed
+            rank[t] = Int32(placed); order[placed] = Int32(t); placed += 1
+            while front < placed {
+                let v = Int(order[front]); front += 1
+                for k in Int(dstStart[v])..<Int(dstStart[v + 1]) {
+                    let u = Int(srcByDst[k])
+                    if rank[u] < 0 { rank[u] = Int32(placed); order[placed] = Int32(u); placed += 1 }
+                }
+            }
+        }
     }
 }
 
@@ -185,6 +243,10 @@ public final class SeggerModel {
     private var nTx = 0, nBd = 0, nLabels = 0
     private var hasForward = false
     private let tokens = IndexScratch()
+    // Transcripts are renumbered at each forward for locality (`breadthFirstOrder`): every per-transcript
+    // buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank` file → new. Everything
+    // public (outputs, activations, attention, logits) is reported in the file order.
+    private let txOrder = IndexScratch(), txRank = IndexScratch(), orderMark = IndexScratch(), orderQueue = IndexScratch()
     private let txFeatures = Scratch()
     private let bdFeatures = Scratch()
     private let labelTx = IndexScratch(), labelBd = IndexScratch()
@@ -353,13 +415,22 @@ public final class SeggerModel {
                      "transcript input (\(batch.txFeatureDim.map { "features of width \($0)" } ?? "tokens")) does not match the model (\(config.txFeatureDim.map { "features of width \($0)" } ?? "tokens"))")
         let H = config.heads, I = config.initEmb
         nTx = batch.numTx; nBd = batch.numBd; nLabels = batch.numLabels
-        nn.load(batch.neighbors)
-        bl.load(batch.belongs)
+        let order = txOrder.reserve(nTx), rank = txRank.reserve(nTx)
+        batch.neighbors.dstStart.withUnsafeBufferPointer { ds in
+            batch.neighbors.srcByDst.withUnsafeBufferPointer { sb in
+                breadthFirstOrder(n: nTx, dstStart: ds.baseAddress!, srcByDst: sb.baseAddress ?? UnsafePointer(order),
+                                  order: order, rank: rank, mark: orderMark.reserve(nTx), queue: orderQueue.reserve(nTx))
+            }
+        }
+        nn.load(batch.neighbors, srcRank: rank, dstOrder: order)
+        bl.load(batch.belongs, srcRank: rank)
         bl.compactSources()
         let nBs = bl.numSources
         nn.markFirstUse(nn.srcByDst.p, n: nn.numSrc)
         bl.markFirstUse(bl.compactSrcByDst.p, n: nBs)
-        let lTx = labelTx.load(batch.labelTx), lBd = labelBd.load(batch.labelBd)
+        let lTx = labelTx.load(batch.labelTx)
+        for q in 0..<nLabels { lTx[q] = rank[Int(lTx[q])] }
+        let lBd = labelBd.load(batch.labelBd)
         let y = labelY.reserve(nLabels)
         batch.labels.withUnsafeBufferPointer { if let b = $0.baseAddress { y.update(from: b, count: nLabels) } }
         let w = UnsafePointer(weights.baseAddress!)
@@ -368,12 +439,15 @@ public final class SeggerModel {
         let inTx = inputTx.reserve(nTx * I), inBd = inputBd.reserve(nBd * I)
         switch batch.tx {
         case .tokens(let ids):
-            let t = tokens.load(ids)
+            let t = tokens.reserve(nTx)
+            for r in 0..<nTx { t[r] = ids[Int(order[r])] }
             for r in 0..<nTx { precondition(t[r] >= 0 && Int(t[r]) < config.numTxTokens, "token id \(t[r]) out of range") }
             embeddingForward(out: inTx, table: w + embeddingOffset, index: t, n: nTx, dim: I)
         case .features(let v, let dim):
             let x = txFeatures.reserve(nTx * dim)
-            v.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nTx * dim) }
+            v.withUnsafeBufferPointer { b in
+                for r in 0..<nTx { (x + r * dim).update(from: b.baseAddress! + Int(order[r]) * dim, count: dim) }
+            }
             linearForward(y: inTx, ldy: I, x: x, ldx: dim, w: w + lin0TxOffset, b: nil, n: nTx, inDim: dim, outDim: I)
         }
         let xBd = bdFeatures.reserve(nBd * batch.bdDim)
@@ -436,7 +510,7 @@ public final class SeggerModel {
     public func outputs() -> (tx: [Float], bd: [Float]) {
         guard hasForward else { return ([], []) }
         let D = outputWidth
-        return (Array(UnsafeBufferPointer(start: finalTx, count: nTx * D)),
+        return (txRows(finalTx, ld: D, from: 0, count: D),
                 Array(UnsafeBufferPointer(start: finalBd, count: nBd * D)))
     }
 
@@ -545,30 +619,30 @@ public final class SeggerModel {
     public func activation(_ name: String) -> [Float]? {
         guard hasForward else { return nil }
         let I = config.initEmb
-        if name == (config.txFeatureDim == nil ? "tx_embedding.tx" : "lin0.tx") { return copy(inputTx.p, nTx * I) }
+        if name == (config.txFeatureDim == nil ? "tx_embedding.tx" : "lin0.tx") { return txRows(inputTx.p, ld: I, from: 0, count: I) }
         if name == "lin0.bd" { return copy(inputBd.p, nBd * I) }
         for (l, L) in layers.enumerated() {
             let W = L.width
             if config.residual {
-                if name == "\(L.lin).tx" { return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: 2 * W, count: W) }
+                if name == "\(L.lin).tx" { return txRows(yTx[l].p, ld: L.txCols, from: 2 * W, count: W) }
                 if name == "\(L.lin).bd" { return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: W, count: W) }
             }
             let nnP = "\(L.conv).\(RelationName.neighbors)", bP = "\(L.conv).\(RelationName.belongs)"
             switch name {
-            case "\(nnP).lin_l": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: 0, count: W)
-            case "\(nnP).lin_r": return columns(yTx[l].p, rows: nTx, ld: L.txCols, from: W, count: W)
+            case "\(nnP).lin_l": return txRows(yTx[l].p, ld: L.txCols, from: 0, count: W)
+            case "\(nnP).lin_r": return txRows(yTx[l].p, ld: L.txCols, from: W, count: W)
             case "\(bP).lin_l":    // every transcript's projection (training computes only the sources')
                 var out = [Float](repeating: 0, count: nTx * W)
                 linearForward(y: &out, ldy: W, x: hTx[l].p, ldx: L.inDim, w: weights.baseAddress! + L.blW,
                               b: weights.baseAddress! + L.blB, n: nTx, inDim: L.inDim, outDim: W)
-                return out
+                return txRows(out, ld: W, from: 0, count: W)
             case "\(bP).lin_r": return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: 0, count: W)
             case "\(nnP).aggr_module":
-                return aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil)
+                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil), ld: W, from: 0, count: W)
             case "\(bP).aggr_module":
                 return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
             case nnP:
-                return aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias)
+                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias), ld: W, from: 0, count: W)
             case bP:
                 return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
             default: break
@@ -597,6 +671,16 @@ public final class SeggerModel {
 
     private func copy(_ p: UnsafePointer<Float>, _ n: Int) -> [Float] {
         Array(UnsafeBufferPointer(start: p, count: n))
+    }
+
+    /// Columns from..<from+count of the per-transcript rows p (row stride ld, internal order), in file order.
+    private func txRows(_ p: UnsafePointer<Float>, ld: Int, from: Int, count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: nTx * count)
+        for r in 0..<nTx {
+            let src = p + Int(txRank.p[r]) * ld + from
+            for c in 0..<count { out[r * count + c] = src[c] }
+        }
+        return out
     }
 
     private func columns(_ p: UnsafePointer<Float>, rows: Int, ld: Int, from: Int, count: Int) -> [Float] {
