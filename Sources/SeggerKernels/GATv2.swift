@@ -32,6 +32,23 @@ typealias F16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F16.self)
 }
 
+/// LLVM's prefetch intrinsic (rw: 0 read / 1 write, locality 0...3, cache 1 = data).
+@_silgen_name("llvm.prefetch.p0")
+func llvmPrefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cache: Int32)
+
+/// Prefetches the cache lines of x[0..<n] (for reading, or for writing when `write`).
+@inline(__always) func prefetchRow(_ x: UnsafePointer<Float>, _ n: Int, write: Bool = false) {
+    var c = 0
+    while c < n {
+        if write { llvmPrefetch(UnsafeRawPointer(x + c), 1, 3, 1) } else { llvmPrefetch(UnsafeRawPointer(x + c), 0, 3, 1) }
+        c &+= 16
+    }
+}
+
+/// How many destinations ahead the edge kernels prefetch the rows of destination i + distance
+/// (see `prefetchRows` of `gatv2Forward`).
+public let gatv2PrefetchDistance = 16
+
 /// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
 @inline(__always) func leakySlopes(_ s: F8) -> F8 {
     F8(repeating: 1).replacing(with: gatv2NegativeSlope, where: s .<= 0)
@@ -114,12 +131,13 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
                          out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float = 1,
-                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false) {
+                         residual: UnsafePointer<Float>? = nil, ldres: Int = 0, relu: Bool = false,
+                         prefetchRows: Int = 0) {
     // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H, 1)) { buf in
-        if H == 4 && C == 64 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
-        else if H == 4 && C == 16 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
-        else { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu) }
+        if H == 4 && C == 64 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 64, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu, prefetchRows: prefetchRows) }
+        else if H == 4 && C == 16 { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: 4, channels: 16, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu, prefetchRows: prefetchRows) }
+        else { gatv2ForwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, bias: bias, heads: H, channels: C, alpha: alpha, out: out, ldo: ldo, scale: scale, residual: residual, ldres: ldres, relu: relu, prefetchRows: prefetchRows) }
     }
 }
 
@@ -129,11 +147,14 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                          heads H: Int, channels C: Int,
                          alpha: UnsafeMutablePointer<Float>,
                          out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float,
-                         residual: UnsafePointer<Float>?, ldres: Int, relu: Bool) {
+                         residual: UnsafePointer<Float>?, ldres: Int, relu: Bool, prefetchRows: Int) {
     let W = H * C
     // m [H]: running max of the scores; denom [H]: softmax denominators (on the stack).
         let m = scratch, denom = m + H
         for i in 0..<numDst {
+            let ip = i &+ gatv2PrefetchDistance
+            if ip < numDst { prefetchRow(xr + ip * ldr, W) }
+            if ip < prefetchRows { prefetchRow(xl + ip * ldl, W) }
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             let o = out + i * ldo
             if k1 == k0 { o.update(repeating: 0, count: W) } else {
@@ -217,12 +238,13 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           reluOutput: UnsafePointer<Float>? = nil, ldy: Int = 0,
                           dResidual: UnsafeMutablePointer<Float>? = nil, ldres: Int = 0,
                           firstUse: UnsafePointer<Int32>? = nil,
-                          dbXr: UnsafeMutablePointer<Float>? = nil, dbResidual: UnsafeMutablePointer<Float>? = nil) {
+                          dbXr: UnsafeMutablePointer<Float>? = nil, dbResidual: UnsafeMutablePointer<Float>? = nil,
+                          prefetchRows: Int = 0) {
     // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H * C, 1)) { buf in
-        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
-        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
-        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual) }
+        if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
+        else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
+        else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
     }
 }
 
@@ -238,13 +260,16 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           reluOutput: UnsafePointer<Float>?, ldy: Int,
                           dResidual: UnsafeMutablePointer<Float>?, ldres: Int,
                           firstUse: UnsafePointer<Int32>?,
-                          dbXr: UnsafeMutablePointer<Float>?, dbResidual: UnsafeMutablePointer<Float>?) {
+                          dbXr: UnsafeMutablePointer<Float>?, dbResidual: UnsafeMutablePointer<Float>?, prefetchRows: Int) {
     let slope = gatv2NegativeSlope
     let W = H * C
     // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
     // gm [H·C]: the masked gradient row (both on the stack).
         let mean = scratch, gm = mean + W
         for i in 0..<numDst {
+            let ip = i &+ gatv2PrefetchDistance
+            if ip < numDst { prefetchRow(xr + ip * ldr, W) }
+            if ip < prefetchRows { prefetchRow(xl + ip * ldl, W); prefetchRow(dxl + ip * lddl, W, write: true) }
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             var g = dOut + i * lddo
             if let reluOutput {

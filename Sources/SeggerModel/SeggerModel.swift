@@ -478,7 +478,8 @@ public final class SeggerModel {
                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
                          alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
-                         residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast)
+                         residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast,
+                         prefetchRows: nTx)
             gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
@@ -561,7 +562,8 @@ public final class SeggerModel {
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
                           reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
-                          firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil)
+                          firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil,
+                          prefetchRows: nTx)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
