@@ -96,6 +96,17 @@ public let gatv2PrefetchDistance = 16
     while c < n { y[c] = (first ? 0 : y[c]) + a * x[c]; c &+= 1 }
 }
 
+/// y[c] += a · x[c] over n channels, the product rounded before the add (as the scalar `y[c] += a * x[c]`).
+@inline(__always) func addScaled(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
+    var c = 0
+    let a16 = F16(repeating: a)
+    while c &+ 16 <= n {
+        store16(load16(y + c) + a16 * load16(x + c), y + c)
+        c &+= 16
+    }
+    while c < n { y[c] += a * x[c]; c &+= 1 }
+}
+
 /// Σ_c g[c] · (x[c] − m[c]) over n channels.
 @inline(__always) func centeredDot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
                                    _ n: Int) -> Float {
@@ -283,12 +294,12 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                 g = UnsafePointer(gm)
             }
             if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
-            if let dbResidual { for hc in 0..<W { dbResidual[hc] += g[hc] } }
-            for hc in 0..<W { dbias[hc] += scale * g[hc] }
+            if let dbResidual { addInPlace(dbResidual, g, W) }
+            addScaled(dbias, scale, g, W)
             let dxri = dxr + i * lddr
             if k0 == k1 {
                 if overwriteDxr { dxri.update(repeating: 0, count: W) }
-                if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
+                if let dbXr { addInPlace(dbXr, dxri, W) }
                 continue
             }
             let xri = xr + i * ldr
@@ -349,6 +360,6 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     }
                 }
             }
-            if let dbXr { for hc in 0..<W { dbXr[hc] += dxri[hc] } }
+            if let dbXr { addInPlace(dbXr, dxri, W) }
         }
 }

@@ -197,17 +197,13 @@ func gatherRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
 
 /// sums[c] += Σ_r x[r, c] for c in 0..<cols, rows in order (x has row stride ld).
 func columnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let xr = x + r * ld
-        for c in 0..<cols { sums[c] += xr[c] }
-    }
+    addRows(into: sums, x, ld: ld, rows: rows, cols: cols)
 }
 
 /// dst[rows[r], 0..<dim] += src[r, 0..<dim] for r in 0..<n.
 func scatterAddRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
     for r in 0..<n {
-        let d = dst + Int(rows[r]) * dim, s = src + r * dim
-        for c in 0..<dim { d[c] += s[c] }
+        addInPlace(dst + Int(rows[r]) * dim, src + r * dim, dim)
     }
 }
 
