@@ -10,6 +10,19 @@ public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
                           w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                           n: Int, inDim: Int, outDim: Int) {
     if n == 0 || outDim == 0 { return }
+    // Narrow inputs (cheap to re-pack W): run in row blocks, so that the bias rows just written are
+    // still in cache when the GEMM reads them back (beta = 1). Same numbers: every row is the same dot
+    // products in the same order whatever the blocking.
+    let block = 256
+    if b != nil && inDim > 0 && inDim <= 32 && n > block {
+        var r0 = 0
+        while r0 < n {
+            let rows = min(block, n - r0)
+            linearForward(y: y + r0 * ldy, ldy: ldy, x: x + r0 * ldx, ldx: ldx, w: w, b: b, n: rows, inDim: inDim, outDim: outDim)
+            r0 += rows
+        }
+        return
+    }
     var beta: Float = 0
     if let b {
         for r in 0..<n { (y + r * ldy).update(from: b, count: outDim) }
