@@ -59,26 +59,28 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(rows.map { $0["epoch"]! }, ["2", "3"], "the resumed run continues at epoch 2")
         XCTAssertEqual(try Support.run(Support.binary, ["digest", "--checkpoint", b + "/checkpoints/last.safetensors"]).stdout, ref)
 
-        // SIGUSR1 mid-epoch: checkpoint, exit 0, and --resume auto finishes with the same weights.
+        // SIGUSR1 mid-run: checkpoint, exit 0, and --resume auto finishes with the same weights. The run is
+        // long (400 epochs of 4 steps) so that the signal, sent as soon as the first checkpoint exists,
+        // always lands mid-run however fast the trainer gets.
+        let long = args.map { $0 == "4" ? "400" : $0 }
         let c = Support.tempDir("preempt")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Support.binary)
-        p.arguments = ["train", "--default_root_dir", c, "--resume", "auto", "--progress_seconds", "0"] + args.map { $0 == "4" ? "40" : $0 }
+        p.arguments = ["train", "--default_root_dir", c, "--resume", "auto"] + long
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: c + "/checkpoints/last.safetensors") && Date() < deadline { usleep(20_000) }
-        usleep(300_000)
         kill(p.processIdentifier, SIGUSR1)
         p.waitUntilExit()
         let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertEqual(p.terminationStatus, 0, out)
         XCTAssertTrue(out.contains("preempted: checkpoint written"), out)
-        r = try Support.train(["train", "--default_root_dir", c, "--resume", "auto"] + args.map { $0 == "4" ? "40" : $0 })
+        r = try Support.train(["train", "--default_root_dir", c, "--resume", "auto"] + long)
         XCTAssertEqual(r.status, 0, r.output)
         let d = Support.tempDir("preempt-ref")
-        XCTAssertEqual(try Support.train(["train", "--default_root_dir", d] + args.map { $0 == "4" ? "40" : $0 }).status, 0)
+        XCTAssertEqual(try Support.train(["train", "--default_root_dir", d] + long).status, 0)
         XCTAssertEqual(try Support.run(Support.binary, ["digest", "--checkpoint", c + "/checkpoints/last.safetensors"]).stdout,
                        try Support.run(Support.binary, ["digest", "--checkpoint", d + "/checkpoints/last.safetensors"]).stdout,
                        "preempted + resumed run ends with the weights of the uninterrupted run")

@@ -102,7 +102,7 @@ final class KillAndDiskTests: XCTestCase {
     /// run's bit for bit (the epoch checkpoint carries weights, optimizer moments and the position).
     func testSIGKILLMidTrainingThenResumeIsBitIdentical() throws {
         let train = try Support.synth(tiles: 8, tx: 300, seed: 91)
-        let args = ["--train_dir", train, "--epochs", "30", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
+        let args = ["--train_dir", train, "--epochs", "300", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
         let reference = Support.tempDir("kill-ref")
         XCTAssertEqual(try Support.train(["train", "--default_root_dir", reference] + args).status, 0)
 
