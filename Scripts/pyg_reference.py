@@ -377,6 +377,7 @@ def run_rank(rank, world, args, port, result_path):
             "edges_per_s": tiles_per_step * edges / med,
             "peak_rssmb": peak[0],
             "rss_growth_mb": peak[1],
+            "rss_after_import_mb": rss_start,
             "mean_tile_tx": tx,
             "mean_tile_edges": edges,
             "mean_tile_labels": labels,
