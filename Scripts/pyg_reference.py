@@ -415,7 +415,7 @@ def optimizer_config(args):
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--tiles", help="tile directory (segger-tile v1 *.safetensors)")
     p.add_argument("--check-golden", "--check_golden", dest="check_golden", metavar="DIR",
                    help="compare one step with PyG's float64 golden files in DIR and exit")
