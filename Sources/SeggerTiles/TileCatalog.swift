@@ -40,18 +40,18 @@ public struct TileSizes: Sendable, Equatable {
 public enum TileCatalog {
     /// The sizes of one tile file; errors name the file and, where one is at fault, the tensor.
     public static func sizes(path: String) throws -> TileSizes {
+        if path.hasSuffix(".pt") {
+            let s = try TorchTiles.sizes(path: path)
+            return TileSizes(path: path, numTx: s.numTx, numBd: s.numBd, numNeighbors: s.numNeighbors,
+                             numBelongs: s.numBelongs, numLabels: s.numLabels)
+        }
         let header: SafeTensorsHeader
         do {
             header = try SafeTensorsFile.readHeader(path: path)
         } catch let e as SafeTensorsError {
             throw TileError(e)
         }
-        if let format = header.metadata["format"], format != "segger-tile" {
-            throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
-        }
-        if let version = header.metadata["version"], version != "1" {
-            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows version 1)")
-        }
+        try Tile.checkContract(header.metadata, path: path)
         func require(_ name: String) throws -> TensorInfo {
             guard let t = header[name] else { throw TileError(path: path, tensor: name, "missing required tensor") }
             return t

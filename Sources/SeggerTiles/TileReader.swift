@@ -36,13 +36,18 @@ public extension Tile {
         } catch let e as SafeTensorsError {
             throw TileError(e)
         }
-        if let format = file.metadata["format"], format != "segger-tile" {
+        try checkContract(file.metadata, path: path)
+        return try Tile(tensors: file.tensors, path: path, options: options)
+    }
+
+    /// Checks a safetensors file's `__metadata__` against the segger-tile v1 contract (absent keys are fine).
+    static func checkContract(_ metadata: [String: String], path: String) throws {
+        if let format = metadata["format"], format != "segger-tile" {
             throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
         }
-        if let version = file.metadata["version"], version != "1" {
+        if let version = metadata["version"], version != "1" {
             throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows version 1)")
         }
-        return try Tile(tensors: file.tensors, path: path, options: options)
     }
 
     /// Validates named tensors against the segger-tile v1 contract and builds the tile.

@@ -210,6 +210,24 @@ final class TorchRealTileTests: XCTestCase {
         XCTAssertEqual(count, 9)
     }
 
+    /// The header catalog (used to balance tiles without reading data) sizes .pt tiles like their twins.
+    func testCatalogSizesSeggerTilesLikeTheirTwins() throws {
+        guard FileManager.default.fileExists(atPath: Paths.lung) else { throw XCTSkip("../shared is absent") }
+        var n = 0
+        for split in ["train", "val", "test"] {
+            for pt in try TileDirectory.list(Paths.lung + "/segger-pt/" + split) {
+                let name = ((pt as NSString).lastPathComponent as NSString).deletingPathExtension + ".safetensors"
+                let a = try TileCatalog.sizes(path: pt)
+                let b = try TileCatalog.sizes(path: Paths.lung + "/tiles/\(split)/" + name)
+                XCTAssertEqual([a.numTx, a.numBd, a.numNeighbors, a.numBelongs, a.numLabels],
+                               [b.numTx, b.numBd, b.numNeighbors, b.numBelongs, b.numLabels], pt)
+                XCTAssertEqual(a.cost, b.cost, pt)
+                n += 1
+            }
+        }
+        XCTAssertEqual(n, 9)
+    }
+
     func testConvertSeggerDatasetRoot() throws {
         let root = Paths.lung
         guard FileManager.default.fileExists(atPath: root + "/segger-pt") else {
