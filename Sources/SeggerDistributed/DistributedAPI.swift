@@ -9,7 +9,7 @@ public enum GradientCompression: String, Codable, Sendable, CaseIterable {
     case fp16
     /// bf16 likewise.
     case bf16
-    /// fp32 with MPI_SUM.
+    /// Uncompressed: fp32 gradients carried as fp64 with MPI_SUM, an exact sum whatever the rank count.
     case none
 
     /// Bytes per exchanged element.

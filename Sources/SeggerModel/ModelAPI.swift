@@ -1,5 +1,5 @@
 // The public face of the model, agreed between Model (forward/backward), Train (the loop) and
-// Distributed (gradient buckets). Bodies marked "TODO(model)" are filled in by the model work.
+// Distributed (gradient buckets).
 import Foundation
 import SafeTensors
 import SeggerTiles

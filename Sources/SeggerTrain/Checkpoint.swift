@@ -92,7 +92,6 @@ public struct Checkpoint {
                 throw OutputError("\(path): metadata '\(positionKey)' is not valid")
             }
         }
-        _ = model
         return Checkpoint(path: path, model: model, optimizer: optimizer, position: position, tensors: file.tensors)
     }
 

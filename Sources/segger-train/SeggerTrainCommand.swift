@@ -162,7 +162,7 @@ struct Train: ParsableCommand {
     @OptionGroup var opt: OptimizerOptions
     @Option(name: .customLong("precision"), help: "16-mixed (default), bf16-mixed or 32; see the discussion.")
     var precision: String = "16-mixed"
-    @Option(name: .customLong("grad_compression"), help: "fp16, bf16 or none (fp32); overrides what --precision implies.")
+    @Option(name: .customLong("grad_compression"), help: "fp16, bf16 or none (exact: fp32 gradients summed in fp64, so N ranks give 1 rank's weights bit for bit); overrides what --precision implies.")
     var gradCompression: String?
     @Option(name: .customLong("loss_reduction"), help: "global_mean (default) or rank_mean (DDP).")
     var lossReduction: String = "global_mean"
