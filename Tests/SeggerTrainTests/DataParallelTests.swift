@@ -86,7 +86,7 @@ final class DataParallelTests: XCTestCase {
         p.executableURL = URL(fileURLWithPath: mpirun)
         p.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", Support.binary, "train", "--train_dir", train,
                        "--default_root_dir", root, "--epochs", "100000"] + smallModel
-        var env = ProcessInfo.processInfo.environment
+        var env = Support.cleanEnvironment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env.removeValue(forKey: "SLURM_NTASKS")
         p.environment = env

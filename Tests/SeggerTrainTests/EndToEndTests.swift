@@ -65,6 +65,7 @@ final class EndToEndTests: XCTestCase {
         let long = args.map { $0 == "4" ? "400" : $0 }
         let c = Support.tempDir("preempt")
         let p = Process()
+        p.environment = Support.cleanEnvironment
         p.executableURL = URL(fileURLWithPath: Support.binary)
         p.arguments = ["train", "--default_root_dir", c, "--resume", "auto"] + long
         let pipe = Pipe()
@@ -133,7 +134,7 @@ final class CheckpointSafetyTests: XCTestCase {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Support.binary)
         p.arguments = ["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1000", "--batch_size_train", "2"] + smallModel
-        var env = ProcessInfo.processInfo.environment
+        var env = Support.cleanEnvironment
         env["SEGGER_TEST_WRITE_PAUSE_MS"] = "400"
         p.environment = env
         p.standardOutput = FileHandle.nullDevice

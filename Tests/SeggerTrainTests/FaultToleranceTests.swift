@@ -108,6 +108,7 @@ final class KillAndDiskTests: XCTestCase {
 
         let root = Support.tempDir("kill-run")
         let p = Process()
+        p.environment = Support.cleanEnvironment
         p.executableURL = URL(fileURLWithPath: Support.binary)
         p.arguments = ["train", "--default_root_dir", root] + args
         p.standardOutput = FileHandle.nullDevice

@@ -41,6 +41,13 @@ enum Support {
         var output: String { stdout + stderr }
     }
 
+    /// The test process's environment without the variables of an MPI job it may have joined as a singleton.
+    static var cleanEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.filter { key, _ in
+            !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { key.hasPrefix($0) }
+        }
+    }
+
     /// Runs a program to completion (or kills it after `timeout` seconds and fails the test).
     @discardableResult
     static func run(_ exe: String, _ args: [String], env: [String: String] = [:], timeout: Double = 300,
@@ -48,7 +55,9 @@ enum Support {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = args
-        var e = ProcessInfo.processInfo.environment
+        // Another test in this process may have initialized MPI (a singleton), which exports OMPI_*/PMIX_*
+        // variables describing that job; a child mpirun that inherits them believes it runs inside it.
+        var e = cleanEnvironment
         e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         e["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
