@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
         configureThreads(numThreads)
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
-        do {
+        runOnEveryRank(comm) {
             var o = TrainOptions()
             o.trainDir = tiles
             o.rootDir = FileManager.default.temporaryDirectory.appendingPathComponent("segger-bench-\(getpid())").path
@@ -104,13 +104,6 @@ struct Bench: ParsableCommand {
             enc.outputFormatting = [.sortedKeys]
             print(String(decoding: try enc.encode(report), as: UTF8.self))
             try? FileManager.default.removeItem(atPath: o.rootDir)
-        } catch let e as ValidationError {
-            fail(e.message)
-        } catch let e as CollectiveError {
-            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            comm.exitTogether(1)
-        } catch {
-            comm.abort("error on rank \(comm.rank): \(error)")
         }
     }
 }

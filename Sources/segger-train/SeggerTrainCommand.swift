@@ -116,6 +116,29 @@ func configureThreads(_ requested: Int?) {
     BLASThreads.set(requested ?? env ?? 1)
 }
 
+/// Runs `body` on every rank and ends the process as its error demands: an error every rank raised
+/// alike (`ValidationError`, `CollectiveError`) → all ranks finalize and exit together (64 or 1, rank 0
+/// prints); an error on this rank only → with one rank just stop, with several take the job down
+/// (MPI_Abort) so that no other rank waits forever in a collective.
+func runOnEveryRank(_ comm: Communicator, _ body: () throws -> Void) {
+    do {
+        try body()
+    } catch let e as ValidationError {
+        if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
+        comm.exitTogether(64)
+    } catch let e as CollectiveError {
+        if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
+        comm.exitTogether(1)
+    } catch {
+        let text = error is RankError ? "\(error)" : "error on rank \(comm.rank): \(error)"
+        if comm.size == 1 {
+            FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+            comm.exitTogether(1)
+        }
+        comm.abort(text)
+    }
+}
+
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
     Foundation.exit(1)
@@ -260,7 +283,7 @@ struct Train: ParsableCommand {
             comm.exitTogether(1)
         }
         StopSignals.install()
-        do {
+        runOnEveryRank(comm) {
             let o = try options(worldSize: comm.size)
             let trainer = try Trainer(options: o, comm: comm)
             let summary = try trainer.run()
@@ -271,21 +294,6 @@ struct Train: ParsableCommand {
                 }
                 if let dir = summary.outputDir { print("outputs: \(dir)") }
             }
-        } catch let e as ValidationError {
-            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            comm.exitTogether(64)
-        } catch let e as CollectiveError {
-            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            comm.exitTogether(1)
-        } catch {
-            // An error on this rank only: with one rank just stop; with several, take the job down
-            // (MPI_Abort) so that no other rank waits forever in a collective.
-            let text = error is RankError ? "\(error)" : "error on rank \(comm.rank): \(error)"
-            if comm.size == 1 {
-                FileHandle.standardError.write(Data("error: \(text)\n".utf8))
-                comm.exitTogether(1)
-            }
-            comm.abort(text)
         }
     }
 }
