@@ -274,8 +274,8 @@ private func allFinite(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
     return acc == 0
 }
 
-/// Monotonic clock in seconds.
-func monotonicSeconds() -> Double {
+/// Seconds from a monotonic clock (also Train's clock for step timing).
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9

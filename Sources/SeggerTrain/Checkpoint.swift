@@ -105,12 +105,20 @@ public struct Checkpoint {
     }
 }
 
+/// FNV-1a 64-bit hash, for digests that ranks compare (equal digests: equal bytes).
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        for b in bytes { value = (value ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+    }
+
+    var hex: String { String(format: "%016llx", value) }
+}
+
 /// FNV-1a 64-bit digest of a Float buffer's bytes: equal digests mean bit-identical weights.
 public func weightsDigest(_ w: UnsafeMutableBufferPointer<Float>) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    UnsafeRawBufferPointer(w).forEach { b in
-        h ^= UInt64(b)
-        h = h &* 0x0000_0100_0000_01b3
-    }
-    return String(format: "%016llx", h)
+    var h = FNV1a()
+    h.add(UnsafeRawBufferPointer(w))
+    return h.hex
 }

@@ -1,5 +1,6 @@
 // Progress output on rank 0: a live line on a terminal, plain periodic lines in a log file (SLURM).
 import Foundation
+import SeggerDistributed
 
 /// Prints training progress: `\r`-updated on a terminal, one line every `interval` seconds otherwise.
 public final class Progress {
@@ -53,11 +54,4 @@ public final class Progress {
         print(text)
         fflush(stdout)
     }
-}
-
-/// Seconds from a monotonic clock.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -84,10 +84,8 @@ public struct TileSet {
 
     /// A digest of the listing (names and sizes) for the start-up agreement check across ranks.
     public var listingDigest: String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for (p, c) in zip(paths, labelCounts) {
-            for b in ((p as NSString).lastPathComponent + ":\(c);").utf8 { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01b3 }
-        }
-        return String(format: "%016llx", h)
+        var h = FNV1a()
+        for (p, c) in zip(paths, labelCounts) { h.add(((p as NSString).lastPathComponent + ":\(c);").utf8) }
+        return h.hex
     }
 }
