@@ -164,16 +164,27 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 
+    /// Opens `path` for reading (non-blocking, so that a FIFO named like a tile cannot block the open) and
+    /// checks that it is a regular file. Returns the descriptor (the caller closes it) and the size.
+    static func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
+        var st = stat()
+        do {
+            guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
+            try checkRegularFile(st, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return (fd, Int(st.st_size))
+    }
+
     /// The whole file, read with POSIX calls so that every failure (missing, not a regular file,
     /// permission, short read) becomes an error naming the file.
     static func readBytes(path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
-        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
+        let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
-        try checkRegularFile(st, path: path)
-        let size = Int(st.st_size)
         return try [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
             initialized = 0
             while initialized < size {
@@ -189,13 +200,8 @@ public struct SafeTensorsFile: Sendable {
     /// Reads only the 8-byte length and the JSON header of a file (not the tensor data) and validates
     /// every entry against the file's size, exactly as ``read(path:)`` does.
     public static func readHeader(path: String) throws -> SafeTensorsHeader {
-        let fd = open(path, O_RDONLY | O_NONBLOCK) // O_NONBLOCK: a FIFO named like a tile must not block the open
-        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open file (\(String(cString: strerror(errno))))") }
+        let (fd, fileSize) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, "cannot stat file (\(String(cString: strerror(errno))))") }
-        try checkRegularFile(st, path: path)
-        let fileSize = Int(st.st_size)
         func readExactly(_ count: Int, at offset: Int) throws -> [UInt8] {
             try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
                 initialized = 0
