@@ -70,3 +70,15 @@ weights_digest() { "$SEGGER_TRAIN" digest --checkpoint "$1" 2>/dev/null | tail -
 
 # metrics_csv ROOT_DIR — path of the newest lightning_logs/version_N/metrics.csv (empty if none).
 metrics_csv() { ls -1v "$1"/lightning_logs/version_*/metrics.csv 2>/dev/null | tail -1; }
+
+# require_netns_hosts — skip (exit 77, with the reason) unless this machine can make namespace "hosts" and
+# run mpirun across them: root, iproute2/util-linux (installed when missing), mpirun, and a kernel/container
+# that allows creating a network namespace at all (no CAP_SYS_ADMIN: cannot).
+require_netns_hosts() {
+    [ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
+    ensure_packages ip:iproute2 nsenter:util-linux unshare:util-linux || skip "iproute2/util-linux not installable"
+    have_cmd mpirun || skip "mpirun (openmpi-bin) not installed"
+    local probe=sgprobe$$
+    ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here"
+    ip netns del "$probe"
+}

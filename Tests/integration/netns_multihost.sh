@@ -6,13 +6,7 @@
 # Exit 0 pass, 77 skip (no root / no network namespaces), else fail.
 . "$(dirname "$0")/../../Scripts/cluster/testlib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
-ensure_packages ip:iproute2 nsenter:util-linux unshare:util-linux || skip "iproute2/util-linux not installable"
-have_cmd mpirun || skip "mpirun (openmpi-bin) not installed"
-# Can this machine make a namespace at all (containers without CAP_SYS_ADMIN cannot)?
-probe=sgprobe$$
-ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here"
-ip netns del "$probe"
+require_netns_hosts
 
 find_trainer
 workdir
