@@ -49,30 +49,14 @@ public struct LayerLayout: Sendable {
     public var nnAtt = 0, nnBias = 0, bAtt = 0, bBias = 0
 }
 
-/// A growable Float buffer: grows to the largest request and is then reused (no per-step allocation).
-final class Scratch {
-    private(set) var p: UnsafeMutablePointer<Float>
+/// A growable buffer: grows to the largest request and is then reused (no per-step allocation).
+final class GrowableBuffer<Element> {
+    private(set) var p: UnsafeMutablePointer<Element>
     private(set) var capacity: Int
     init() { capacity = 16; p = .allocate(capacity: 16) }
     deinit { p.deallocate() }
     /// At least n elements (contents undefined after a grow).
-    func reserve(_ n: Int) -> UnsafeMutablePointer<Float> {
-        if n > capacity {
-            p.deallocate()
-            capacity = max(n, capacity + capacity / 4)
-            p = .allocate(capacity: capacity)
-        }
-        return p
-    }
-}
-
-/// A growable Int32 buffer, as `Scratch`.
-final class IndexScratch {
-    private(set) var p: UnsafeMutablePointer<Int32>
-    private(set) var capacity: Int
-    init() { capacity = 16; p = .allocate(capacity: 16) }
-    deinit { p.deallocate() }
-    func reserve(_ n: Int) -> UnsafeMutablePointer<Int32> {
+    func reserve(_ n: Int) -> UnsafeMutablePointer<Element> {
         if n > capacity {
             p.deallocate()
             capacity = max(n, capacity + capacity / 4)
@@ -81,12 +65,17 @@ final class IndexScratch {
         return p
     }
     /// Copies `a` in (growing if needed) and returns the pointer.
-    func load(_ a: [Int32]) -> UnsafeMutablePointer<Int32> {
+    func load(_ a: [Element]) -> UnsafeMutablePointer<Element> {
         let q = reserve(a.count)
         a.withUnsafeBufferPointer { if let b = $0.baseAddress { q.update(from: b, count: a.count) } }
         return q
     }
 }
+
+/// Activations and gradients.
+typealias Scratch = GrowableBuffer<Float>
+/// Indices (edges, orders, tokens).
+typealias IndexScratch = GrowableBuffer<Int32>
 
 /// One relation of the current batch, copied into reusable index buffers.
 final class RelationBuffers {
