@@ -81,17 +81,15 @@ typealias IndexScratch = GrowableBuffer<Int32>
 final class RelationBuffers {
     let dstStart = IndexScratch(), srcByDst = IndexScratch(), edgeByDst = IndexScratch()
     var numSrc = 0, numDst = 0, count = 0
-    /// Compact numbering of the sources that have an edge: `sourceRows[s]` is the node of compact
-    /// source s, `compactSrcByDst[k]` the compact source of grouped edge k (see `compactSources()`).
-    let sourceRows = IndexScratch(), compactSrcByDst = IndexScratch(), compactOf = IndexScratch()
-    var numSources = 0
+    /// Scratch of `markFirstUse`.
+    let seenScratch = IndexScratch()
     /// `firstUse[k]` is 1 at the first grouped edge of each source (see `gatv2Backward`); `unusedSources`
     /// lists the numUnused sources without an edge (their source-gradient rows must be zeroed).
     let firstUse = IndexScratch(), unusedSources = IndexScratch()
     var numUnused = 0
     /// Fills `firstUse` and `unusedSources` for grouped sources `sources` [count] numbered 0..<n.
     func markFirstUse(_ sources: UnsafePointer<Int32>, n: Int) {
-        let seen = compactOf.reserve(n), flags = firstUse.reserve(count), unused = unusedSources.reserve(n)
+        let seen = seenScratch.reserve(n), flags = firstUse.reserve(count), unused = unusedSources.reserve(n)
         seen.update(repeating: 0, count: n)
         for k in 0..<count {
             let j = Int(sources[k])
@@ -124,18 +122,6 @@ final class RelationBuffers {
                 }
             }
         }
-    }
-    /// Numbers the distinct sources of the edges 0..<numSources in order of first use.
-    func compactSources() {
-        let of = compactOf.reserve(numSrc), rows = sourceRows.reserve(numSrc), cs = compactSrcByDst.reserve(count)
-        of.update(repeating: -1, count: numSrc)
-        var n: Int32 = 0
-        for k in 0..<count {
-            let j = Int(srcByDst.p[k])
-            if of[j] < 0 { of[j] = n; rows[Int(n)] = Int32(j); n += 1 }
-            cs[k] = of[j]
-        }
-        numSources = Int(n)
     }
 }
 
@@ -179,21 +165,24 @@ func breadthFirstOrder(n: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafeP
     }
 }
 
-/// dst[r, 0..<dim] = src[rows[r], 0..<dim] for r in 0..<n.
-func gatherRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
-    for r in 0..<n { (dst + r * dim).update(from: src + Int(rows[r]) * dim, count: dim) }
+/// Moves the nodes with `flag[old] != 0` to the front of `order` [n] (new → old), each part keeping
+/// its order, and refills `rank` (old → new); `moved` [n] is scratch. Returns the size of the front part.
+func moveFlaggedFirst(n: Int, flag: UnsafePointer<Int32>, order: UnsafeMutablePointer<Int32>,
+                      rank: UnsafeMutablePointer<Int32>, moved: UnsafeMutablePointer<Int32>) -> Int {
+    var front = 0, back = 0
+    for p in 0..<n where flag[Int(order[p])] != 0 { front += 1 }
+    for p in 0..<n {
+        let v = order[p]
+        if flag[Int(v)] != 0 { moved[back] = v; back += 1 } else { moved[front + p - back] = v }
+    }
+    order.update(from: moved, count: n)
+    for p in 0..<n { rank[Int(order[p])] = Int32(p) }
+    return front
 }
 
 /// sums[c] += Σ_r x[r, c] for c in 0..<cols, rows in order (x has row stride ld).
 func columnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) {
     addRows(into: sums, x, ld: ld, rows: rows, cols: cols)
-}
-
-/// dst[rows[r], 0..<dim] += src[r, 0..<dim] for r in 0..<n.
-func scatterAddRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: UnsafePointer<Int32>, n: Int, dim: Int) {
-    for r in 0..<n {
-        addInPlace(dst + Int(rows[r]) * dim, src + r * dim, dim)
-    }
 }
 
 /// The heterogeneous GATv2 segger model.
@@ -228,8 +217,10 @@ public final class SeggerModel {
     private var nTx = 0, nBd = 0, nLabels = 0
     private var hasForward = false
     private let tokens = IndexScratch()
-    // Transcripts are renumbered at each forward for locality (`breadthFirstOrder`): every per-transcript
-    // buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank` file → new. Everything
+    // Transcripts are renumbered at each forward: the sources of belongs edges first, so that the
+    // belongs relation's source projection reads and writes rows 0..<nBs of the tx buffers in place,
+    // then the others; each part in breadth-first order for locality (`breadthFirstOrder`). Every
+    // per-transcript buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank` file → new. Everything
     // public (outputs, activations, attention, logits) is reported in the file order.
     private let txOrder = IndexScratch(), txRank = IndexScratch(), orderMark = IndexScratch(), orderQueue = IndexScratch()
     private let txFeatures = Scratch()
@@ -244,8 +235,8 @@ public final class SeggerModel {
     private let yTx: [Scratch]         // [nTx, txCols] per layer
     private let yBd: [Scratch]         // [nBd, bdCols] per layer
     private let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
-                                       // nBs transcripts that are sources of a belongs edge (compact)
-    private let hSub = Scratch()       // [nBs, in] gathered inputs of those transcripts
+                                       // nBs transcripts that are sources of a belongs edge (rows 0..<nBs)
+    private var nBs = 0
     private let alphaNN: [Scratch]     // [E_nn, H] grouped order
     private let alphaB: [Scratch]      // [E_b, H]
     private let zTx = Scratch(), zBd = Scratch()     // L2-normalized outputs
@@ -407,12 +398,14 @@ public final class SeggerModel {
                                   order: order, rank: rank, mark: orderMark.reserve(nTx), queue: orderQueue.reserve(nTx))
             }
         }
+        let isSource = orderQueue.reserve(nTx)
+        isSource.update(repeating: 0, count: nTx)
+        for j in batch.belongs.src { isSource[Int(j)] = 1 }
+        nBs = moveFlaggedFirst(n: nTx, flag: isSource, order: order, rank: rank, moved: orderMark.reserve(nTx))
         nn.load(batch.neighbors, srcRank: rank, dstOrder: order)
         bl.load(batch.belongs, srcRank: rank)
-        bl.compactSources()
-        let nBs = bl.numSources
         nn.markFirstUse(nn.srcByDst.p, n: nn.numSrc)
-        bl.markFirstUse(bl.compactSrcByDst.p, n: nBs)
+        bl.markFirstUse(bl.srcByDst.p, n: nBs)
         let lTx = labelTx.load(batch.labelTx)
         for q in 0..<nLabels { lTx[q] = rank[Int(lTx[q])] }
         let lBd = labelBd.load(batch.labelBd)
@@ -450,9 +443,7 @@ public final class SeggerModel {
             let xlb = xlB[l].reserve(nBs * W)
             linearForward(y: yt, ldy: L.txCols, x: xTx, ldx: L.inDim, w: w + L.txW, b: w + L.txB,
                           n: nTx, inDim: L.inDim, outDim: L.txCols)
-            let hs = hSub.reserve(nBs * L.inDim)
-            gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
-            linearForward(y: xlb, ldy: W, x: hs, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
+            linearForward(y: xlb, ldy: W, x: xTx, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
                           n: nBs, inDim: L.inDim, outDim: W)
             linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
                           n: nBd, inDim: L.inDim, outDim: L.bdCols)
@@ -465,7 +456,7 @@ public final class SeggerModel {
                          alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
                          residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast,
                          prefetchRows: nTx)
-            gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
+            gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
                          alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd,
@@ -531,7 +522,6 @@ public final class SeggerModel {
             // dyt = [dxl | dxr | d residual]: only dxl accumulates (scattered over sources) and needs
             // zeroing; the kernel writes dxr and the residual gradient. dyb = [dxr | d residual]: written.
             let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
-            let nBs = bl.numSources
             let dxlb = dXlB.reserve(nBs * W)
             // dxl rows are written by the first edge of each source; only sources without edges are zeroed.
             for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * L.txCols).update(repeating: 0, count: W) }
@@ -549,7 +539,7 @@ public final class SeggerModel {
                           reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
                           firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil,
                           prefetchRows: nTx)
-            gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.compactSrcByDst.p,
+            gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
                           xl: xlB[l].p, ldl: W, xr: yb, ldr: L.bdCols,
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
@@ -562,19 +552,16 @@ public final class SeggerModel {
             linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
                                  n: nTx, inDim: L.inDim, outDim: L.txCols)
             columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
-            let hs = hSub.reserve(nBs * L.inDim)
-            gatherRows(hs, xTx, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
-            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: hs, ldx: L.inDim,
+            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
                                  n: nBs, inDim: L.inDim, outDim: W)
             linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
                                  n: nBd, inDim: L.inDim, outDim: L.bdCols)
             onGradientsReady?(L.start)
             linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
                                 n: nTx, inDim: L.inDim, outDim: L.txCols)
-            // The belongs sources' input gradient, computed compactly into hSub, then scattered.
-            linearBackwardInput(dx: hs, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
-                                n: nBs, inDim: L.inDim, outDim: W)
-            scatterAddRows(gTxNext, hs, rows: bl.sourceRows.p, n: nBs, dim: L.inDim)
+            // The belongs sources (rows 0..<nBs) add their input gradient in place.
+            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
+                                n: nBs, inDim: L.inDim, outDim: W, accumulate: true)
             linearBackwardInput(dx: gBdNext, lddx: L.inDim, dy: dyb, ldy: L.bdCols, w: w + L.bdW,
                                 n: nBd, inDim: L.inDim, outDim: L.bdCols)
             swap(&gTx, &gTxNext)
@@ -627,11 +614,11 @@ public final class SeggerModel {
             case "\(nnP).aggr_module":
                 return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil), ld: W, from: 0, count: W)
             case "\(bP).aggr_module":
-                return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
+                return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
             case nnP:
                 return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias), ld: W, from: 0, count: W)
             case bP:
-                return aggregate(bl, sources: bl.compactSrcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
+                return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
             default: break
             }
         }
