@@ -28,7 +28,10 @@ public struct BenchmarkReport: Codable {
     public var commWaitShare: Double = 0
     public var bytesAllreducedPerStep: Int = 0
     public var peakRSSMB: Double = 0
+    /// RSS after the timed steps minus RSS before the trainer was built (model, arena, tiles in flight).
     public var rssGrowthMB: Double = 0
+    /// RSS change over the timed steps alone (after warm-up): 0 when memory is flat from step to step.
+    public var rssGrowthTimedMB: Double = 0
     public var meanTileTx: Double = 0
     public var meanTileEdges: Double = 0
     public var meanTileLabels: Double = 0
@@ -37,14 +40,17 @@ public struct BenchmarkReport: Codable {
 
 extension Trainer {
     /// Runs `warmup` + `steps` training steps over the epoch-0 batch sequence (wrapping around) and
-    /// returns each timed step's wall time on this rank, max-reduced over ranks.
-    public func timedSteps(warmup: Int, steps: Int) throws -> (times: [Double], waits: [Double]) {
+    /// returns each timed step's wall time on this rank, max-reduced over ranks, and this rank's RSS
+    /// (MB) when the timed steps begin.
+    public func timedSteps(warmup: Int, steps: Int) throws -> (times: [Double], waits: [Double], rssAtStart: Double) {
         let globalBatch = options.batchSizeTrain * comm.size
         let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, seed: options.seed,
                                               epoch: 0, dropLast: true)
         guard !batches.isEmpty else { throw CollectiveError("bench: fewer tiles than one global batch") }
         var times: [Double] = [], waits: [Double] = []
+        var rssAtStart = MachineProbe.currentRSSMB()
         for i in 0..<(warmup + steps) {
+            if i == warmup { rssAtStart = MachineProbe.currentRSSMB() }
             comm.barrier()
             timing = EpochTiming()
             let t0 = monotonicSeconds()
@@ -53,7 +59,7 @@ extension Trainer {
             let m = comm.allreduceMax([dt, timing.wait])
             if i >= warmup { times.append(m[0]); waits.append(m[1]) }
         }
-        return (times, waits)
+        return (times, waits, rssAtStart)
     }
 
     /// Bytes the gradient exchange sends per step.

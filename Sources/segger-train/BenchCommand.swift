@@ -47,9 +47,9 @@ struct Bench: ParsableCommand {
             o.progressSeconds = 1e9
             let rssStart = MachineProbe.currentRSSMB()
             let trainer = try Trainer(options: o, comm: comm)
-            let (times, waits) = try trainer.timedSteps(warmup: warmup, steps: steps)
+            let (times, waits, rssTimed) = try trainer.timedSteps(warmup: warmup, steps: steps)
             let rssAfter = MachineProbe.currentRSSMB()
-            let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart])
+            let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart, rssAfter - rssTimed])
             guard comm.isRoot else { try? FileManager.default.removeItem(atPath: o.rootDir); return }
             // Per-tile work and the floor, from the tiles actually used.
             let set = trainer.trainingTiles
@@ -96,6 +96,7 @@ struct Bench: ParsableCommand {
             report.bytesAllreducedPerStep = trainer.bytesAllreducedPerStep
             report.peakRSSMB = peak[0]
             report.rssGrowthMB = peak[1]
+            report.rssGrowthTimedMB = peak[2]
             report.meanTileTx = tx / n
             report.meanTileEdges = edges / n
             report.meanTileLabels = labels / n

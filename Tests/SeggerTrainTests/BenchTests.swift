@@ -1,0 +1,36 @@
+// `segger-train bench` through the real binary: the report's fields are present and consistent. No
+// timing is asserted (speed is measured with Scripts/bench, never in a test); memory flatness is.
+import Foundation
+import XCTest
+
+final class BenchTests: XCTestCase {
+    func testBenchReportIsCompleteAndConsistent() throws {
+        let tiles = try Support.synth(tiles: 4, tx: 300, seed: 61)
+        let r = try Support.run(Support.binary, ["bench", "--tiles", tiles, "--steps", "12", "--warmup", "2",
+                                                 "--num_tx_tokens", "500", "--init_emb", "4", "--hidden_channels", "8",
+                                                 "--out_channels", "4", "--heads", "2", "--mid_layers", "1"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.stdout.split(separator: "\n").last, r.output)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+        func number(_ key: String) throws -> Double {
+            try XCTUnwrap((report[key] as? NSNumber)?.doubleValue, "missing \(key) in \(line)")
+        }
+        XCTAssertEqual(try number("ranks"), 1)
+        XCTAssertEqual(try number("steps"), 12)
+        XCTAssertEqual(report["architecture"] as? String, "documented")
+        let median = try number("ms_per_step_median"), p10 = try number("ms_per_step_p10"), p90 = try number("ms_per_step_p90")
+        XCTAssertTrue(p10 > 0 && p10 <= median && median <= p90, "p10 \(p10), median \(median), p90 \(p90)")
+        // tiles/s follows from the median step at batch 1.
+        XCTAssertEqual(try number("tiles_per_s"), 1000 / median, accuracy: 1e-6 * 1000 / median)
+        XCTAssertEqual(try number("mean_tile_tx"), 300)
+        let floor = try number("floor_ms_per_step")
+        XCTAssertGreaterThan(floor, 0)
+        XCTAssertEqual(try number("ratio_to_floor"), median / floor, accuracy: 1e-9 * median / floor)
+        XCTAssertGreaterThan(try number("sgemm_gflop_s_measured"), 0)
+        XCTAssertGreaterThan(try number("memory_bandwidth_g_bs"), 0)
+        XCTAssertGreaterThan(try number("gemm_gflop_per_step"), 0)
+        XCTAssertGreaterThan(try number("peak_rssmb"), 0)
+        // The arena is sized by the warm-up steps: the timed steps add no memory (a few pages of slack).
+        XCTAssertLessThan(abs(try number("rss_growth_timed_mb")), 4, String(line))
+    }
+}
