@@ -220,8 +220,8 @@ public final class SeggerModel {
     // Transcripts are renumbered at each forward: the sources of belongs edges first, so that the
     // belongs relation's source projection reads and writes rows 0..<nBs of the tx buffers in place,
     // then the others; each part in breadth-first order for locality (`breadthFirstOrder`). Every
-    // per-transcript buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank` file → new. Everything
-    // public (outputs, activations, attention, logits) is reported in the file order.
+    // per-transcript buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank`
+    // file → new. Everything public (outputs, activations, attention, logits) is reported in file order.
     private let txOrder = IndexScratch(), txRank = IndexScratch(), orderMark = IndexScratch(), orderQueue = IndexScratch()
     private let txFeatures = Scratch()
     private let bdFeatures = Scratch()
