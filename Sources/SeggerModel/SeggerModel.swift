@@ -49,18 +49,48 @@ public struct LayerLayout: Sendable {
     public var nnAtt = 0, nnBias = 0, bAtt = 0, bBias = 0
 }
 
+/// Allocates `count` elements starting `line` 64-byte lines into a 4 KiB page; returns the allocation
+/// (to deallocate) and the buffer.
+///
+/// Large `malloc` blocks all start at the same page offset. Rows i of two buffers with power-of-two
+/// strides (xr and dxr, say), or the same flat offset in the weights and the gradients, then share their
+/// address bits 0–11, and the core's store-to-load check, which compares only those bits, makes a load
+/// from one wait for a pending store to the other ("4K aliasing"). Distinct page offsets avoid that.
+public func allocateAtPageOffset<T>(_ type: T.Type, count: Int, line: Int)
+    -> (UnsafeMutableRawPointer, UnsafeMutableBufferPointer<T>) {
+    let offset = 64 * (line % 64)
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: offset + max(count, 1) * MemoryLayout<T>.stride,
+                                               alignment: 4096)
+    return (raw, UnsafeMutableBufferPointer(start: (raw + offset).bindMemory(to: T.self, capacity: count), count: count))
+}
+
+/// Page offset of the next `GrowableBuffer`, in 64-byte lines (a step coprime with 64 visits all of them).
+nonisolated(unsafe) private var growableBufferNextLine = 0
+
 /// A growable buffer: grows to the largest request and is then reused (no per-step allocation).
+/// Each buffer starts at its own page offset (see `allocateAtPageOffset`).
 final class GrowableBuffer<Element> {
     private(set) var p: UnsafeMutablePointer<Element>
     private(set) var capacity: Int
-    init() { capacity = 16; p = .allocate(capacity: 16) }
-    deinit { p.deallocate() }
+    private var raw: UnsafeMutableRawPointer
+    private let line: Int
+    init() {
+        line = growableBufferNextLine
+        growableBufferNextLine = (growableBufferNextLine + 23) % 64
+        capacity = 16
+        (raw, p) = GrowableBuffer.allocate(16, line: line)
+    }
+    private static func allocate(_ n: Int, line: Int) -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Element>) {
+        let (raw, b) = allocateAtPageOffset(Element.self, count: n, line: line)
+        return (raw, b.baseAddress!)
+    }
+    deinit { raw.deallocate() }
     /// At least n elements (contents undefined after a grow).
     func reserve(_ n: Int) -> UnsafeMutablePointer<Element> {
         if n > capacity {
-            p.deallocate()
+            raw.deallocate()
             capacity = max(n, capacity + capacity / 4)
-            p = .allocate(capacity: capacity)
+            (raw, p) = GrowableBuffer.allocate(capacity, line: line)
         }
         return p
     }
@@ -198,6 +228,7 @@ public final class SeggerModel {
     public let parameterCount: Int
     /// Flat parameter buffer (fixed address for the model's life).
     public let weights: UnsafeMutableBufferPointer<Float>
+    private let weightsRaw: UnsafeMutableRawPointer, gradientsRaw: UnsafeMutableRawPointer
     /// Flat gradient buffer, same layout as `weights`.
     public let gradients: UnsafeMutableBufferPointer<Float>
     /// The GATv2 layers in forward order, with their flat offsets.
@@ -307,8 +338,9 @@ public final class SeggerModel {
         layers = layouts
         parameters = params
         parameterCount = offset
-        weights = .allocate(capacity: offset)
-        gradients = .allocate(capacity: offset)
+        // Different page offsets: the kernels store datt[c] and then load att[c] (same flat offset).
+        (weightsRaw, weights) = allocateAtPageOffset(Float.self, count: offset, line: 0)
+        (gradientsRaw, gradients) = allocateAtPageOffset(Float.self, count: offset, line: 32)
         gradients.initialize(repeating: 0)
         var rng = SplitMix64(seed: seed)
         for (p, initial) in zip(params, inits) {
@@ -333,8 +365,8 @@ public final class SeggerModel {
     }
 
     deinit {
-        weights.deallocate()
-        gradients.deallocate()
+        weightsRaw.deallocate()
+        gradientsRaw.deallocate()
     }
 
     /// The parameter with this PyG name.
