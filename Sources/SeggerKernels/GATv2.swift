@@ -107,17 +107,16 @@ public let gatv2PrefetchDistance = 16
     while c < n { y[c] += a * x[c]; c &+= 1 }
 }
 
-/// Σ_c g[c] · (x[c] − m[c]) over n channels.
-@inline(__always) func centeredDot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
-                                   _ n: Int) -> Float {
+/// Σ_c g[c] · x[c] over n channels (8 lanes, then the lane sum, then the scalar tail).
+@inline(__always) func dot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = F8.zero
     var c = 0
     while c &+ 8 <= n {
-        acc += load8(g + c) * (load8(x + c) - load8(m + c))
+        acc += load8(g + c) * load8(x + c)
         c &+= 8
     }
     var d = acc.sum()
-    while c < n { d += g[c] * (x[c] - m[c]); c += 1 }
+    while c < n { d += g[c] * x[c]; c += 1 }
     return d
 }
 
@@ -224,9 +223,9 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 }
 
 /// Backward of `gatv2Forward` given dOut [numDst, H·C] (row stride lddo), the gradient of `out`.
-/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl), datt [H, C] and dbias [H·C], and into
-/// dxr [numDst, H·C] (row stride lddr) — or overwrites dxr when `overwriteDxr` (no zeroing needed).
-/// The caller zeroes what is accumulated.
+/// Accumulates (+=) into dxl [N_src, H·C] (row stride lddl) and dxr [numDst, H·C] (row stride lddr) —
+/// or overwrites dxr when `overwriteDxr` (no zeroing needed) — and adds its sums over all destinations
+/// to datt [H, C] and dbias [H·C] (and dbXr, dbResidual below). The caller zeroes what is accumulated.
 /// - `reluOutput` [numDst, H·C] (row stride ldy, optional): the forward's relu output; dOut is then the
 ///   gradient after the relu and is masked first (as `reluBackward`).
 /// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
@@ -236,7 +235,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 ///   dxl that are sources (only the others); the numbers are the same as zeroing first.
 /// - `dbXr` [H·C] (optional, needs `overwriteDxr`): accumulates Σ_i dxr[i] in row order, the bias gradient
 ///   of the linear that produced xr; `dbResidual` [H·C] (optional): Σ_i of the rows written to dResidual.
-///   Same order and numbers as summing those rows after the kernel, without reading them again.
+///   Same order and numbers as summing those rows (into zeroed buffers) after the kernel, without reading them again.
 public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
                           xl: UnsafePointer<Float>, ldl: Int, xr: UnsafePointer<Float>, ldr: Int,
                           att: UnsafePointer<Float>, heads H: Int, channels C: Int,
@@ -252,7 +251,11 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           dbXr: UnsafeMutablePointer<Float>? = nil, dbResidual: UnsafeMutablePointer<Float>? = nil,
                           prefetchRows: Int = 0) {
     // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(H * C, 1)) { buf in
+    // Scratch: att and the datt, dbias, dbXr, dbResidual sums [H·C] each, the masked gradient row
+    // [H·C], Σ_k α_k·dα_k [H], dα [max in-degree, H].
+    var maxDegree = 0
+    for i in 0..<numDst { maxDegree = max(maxDegree, Int(dstStart[i + 1] - dstStart[i])) }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * H * C + H * (1 + maxDegree) + 1) { buf in
         if H == 4 && C == 64 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
         else if H == 4 && C == 16 { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
         else { gatv2BackwardBody(scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluOutput: reluOutput, ldy: ldy, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
@@ -274,9 +277,20 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           dbXr: UnsafeMutablePointer<Float>?, dbResidual: UnsafeMutablePointer<Float>?, prefetchRows: Int) {
     let slope = gatv2NegativeSlope
     let W = H * C
-    // mean [H·C]: per head Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources;
-    // gm [H·C]: the masked gradient row (both on the stack).
-        let mean = scratch, gm = mean + W
+    // The small vectors every edge or destination updates live side by side on the stack (sums from
+    // zero, added to the caller's at the end): one hot block, whose loads never wait on a store to a
+    // large buffer at the same page offset (see `allocateAtPageOffset` in SeggerModel). Then gm [H·C]:
+    // the masked gradient row; sumAD [H]: Σ_k α_k·dα_k; dAlpha [degree, H]: dα_k = ⟨g, xl_j⟩.
+        let attL = scratch, dattL = attL + W, dbiasL = dattL + W, dbXrL = dbiasL + W, dbResL = dbXrL + W
+        let gm = dbResL + W, sumAD = gm + W, dAlpha = sumAD + H
+        attL.update(from: att, count: W)
+        dattL.update(repeating: 0, count: 4 * W)
+        defer {
+            addInPlace(datt, dattL, W)
+            addInPlace(dbias, dbiasL, W)
+            if let dbXr { addInPlace(dbXr, dbXrL, W) }
+            if let dbResidual { addInPlace(dbResidual, dbResL, W) }
+        }
         for i in 0..<numDst {
             let ip = i &+ gatv2PrefetchDistance
             if ip < numDst { prefetchRow(xr + ip * ldr, W) }
@@ -294,18 +308,24 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                 g = UnsafePointer(gm)
             }
             if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
-            if let dbResidual { addInPlace(dbResidual, g, W) }
-            addScaled(dbias, scale, g, W)
+            if dbResidual != nil { addInPlace(dbResL, g, W) }
+            addScaled(dbiasL, scale, g, W)
             let dxri = dxr + i * lddr
             if k0 == k1 {
                 if overwriteDxr { dxri.update(repeating: 0, count: W) }
-                if let dbXr { addInPlace(dbXr, dxri, W) }
+                if dbXr != nil { addInPlace(dbXrL, dxri, W) }
                 continue
             }
             let xri = xr + i * ldr
+            // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m·dα_m), dα_k = ⟨g, xl_j⟩,
+            // as autograd computes it. All dα first, so the channel loop below has no reduction in it.
             for k in k0..<k1 {
                 let xlj = xl + Int(srcByDst[k]) * ldl
-                for h in 0..<H { axpy(alpha[k * H + h], xlj + h * C, mean + h * C, C, first: k == k0) }
+                for h in 0..<H { dAlpha[(k &- k0) &* H &+ h] = dot(g + h * C, xlj + h * C, C) }
+            }
+            for h in 0..<H { sumAD[h] = 0 }
+            for k in k0..<k1 {
+                for h in 0..<H { sumAD[h] += alpha[k * H + h] * dAlpha[(k &- k0) &* H &+ h] }
             }
             for k in k0..<k1 {
                 let j = Int(srcByDst[k])
@@ -315,16 +335,14 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     let gh = g + h * C
                     let xlj = xl + j * ldl + h * C
                     let dxlj = dxl + j * lddl + h * C
-                    let xrih = xri + h * C, dxrih = dxri + h * C, meanh = mean + h * C
-                    let a = att + h * C
-                    let da = datt + h * C
+                    let xrih = xri + h * C, dxrih = dxri + h * C
+                    let a = attL + h * C
+                    let da = dattL + h * C
                     let al = alpha[k * H + h]
-                    // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m dα_m) with
-                    // dα_k = ⟨g, xl_j⟩, computed as ⟨g, xl_j − mean⟩ to keep the cancellation exact-ish.
                     // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
                     // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
                     // on the negative side of the leaky relu contribute, and the cancelling part is gone.
-                    let de = scale * al * centeredDot(gh, xlj, meanh, C)
+                    let de = scale * al * (dAlpha[(k &- k0) &* H &+ h] - sumAD[h])
                     let sal = scale * al
                     let de16 = F16(repeating: de), sal16 = F16(repeating: sal)
                     var c = 0
@@ -360,6 +378,6 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                     }
                 }
             }
-            if let dbXr { addInPlace(dbXr, dxri, W) }
+            if dbXr != nil { addInPlace(dbXrL, dxri, W) }
         }
 }

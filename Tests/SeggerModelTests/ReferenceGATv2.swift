@@ -1,5 +1,6 @@
 // The GATv2 kernels as they were before the speed work (per head, separate passes, zero-filled
-// outputs), kept verbatim as the bitwise reference: the fused kernels must give the same numbers.
+// outputs), kept as the bitwise reference: the fused kernels must give the same numbers. (The softmax
+// backward changed since, in both: dα_k = ⟨g, xl_j⟩ first, then α_k·(dα_k − Σ α·dα), as autograd.)
 #if canImport(Glibc)
 import Glibc
 #else
@@ -49,16 +50,15 @@ private typealias RF8 = SIMD8<Float>
     while c < n { y[c] += a * x[c]; c += 1 }
 }
 
-@inline(__always) private func ref_centeredDot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
-                                   _ n: Int) -> Float {
+@inline(__always) private func ref_dot(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = RF8.zero
     var c = 0
     while c + 8 <= n {
-        acc += ref_load8(g + c) * (ref_load8(x + c) - ref_load8(m + c))
+        acc += ref_load8(g + c) * ref_load8(x + c)
         c += 8
     }
     var d = acc.sum()
-    while c < n { d += g[c] * (x[c] - m[c]); c += 1 }
+    while c < n { d += g[c] * x[c]; c += 1 }
     return d
 }
 
@@ -116,56 +116,52 @@ func referenceGATv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDs
                           datt: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
                           scale: Float = 1) {
     let slope = Float(0.2)
-    // mean_h [C]: Σ_k α_k·xl[j,h,:], the attention-weighted mean of the sources (on the stack).
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(C, 1)) { meanBuf in
-        let mean = meanBuf.baseAddress!
-        for i in 0..<numDst {
-            let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
-            let g = dOut + i * lddo
-            for hc in 0..<(H * C) { dbias[hc] += scale * g[hc] }
-            if k0 == k1 { continue }
-            for h in 0..<H {
-                let gh = g + h * C
-                let xri = xr + i * ldr + h * C
-                let dxri = dxr + i * lddr + h * C
-                let a = att + h * C
-                let da = datt + h * C
-                mean.update(repeating: 0, count: C)
-                for k in k0..<k1 {
-                    ref_axpy(alpha[k * H + h], xl + Int(srcByDst[k]) * ldl + h * C, mean, C)
+    // dAlpha [E]: dα_k = ⟨g_h, xl[j,h,:]⟩ of the current head, per grouped edge.
+    var dAlpha = [Float](repeating: 0, count: Int(dstStart[numDst]) + 1)
+    for i in 0..<numDst {
+        let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
+        let g = dOut + i * lddo
+        for hc in 0..<(H * C) { dbias[hc] += scale * g[hc] }
+        if k0 == k1 { continue }
+        for h in 0..<H {
+            let gh = g + h * C
+            let xri = xr + i * ldr + h * C
+            let dxri = dxr + i * lddr + h * C
+            let a = att + h * C
+            let da = datt + h * C
+            // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m·dα_m).
+            var sumAD: Float = 0
+            for k in k0..<k1 { dAlpha[k] = ref_dot(gh, xl + Int(srcByDst[k]) * ldl + h * C, C) }
+            for k in k0..<k1 { sumAD += alpha[k * H + h] * dAlpha[k] }
+            for k in k0..<k1 {
+                let j = Int(srcByDst[k])
+                let xlj = xl + j * ldl + h * C
+                let dxlj = dxl + j * lddl + h * C
+                let al = alpha[k * H + h]
+                // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
+                // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
+                // on the negative side of the leaky relu contribute, and the cancelling part is gone.
+                let de = scale * al * (dAlpha[k] - sumAD)
+                let sal = scale * al
+                let de8 = RF8(repeating: de), sal8 = RF8(repeating: sal)
+                var c = 0
+                while c + 8 <= C {
+                    let s = ref_load8(xlj + c) + ref_load8(xri + c)
+                    let sl = ref_leakySlopes(s)
+                    ref_store8(ref_load8(da + c) + de8 * (s * sl), da + c)
+                    let dea = de8 * ref_load8(a + c)
+                    ref_store8(ref_load8(dxlj + c) + sal8 * ref_load8(gh + c) + dea * sl, dxlj + c)
+                    ref_store8(ref_load8(dxri + c) + dea * (sl - 1), dxri + c)
+                    c += 8
                 }
-                for k in k0..<k1 {
-                    let j = Int(srcByDst[k])
-                    let xlj = xl + j * ldl + h * C
-                    let dxlj = dxl + j * lddl + h * C
-                    let al = alpha[k * H + h]
-                    // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m dα_m) with
-                    // dα_k = ⟨g, xl_j⟩, computed as ⟨g, xl_j − mean⟩ to keep the cancellation exact-ish.
-                    // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
-                    // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
-                    // on the negative side of the leaky relu contribute, and the cancelling part is gone.
-                    let de = scale * al * ref_centeredDot(gh, xlj, mean, C)
-                    let sal = scale * al
-                    let de8 = RF8(repeating: de), sal8 = RF8(repeating: sal)
-                    var c = 0
-                    while c + 8 <= C {
-                        let s = ref_load8(xlj + c) + ref_load8(xri + c)
-                        let sl = ref_leakySlopes(s)
-                        ref_store8(ref_load8(da + c) + de8 * (s * sl), da + c)
-                        let dea = de8 * ref_load8(a + c)
-                        ref_store8(ref_load8(dxlj + c) + sal8 * ref_load8(gh + c) + dea * sl, dxlj + c)
-                        ref_store8(ref_load8(dxri + c) + dea * (sl - 1), dxri + c)
-                        c += 8
-                    }
-                    while c < C {
-                        let s = xlj[c] + xri[c]
-                        let pos = s > 0
-                        da[c] += de * (pos ? s : slope * s)
-                        let dea = de * a[c]
-                        dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
-                        dxri[c] += pos ? 0 : dea * (slope - 1)
-                        c += 1
-                    }
+                while c < C {
+                    let s = xlj[c] + xri[c]
+                    let pos = s > 0
+                    da[c] += de * (pos ? s : slope * s)
+                    let dea = de * a[c]
+                    dxlj[c] += sal * gh[c] + dea * (pos ? 1 : slope)
+                    dxri[c] += pos ? 0 : dea * (slope - 1)
+                    c += 1
                 }
             }
         }
