@@ -79,6 +79,19 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    /// The weights and the gradients start half a page apart, and the scratch buffers each at their own
+    /// page offset (so same-index rows of two buffers never share address bits 0–11).
+    func testBuffersStartAtDistinctPageOffsets() {
+        let model = SeggerModel(config: config(residual: false, l2: false, featureDim: nil, heads: 2, mid: 1,
+                                               hidden: 4, out: 3, emb: 4, aggr: .sum), seed: 1)
+        let w = Int(bitPattern: model.weights.baseAddress!), g = Int(bitPattern: model.gradients.baseAddress!)
+        XCTAssertEqual((g - w) & 4095, 2048)
+        let buffers = (0..<64).map { _ in GrowableBuffer<Float>() }
+        let offsets = Set(buffers.map { Int(bitPattern: $0.reserve(1 << 16)) & 4095 })
+        XCTAssertEqual(offsets.count, 64, "64 consecutive buffers take all 64 line offsets of a page")
+        XCTAssertTrue(offsets.allSatisfy { $0 % 64 == 0 })
+    }
+
     func testFiniteDifferencesDocumentedTokens() {
         checkModel(config(residual: true, l2: true, featureDim: nil, heads: 3, mid: 2, hidden: 4, out: 3, emb: 5, aggr: .sum), seed: 11)
     }
