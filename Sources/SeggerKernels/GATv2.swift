@@ -278,9 +278,10 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
     let slope = gatv2NegativeSlope
     let W = H * C
     // The small vectors every edge or destination updates live side by side on the stack (sums from
-    // zero, added to the caller's at the end): one hot block, whose loads never wait on a store to a
-    // large buffer at the same page offset (see `allocateAtPageOffset` in SeggerModel). Then gm [H·C]:
-    // the masked gradient row; sumAD [H]: Σ_k α_k·dα_k; dAlpha [degree, H]: dα_k = ⟨g, xl_j⟩.
+    // zero, added to the caller's at the end): one hot block, so that a load of att[c] never follows a
+    // store to datt[c] in another buffer at the same page offset (4K aliasing, see `allocateAtPageOffset`
+    // in SeggerModel). Then gm [H·C]: the masked gradient row; sumAD [H]: Σ_k α_k·dα_k; dAlpha
+    // [degree, H]: dα_k = ⟨g, xl_j⟩.
         let attL = scratch, dattL = attL + W, dbiasL = dattL + W, dbXrL = dbiasL + W, dbResL = dbXrL + W
         let gm = dbResL + W, sumAD = gm + W, dAlpha = sumAD + H
         attL.update(from: att, count: W)

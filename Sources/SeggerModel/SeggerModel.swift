@@ -338,7 +338,8 @@ public final class SeggerModel {
         layers = layouts
         parameters = params
         parameterCount = offset
-        // Different page offsets: the kernels store datt[c] and then load att[c] (same flat offset).
+        // Half a page apart: code that stores a gradient and then loads the weight at the same flat offset
+        // (as the backward edge kernel did with datt[c] and att[c]) must not meet 4K aliasing.
         (weightsRaw, weights) = allocateAtPageOffset(Float.self, count: offset, line: 0)
         (gradientsRaw, gradients) = allocateAtPageOffset(Float.self, count: offset, line: 32)
         gradients.initialize(repeating: 0)
