@@ -1,4 +1,4 @@
-// Dense layers on OpenBLAS (row-major cblas_sgemm), embedding gather / scatter-add, relu.
+// Dense layers on OpenBLAS (row-major cblas_sgemm; 8-wide inputs on NarrowLinear.swift), embedding gather / scatter-add, relu.
 // Plain functions on raw buffers; shapes in comments; nothing allocates.
 import COpenBLAS
 
@@ -10,17 +10,8 @@ public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
                           w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                           n: Int, inDim: Int, outDim: Int) {
     if n == 0 || outDim == 0 { return }
-    // Narrow inputs (cheap to re-pack W): run in row blocks, so that the bias rows just written are
-    // still in cache when the GEMM reads them back (beta = 1). Same numbers: every row is the same dot
-    // products in the same order whatever the blocking.
-    let block = 256
-    if b != nil && inDim > 0 && inDim <= 32 && n > block {
-        var r0 = 0
-        while r0 < n {
-            let rows = min(block, n - r0)
-            linearForward(y: y + r0 * ldy, ldy: ldy, x: x + r0 * ldx, ldx: ldx, w: w, b: b, n: rows, inDim: inDim, outDim: outDim)
-            r0 += rows
-        }
+    if inDim == narrowLinearInput {
+        narrowLinearForward(y: y, ldy: ldy, x: x, ldx: ldx, w: w, b: b, n: n, outDim: outDim)
         return
     }
     var beta: Float = 0
@@ -48,7 +39,11 @@ public func linearBackwardParams(dw: UnsafeMutablePointer<Float>, db: UnsafeMuta
         db?.update(repeating: 0, count: outDim)
     }
     if n == 0 { return }
-    if inDim > 0 {
+    if inDim == narrowLinearInput {
+        narrowLinearBackward(dw: dw, db: db, dbColumns: outDim, dx: nil, lddx: 0, accumulateDx: false,
+                             dy: dy, ldy: ldy, x: x, ldx: ldx, w: nil, n: n, outDim: outDim)
+        return
+    } else if inDim > 0 {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outDim), Int32(inDim), Int32(n),
                     1, dy, Int32(ldy), x, Int32(ldx), 1, dw, Int32(inDim))
     }
@@ -83,6 +78,11 @@ public func linearBackwardInput(dx: UnsafeMutablePointer<Float>, lddx: Int,
     if n == 0 || inDim == 0 { return }
     if outDim == 0 {
         if !accumulate { for r in 0..<n { (dx + r * lddx).update(repeating: 0, count: inDim) } }
+        return
+    }
+    if inDim == narrowLinearInput {
+        narrowLinearBackward(dw: nil, db: nil, dbColumns: 0, dx: dx, lddx: lddx, accumulateDx: accumulate,
+                             dy: dy, ldy: ldy, x: nil, ldx: 0, w: w, n: n, outDim: outDim)
         return
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inDim), Int32(outDim),

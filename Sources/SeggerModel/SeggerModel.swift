@@ -582,21 +582,36 @@ public final class SeggerModel {
             let xTx = hTx[l].p, xBd = hBd[l].p
             // Bias gradients: the kernels summed the dxr and residual columns as they wrote them (into the
             // zeroed gradient buffer); the scattered dxl columns are summed here, in the same row order.
-            linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
-                                 n: nTx, inDim: L.inDim, outDim: L.txCols)
-            columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
-            linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
-                                 n: nBs, inDim: L.inDim, outDim: W)
-            linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
-                                 n: nBd, inDim: L.inDim, outDim: L.bdCols)
-            onGradientsReady?(L.start)
-            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
-                                n: nTx, inDim: L.inDim, outDim: L.txCols)
-            // The belongs sources (rows 0..<nBs) add their input gradient in place.
-            linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
-                                n: nBs, inDim: L.inDim, outDim: W, accumulate: true)
-            linearBackwardInput(dx: gBdNext, lddx: L.inDim, dy: dyb, ldy: L.bdCols, w: w + L.bdW,
-                                n: nBd, inDim: L.inDim, outDim: L.bdCols)
+            if L.inDim == narrowLinearInput {
+                // An 8-wide input (the first layer): weight, bias and input gradients in one pass over each dY.
+                narrowLinearBackward(dw: g + L.txW, db: g + L.txB, dbColumns: W, dx: gTxNext, lddx: L.inDim,
+                                     accumulateDx: false, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
+                                     w: w + L.txW, n: nTx, outDim: L.txCols)
+                // The belongs sources (rows 0..<nBs) add their input gradient in place.
+                narrowLinearBackward(dw: g + L.blW, db: g + L.blB, dbColumns: W, dx: gTxNext, lddx: L.inDim,
+                                     accumulateDx: true, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
+                                     w: w + L.blW, n: nBs, outDim: W)
+                narrowLinearBackward(dw: g + L.bdW, db: nil, dbColumns: 0, dx: gBdNext, lddx: L.inDim,
+                                     accumulateDx: false, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+                                     w: w + L.bdW, n: nBd, outDim: L.bdCols)
+                onGradientsReady?(L.start)
+            } else {
+                linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
+                                     n: nTx, inDim: L.inDim, outDim: L.txCols)
+                columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
+                linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
+                                     n: nBs, inDim: L.inDim, outDim: W)
+                linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+                                     n: nBd, inDim: L.inDim, outDim: L.bdCols)
+                onGradientsReady?(L.start)
+                linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
+                                    n: nTx, inDim: L.inDim, outDim: L.txCols)
+                // The belongs sources (rows 0..<nBs) add their input gradient in place.
+                linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
+                                    n: nBs, inDim: L.inDim, outDim: W, accumulate: true)
+                linearBackwardInput(dx: gBdNext, lddx: L.inDim, dy: dyb, ldy: L.bdCols, w: w + L.bdW,
+                                    n: nBd, inDim: L.inDim, outDim: L.bdCols)
+            }
             swap(&gTx, &gTxNext)
             swap(&gBd, &gBdNext)
         }

@@ -13,9 +13,20 @@ final class KernelTests: XCTestCase {
     }
 
     func testLinearForwardAndBackward() {
-        // X [5, 3] in a buffer of row stride 4; Y [5, 4] written at column 2 of a [5, 7] buffer.
-        let n = 5, inDim = 3, outDim = 4, ldx = 4, ldy = 7, col = 2
-        var r = TestRandom(1)
+        // X [5, 3] in a buffer of row stride 4; Y [5, 4] written at column 2 of a [5, 7] buffer (BLAS).
+        checkLinear(n: 5, inDim: 3, outDim: 4, ldx: 4, ldy: 7, col: 2, seed: 1, minChecked: 12 + 4 + 15)
+    }
+
+    func testNarrowLinearForwardAndBackward() {
+        // An 8-wide input takes the NarrowLinear kernels: 70 rows (a 64-row block and a partial one),
+        // 40 outputs (two 16-lane chunks and a tail of 8), strided X and Y.
+        XCTAssertEqual(narrowLinearInput, 8)
+        checkLinear(n: 70, inDim: 8, outDim: 40, ldx: 11, ldy: 45, col: 3, seed: 3, minChecked: 320 + 40 + 560)
+    }
+
+    func checkLinear(n: Int, inDim: Int, outDim: Int, ldx: Int, ldy: Int, col: Int, seed: UInt64, minChecked: Int,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        var r = TestRandom(seed)
         let x = FloatBuffer(r.floats(n * ldx)), w = FloatBuffer(r.floats(outDim * inDim)), b = FloatBuffer(r.floats(outDim))
         let rOut = r.floats(n * outDim)
         let y = FloatBuffer([Float](repeating: 9, count: n * ldy))
@@ -31,9 +42,9 @@ final class KernelTests: XCTestCase {
             for o in 0..<outDim {
                 var e = Double(b[o])
                 for k in 0..<inDim { e += Double(x[i * ldx + k]) * Double(w[o * inDim + k]) }
-                XCTAssertEqual(Double(y[i * ldy + col + o]), e, accuracy: 1e-5)
+                XCTAssertEqual(Double(y[i * ldy + col + o]), e, accuracy: 1e-5, file: file, line: line)
             }
-            XCTAssertEqual(y[i * ldy], 9); XCTAssertEqual(y[i * ldy + 6], 9)
+            XCTAssertEqual(y[i * ldy], 9, file: file, line: line); XCTAssertEqual(y[i * ldy + ldy - 1], 9, file: file, line: line)
         }
         // dY = rOut placed in a strided buffer.
         let dy = FloatBuffer([Float](repeating: 0, count: n * ldy))
@@ -47,15 +58,45 @@ final class KernelTests: XCTestCase {
         checkGradient("db", x: b.p, analytic: db, indices: Array(0..<b.count), into: &c, f: run)
         let xIdx = (0..<n).flatMap { i in (0..<inDim).map { i * ldx + $0 } }
         checkGradient("dX", x: x.p, analytic: dx, indices: xIdx, into: &c, f: run)
-        assertCheck(c, minChecked: 12 + 4 + 15)
-        // Accumulation adds to what is there.
+        assertCheck(c, minChecked: minChecked, file: file, line: line)
+        // Against the definition, in double.
+        for o in 0..<outDim {
+            var sb = 0.0
+            for i in 0..<n { sb += Double(dy[i * ldy + col + o]) }
+            XCTAssertEqual(Double(db[o]), sb, accuracy: 1e-5 * max(1, abs(sb)), file: file, line: line)
+            for k in 0..<inDim {
+                var sw = 0.0
+                for i in 0..<n { sw += Double(dy[i * ldy + col + o]) * Double(x[i * ldx + k]) }
+                XCTAssertEqual(Double(dw[o * inDim + k]), sw, accuracy: 1e-5 * max(1, abs(sw)), file: file, line: line)
+            }
+        }
+        for i in 0..<n {
+            for k in 0..<inDim {
+                var sx = 0.0
+                for o in 0..<outDim { sx += Double(dy[i * ldy + col + o]) * Double(w[o * inDim + k]) }
+                XCTAssertEqual(Double(dx[i * ldx + k]), sx, accuracy: 1e-5 * max(1, abs(sx)), file: file, line: line)
+            }
+        }
+        // Accumulation adds to what is there (the bias sums add row by row onto the first result: not exactly 2×).
         var dx2 = dx
         linearBackwardInput(dx: &dx2, lddx: ldx, dy: dy.p + col, ldy: ldy, w: w.p, n: n, inDim: inDim, outDim: outDim, accumulate: true)
-        for i in xIdx { XCTAssertEqual(dx2[i], 2 * dx[i], accuracy: 1e-6) }
+        for i in xIdx { XCTAssertEqual(dx2[i], 2 * dx[i], accuracy: 1e-6 * max(1, abs(dx[i])), file: file, line: line) }
         var dw2 = dw, db2 = db
         linearBackwardParams(dw: &dw2, db: &db2, dy: dy.p + col, ldy: ldy, x: x.p, ldx: ldx, n: n, inDim: inDim, outDim: outDim, accumulate: true)
-        for i in dw.indices { XCTAssertEqual(dw2[i], 2 * dw[i], accuracy: 1e-6) }
-        for i in db.indices { XCTAssertEqual(db2[i], 2 * db[i], accuracy: 1e-6) }
+        for i in dw.indices { XCTAssertEqual(dw2[i], 2 * dw[i], accuracy: 1e-5 * max(1, abs(dw[i])), file: file, line: line) }
+        for i in db.indices { XCTAssertEqual(db2[i], 2 * db[i], accuracy: 1e-5 * max(1, abs(db[i])), file: file, line: line) }
+        if inDim == narrowLinearInput {
+            // The model's one-pass call (all three gradients, db over the first columns only): the same numbers.
+            var dw3 = [Float](repeating: 0, count: outDim * inDim), db3 = [Float](repeating: 0, count: outDim)
+            var dx3 = [Float](repeating: 7, count: n * ldx)
+            narrowLinearBackward(dw: &dw3, db: &db3, dbColumns: outDim - 5, dx: &dx3, lddx: ldx, accumulateDx: false,
+                                 dy: dy.p + col, ldy: ldy, x: x.p, ldx: ldx, w: w.p, n: n, outDim: outDim)
+            XCTAssertEqual(dw3, dw, file: file, line: line)
+            XCTAssertEqual(Array(db3[..<(outDim - 5)]), Array(db[..<(outDim - 5)]), file: file, line: line)
+            XCTAssertEqual(Array(db3[(outDim - 5)...]), [Float](repeating: 0, count: 5), file: file, line: line)
+            for i in xIdx { XCTAssertEqual(dx3[i], dx[i], file: file, line: line) }
+            XCTAssertEqual(dx3[inDim], 7, "columns beyond the input width untouched", file: file, line: line)
+        }
     }
 
     func testEmbeddingAndRelu() {
