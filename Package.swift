@@ -28,10 +28,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // fp32 <-> fp16/bf16 conversion with a runtime F16C dispatch (portable binary, fast path).
         .target(name: "CFloat16"),
+        .target(name: "CStreaming"),
 
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
-        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16"], swiftSettings: tunedSwift),
+        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming"], swiftSettings: tunedSwift),
         .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],

@@ -1,6 +1,7 @@
 // Dense layers on OpenBLAS (row-major cblas_sgemm; 8-wide inputs on NarrowLinear.swift), embedding gather / scatter-add, relu.
 // Plain functions on raw buffers; shapes in comments; nothing allocates.
 import COpenBLAS
+import CStreaming
 
 /// Y[n, 0..<out] (row stride ldy) = X[n, in] (row stride ldx) · W[out, in]ᵀ + b[out]   (PyG Linear).
 /// `b` may be nil (no bias). Columns of Y beyond `out` are untouched, so several linears reading the
@@ -16,7 +17,7 @@ public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
     }
     var beta: Float = 0
     if let b {
-        for r in 0..<n { (y + r * ldy).update(from: b, count: outDim) }
+        initializeRows(y, ld: ldy, row: b, cols: outDim, rows: n)
         beta = 1
     }
     if inDim == 0 {
@@ -25,6 +26,23 @@ public func linearForward(y: UnsafeMutablePointer<Float>, ldy: Int,
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outDim), Int32(inDim),
                 1, x, Int32(ldx), w, Int32(inDim), beta, y, Int32(ldy))
+}
+
+/// Outputs at least this large (bytes) are initialized with non-temporal stores: they do not fit in the
+/// caches anyway, and the stores then skip reading every line from memory before overwriting it
+/// (measured on a [5000, 512] output: bias rows + GEMM 9.26 ms with plain stores, 8.72 ms streamed).
+public let streamingInitBytes = 1 << 20
+
+/// Rows 0..<rows of y (row stride ld) = `row` (cols floats), or zeros when `row` is nil: streamed past the
+/// caches when the block is large (`streamingInitBytes`), plain stores otherwise.
+func initializeRows(_ y: UnsafeMutablePointer<Float>, ld: Int, row: UnsafePointer<Float>?, cols: Int, rows: Int) {
+    if rows * cols * MemoryLayout<Float>.size >= streamingInitBytes {
+        segger_fill_rows_streaming(y, ld, row, cols, rows)
+    } else if let row {
+        for r in 0..<rows { (y + r * ld).update(from: row, count: cols) }
+    } else {
+        for r in 0..<rows { (y + r * ld).update(repeating: 0, count: cols) }
+    }
 }
 
 /// Weight and bias gradients of `linearForward`:
@@ -85,8 +103,10 @@ public func linearBackwardInput(dx: UnsafeMutablePointer<Float>, lddx: Int,
                              dy: dy, ldy: ldy, x: nil, ldx: 0, w: w, n: n, outDim: outDim)
         return
     }
+    // Zeros written here rather than by the GEMM's beta = 0 pass, so that large outputs skip the cache.
+    if !accumulate { initializeRows(dx, ld: lddx, row: nil, cols: inDim, rows: n) }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inDim), Int32(outDim),
-                1, dy, Int32(ldy), w, Int32(inDim), accumulate ? 1 : 0, dx, Int32(lddx))
+                1, dy, Int32(ldy), w, Int32(inDim), 1, dx, Int32(lddx))
 }
 
 /// out[n, d] = table[index[n], :]   (embedding lookup; table [rows, d]).

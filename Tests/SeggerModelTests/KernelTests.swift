@@ -99,6 +99,41 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testLargeOutputsAreInitializedByStreaming() {
+        // Outputs of ≥ streamingInitBytes get their bias rows / zeros by non-temporal stores: same results.
+        // [1100, 300] floats written at column 5 of rows of 310 (1.3 MB, rows not 16-byte aligned).
+        let n = 1100, inDim = 24, outDim = 300, ldy = 310, col = 5
+        XCTAssertGreaterThanOrEqual(n * outDim * 4, streamingInitBytes)
+        var r = TestRandom(9)
+        let x = FloatBuffer(r.floats(n * inDim)), w = FloatBuffer(r.floats(outDim * inDim)), b = FloatBuffer(r.floats(outDim))
+        let y = FloatBuffer([Float](repeating: 9, count: n * ldy))
+        linearForward(y: y.p + col, ldy: ldy, x: x.p, ldx: inDim, w: w.p, b: b.p, n: n, inDim: inDim, outDim: outDim)
+        for i in stride(from: 0, to: n, by: 7) {
+            for o in 0..<outDim {
+                var e = Double(b[o])
+                for k in 0..<inDim { e += Double(x[i * inDim + k]) * Double(w[o * inDim + k]) }
+                XCTAssertEqual(Double(y[i * ldy + col + o]), e, accuracy: 1e-5 * max(1, abs(e)))
+            }
+        }
+        for i in 0..<n { for c in [0, 1, 2, 3, 4, 305, 306, 307, 308, 309] { XCTAssertEqual(y[i * ldy + c], 9) } }
+        // Zero weights: every row exactly the bias.
+        let zeros = FloatBuffer([Float](repeating: 0, count: outDim * inDim))
+        linearForward(y: y.p + col, ldy: ldy, x: x.p, ldx: inDim, w: zeros.p, b: b.p, n: n, inDim: inDim, outDim: outDim)
+        for i in 0..<n { for o in 0..<outDim where y[i * ldy + col + o] != b[o] { XCTFail("row \(i) col \(o) is not the bias"); return } }
+        // Input gradient into garbage: overwritten (zeros, then the GEMM), not accumulated.
+        let dy = FloatBuffer(r.floats(n * ldy))
+        let dx = FloatBuffer([Float](repeating: .nan, count: n * ldy))
+        linearBackwardInput(dx: dx.p + col, lddx: ldy, dy: dy.p, ldy: ldy, w: w.p.advanced(by: 0), n: n, inDim: outDim, outDim: inDim)
+        for i in stride(from: 0, to: n, by: 7) {
+            for k in 0..<outDim {
+                var e = 0.0
+                for o in 0..<inDim { e += Double(dy[i * ldy + o]) * Double(w[o * outDim + k]) }
+                XCTAssertEqual(Double(dx[i * ldy + col + k]), e, accuracy: 1e-5 * max(1, abs(e)))
+            }
+        }
+        for i in 0..<n { XCTAssertTrue(dx[i * ldy].isNaN); XCTAssertTrue(dx[i * ldy + 309].isNaN) }
+    }
+
     func testEmbeddingAndRelu() {
         var r = TestRandom(2)
         let rows = 6, dim = 3, n = 8
