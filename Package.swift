@@ -29,11 +29,12 @@ let package = Package(
         // fp32 <-> fp16/bf16 conversion with a runtime F16C dispatch (portable binary, fast path).
         .target(name: "CFloat16"),
         .target(name: "CStreaming"),
+        .target(name: "CVectorMath"),
 
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
         .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming"], swiftSettings: tunedSwift),
-        .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors"],
+        .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],
                 swiftSettings: tunedSwift),
