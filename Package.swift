@@ -30,10 +30,11 @@ let package = Package(
         .target(name: "CFloat16"),
         .target(name: "CStreaming"),
         .target(name: "CVectorMath"),
+        .target(name: "CMaskBits"),
 
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
-        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming"], swiftSettings: tunedSwift),
+        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming", "CMaskBits"], swiftSettings: tunedSwift),
         .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],

@@ -268,6 +268,8 @@ public final class SeggerModel {
     private let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
                                        // nBs transcripts that are sources of a belongs edge (rows 0..<nBs)
     private var nBs = 0
+    private let reluMaskTx: [GrowableBuffer<UInt16>]   // [L]: where layer l's output > 0 after its relu
+    private let reluMaskBd: [GrowableBuffer<UInt16>]   // (reluMaskWords per row; unused for the last layer)
     private let alphaNN: [Scratch]     // [E_nn, H] grouped order
     private let alphaB: [Scratch]      // [E_b, H]
     private let zTx = Scratch(), zBd = Scratch()     // L2-normalized outputs
@@ -361,6 +363,8 @@ public final class SeggerModel {
         yTx = (0..<count).map { _ in Scratch() }
         yBd = (0..<count).map { _ in Scratch() }
         xlB = (0..<count).map { _ in Scratch() }
+        reluMaskTx = (0..<count).map { _ in GrowableBuffer<UInt16>() }
+        reluMaskBd = (0..<count).map { _ in GrowableBuffer<UInt16>() }
         alphaNN = (0..<count).map { _ in Scratch() }
         alphaB = (0..<count).map { _ in Scratch() }
     }
@@ -488,12 +492,14 @@ public final class SeggerModel {
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
                          alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
                          residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast,
+                         reluMask: L.isLast ? nil : reluMaskTx[l].reserve(nTx * reluMaskWords(width: W)),
                          prefetchRows: nTx)
             gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
                          xl: xlb, ldl: W, xr: yb, ldr: L.bdCols,
                          att: w + L.bAtt, bias: w + L.bBias, heads: H, channels: L.channels,
                          alpha: alphaB[l].reserve(bl.count * H), out: oBd, ldo: W, scale: scaleBd,
-                         residual: res ? UnsafePointer(yb + W) : nil, ldres: L.bdCols, relu: !L.isLast)
+                         residual: res ? UnsafePointer(yb + W) : nil, ldres: L.bdCols, relu: !L.isLast,
+                         reluMask: L.isLast ? nil : reluMaskBd[l].reserve(nBd * reluMaskWords(width: W)))
         }
 
         // Output embeddings and the loss on label pairs.
@@ -560,16 +566,17 @@ public final class SeggerModel {
             for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * L.txCols).update(repeating: 0, count: W) }
             for u in 0..<bl.numUnused { (dxlb + Int(bl.unusedSources.p[u]) * W).update(repeating: 0, count: W) }
             let res = config.residual
-            // Between layers the conv output went through relu: its gradient is masked inside the kernel.
-            let reluTx: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hTx[l + 1].p)
-            let reluBd: UnsafePointer<Float>? = L.isLast ? nil : UnsafePointer(hBd[l + 1].p)
+            // Between layers the conv output went through relu: its gradient is masked inside the kernel, by
+            // the mask the forward kernel wrote.
+            let reluTx: UnsafePointer<UInt16>? = L.isLast ? nil : UnsafePointer(reluMaskTx[l].p)
+            let reluBd: UnsafePointer<UInt16>? = L.isLast ? nil : UnsafePointer(reluMaskBd[l].p)
             let yt = yTx[l].p, yb = yBd[l].p
             gatv2Backward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
                           xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
                           dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
-                          reluOutput: reluTx, ldy: W, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
+                          reluMask: reluTx, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
                           firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil,
                           prefetchRows: nTx)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
@@ -577,7 +584,7 @@ public final class SeggerModel {
                           att: w + L.bAtt, heads: H, channels: L.channels, alpha: alphaB[l].p,
                           dOut: gBd, lddo: W, dxl: dxlb, lddl: W, dxr: dyb, lddr: L.bdCols,
                           datt: g + L.bAtt, dbias: g + L.bBias, scale: scaleBd, overwriteDxr: true,
-                          reluOutput: reluBd, ldy: W, dResidual: res ? dyb + W : nil, ldres: L.bdCols,
+                          reluMask: reluBd, dResidual: res ? dyb + W : nil, ldres: L.bdCols,
                           firstUse: bl.firstUse.p, dbXr: g + L.bdB, dbResidual: res ? g + L.bdB + W : nil)
             let xTx = hTx[l].p, xBd = hBd[l].p
             // Bias gradients: the kernels summed the dxr and residual columns as they wrote them (into the

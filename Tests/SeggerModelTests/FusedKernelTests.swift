@@ -51,11 +51,22 @@ final class FusedKernelTests: XCTestCase {
         if residual { for i in 0..<(nD * W) { outRef[i] += res.p[i] } }
         if relu { reluForward(y: &outRef, x: outRef, count: nD * W) }
         var alpha = [Float](repeating: .nan, count: E * H), out = [Float](repeating: .nan, count: nD * W)
+        let words = reluMaskWords(width: W)
+        var mask = [UInt16](repeating: 0xabcd, count: nD * words)
         gatv2Forward(numDst: nD, dstStart: rel.dstStart, srcByDst: rel.srcByDst, xl: xl.p, ldl: ldl, xr: xr.p, ldr: ldr,
                      att: att.p, bias: bias.p, heads: H, channels: C, alpha: &alpha, out: &out, ldo: W, scale: scale,
-                     residual: residual ? UnsafePointer(res.p) : nil, ldres: W, relu: relu)
+                     residual: residual ? UnsafePointer(res.p) : nil, ldres: W, relu: relu, reluMask: &mask)
         assertBitwise(alpha, alphaRef, "alpha " + what)
         assertBitwise(out, outRef, "out " + what)
+        if relu {
+            for i in 0..<nD {
+                for c in 0..<W where (mask[i * words + c / 16] >> UInt16(c % 16)) & 1 != (outRef[i * W + c] > 0 ? 1 : 0) {
+                    XCTFail("relu mask bit [\(i), \(c)] is not out > 0 (\(what))"); return
+                }
+            }
+        } else {
+            XCTAssertEqual(mask, [UInt16](repeating: 0xabcd, count: nD * words), "mask written without relu (\(what))")
+        }
 
         // Backward reference: relu backward, zeroed buffers, the kernel, then row sums of dxr and the residual gradient.
         var g = (0..<(nD * W)).map { gOut.p[$0] }
@@ -81,7 +92,7 @@ final class FusedKernelTests: XCTestCase {
         gatv2Backward(numDst: nD, dstStart: rel.dstStart, srcByDst: rel.srcByDst, xl: xl.p, ldl: ldl, xr: xr.p, ldr: ldr,
                       att: att.p, heads: H, channels: C, alpha: alpha, dOut: gOut.p, lddo: W,
                       dxl: &dxl, lddl: ldl, dxr: &dxr, lddr: ldr, datt: &datt, dbias: &dbias, scale: scale,
-                      overwriteDxr: true, reluOutput: relu ? out : nil, ldy: W, dResidual: &dRes, ldres: W,
+                      overwriteDxr: true, reluMask: relu ? mask : nil, dResidual: &dRes, ldres: W,
                       firstUse: firstUse, dbXr: &dbXr, dbResidual: &dbRes)
         assertBitwise(dxl, dxlRef, "dxl " + what)
         assertBitwise(dxr, dxrRef, "dxr " + what)
