@@ -79,11 +79,11 @@ enum AnyShape: EdgeKernelShape { static var heads: Int? { nil }; static var chan
 /// after the relu — what the backward needs of the relu, in 1/32 of the bytes of the output row.
 public func reluMaskWords(width: Int) -> Int { (width + 15) / 16 }
 
-let maskLaneBits = SIMD16<UInt32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-
 /// g with the lanes whose bit is clear set to 0 (the relu backward from a mask word).
 @inline(__always) func maskedByBits(_ g: F16, _ bits: UInt16) -> F16 {
-    let on = (SIMD16<UInt32>(repeating: UInt32(bits)) & maskLaneBits) .== maskLaneBits
+    // A literal, not a global: a global constant is initialized lazily, through a call on every use.
+    let laneBits = SIMD16<UInt32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+    let on = (SIMD16<UInt32>(repeating: UInt32(bits)) & laneBits) .== laneBits
     return F16.zero.replacing(with: g, where: on)
 }
 
