@@ -137,6 +137,16 @@ public func reluMaskWords(width: Int) -> Int { (width + 15) / 16 }
     while c < n { y[c] = (first ? 0 : y[c]) + a * x[c]; c &+= 1 }
 }
 
+/// The sum of the 16 lanes by halves: (lanes 0..<8 + 8..<16), then 4, 2, 1. Only for loops whose length
+/// is a run-time value: inlined into a fully unrolled channel loop, LLVM narrows the whole loop to 2-lane
+/// operations (measured +7 ms per step in the attention score).
+@inline(__always) func laneSumByHalves(_ v: F16) -> Float {
+    let h8 = v.lowHalf + v.highHalf
+    let h4 = h8.lowHalf + h8.highHalf
+    let h2 = h4.lowHalf + h4.highHalf
+    return h2[0] + h2[1]
+}
+
 /// y[c] += a · x[c] over n channels, the product rounded before the add (as the scalar `y[c] += a * x[c]`).
 @inline(__always) func addScaled(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
     var c = 0

@@ -14,10 +14,7 @@ import Darwin
         acc = acc.addingProduct(load16(a + c), load16(b + c))
         c &+= 16
     }
-    let h8 = acc.lowHalf + acc.highHalf
-    let h4 = h8.lowHalf + h8.highHalf
-    let h2 = h4.lowHalf + h4.highHalf
-    var s = h2[0] + h2[1]
+    var s = laneSumByHalves(acc)
     while c < n { s = s.addingProduct(a[c], b[c]); c &+= 1 }
     return s
 }
@@ -101,18 +98,7 @@ public func bceBackward(dztx: UnsafeMutablePointer<Float>, dzbd: UnsafeMutablePo
     for l in 0..<L {
         let i = Int(labelTx[l]) * d, j = Int(labelBd[l]) * d
         let g = scale * (sigmoid(logits[l]) - y[l])
-        // Elementwise, 16 lanes at a time: the same numbers as the scalar loop.
-        let g16 = F16(repeating: g)
-        var c = 0
-        while c &+ 16 <= d {
-            store16(load16(dztx + i + c) + g16 * load16(zbd + j + c), dztx + i + c)
-            store16(load16(dzbd + j + c) + g16 * load16(ztx + i + c), dzbd + j + c)
-            c &+= 16
-        }
-        while c < d {
-            dztx[i + c] += g * zbd[j + c]
-            dzbd[j + c] += g * ztx[i + c]
-            c &+= 1
-        }
+        addScaled(dztx + i, g, zbd + j, d)
+        addScaled(dzbd + j, g, ztx + i, d)
     }
 }

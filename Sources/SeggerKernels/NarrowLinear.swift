@@ -21,10 +21,6 @@ struct Acc8 {
         a6 = a6.addingProduct(d, v(6)); a7 = a7.addingProduct(d, v(7))
     }
 
-    @inline(__always) func lane(_ k: Int) -> F16 {
-        switch k { case 0: a0; case 1: a1; case 2: a2; case 3: a3; case 4: a4; case 5: a5; case 6: a6; default: a7 }
-    }
-
     @inline(__always) static func load(_ p: UnsafePointer<Float>, stride: Int) -> Acc8 {
         Acc8(a0: load16(p), a1: load16(p + stride), a2: load16(p + 2 * stride), a3: load16(p + 3 * stride),
              a4: load16(p + 4 * stride), a5: load16(p + 5 * stride), a6: load16(p + 6 * stride), a7: load16(p + 7 * stride))
@@ -37,13 +33,8 @@ struct Acc8 {
 
     /// The lane sums of the eight accumulators, by halves (16 → 8 → 4 → 2 → 1 lanes).
     @inline(__always) func laneSums() -> SIMD8<Float> {
-        @inline(__always) func sum(_ v: F16) -> Float {
-            let h8 = v.lowHalf + v.highHalf
-            let h4 = h8.lowHalf + h8.highHalf
-            let h2 = h4.lowHalf + h4.highHalf
-            return h2[0] + h2[1]
-        }
-        return SIMD8(sum(a0), sum(a1), sum(a2), sum(a3), sum(a4), sum(a5), sum(a6), sum(a7))
+        SIMD8(laneSumByHalves(a0), laneSumByHalves(a1), laneSumByHalves(a2), laneSumByHalves(a3),
+              laneSumByHalves(a4), laneSumByHalves(a5), laneSumByHalves(a6), laneSumByHalves(a7))
     }
 }
 
