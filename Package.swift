@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerTrain",
-                dependencies: ["SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
+                dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
                 swiftSettings: tunedSwift),
         .executableTarget(name: "segger-train",
                           dependencies: ["SeggerTrain",

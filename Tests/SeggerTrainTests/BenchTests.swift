@@ -33,4 +33,24 @@ final class BenchTests: XCTestCase {
         // The arena is sized by the warm-up steps: the timed steps add no memory (a few pages of slack).
         XCTAssertLessThan(abs(try number("rss_growth_timed_mb")), 4, String(line))
     }
+
+    func testBenchKernelsReportsPerEdgeCosts() throws {
+        let r = try Support.run(Support.binary, ["bench-kernels", "--rows", "200", "--degree", "3", "--heads", "2",
+                                                 "--channels", "16", "--reps", "6"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.stdout.split(separator: "\n").last, r.output)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+        func number(_ key: String) throws -> Double {
+            try XCTUnwrap((report[key] as? NSNumber)?.doubleValue, "missing \(key) in \(line)")
+        }
+        XCTAssertEqual(try number("edges"), 600)
+        for kernel in ["forward", "backward"] {
+            let ms = try number("\(kernel)_ms_median"), ns = try number("\(kernel)_ns_per_edge")
+            XCTAssertGreaterThan(ms, 0)
+            XCTAssertEqual(ns, ms * 1e6 / 600, accuracy: 1e-9 * ns)
+        }
+        let bad = try Support.run(Support.binary, ["bench-kernels", "--reps", "2"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("--reps"), bad.output)
+    }
 }
