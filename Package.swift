@@ -34,7 +34,7 @@ let package = Package(
 
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
-        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming", "CMaskBits"], swiftSettings: tunedSwift),
+        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming", "CMaskBits", "CVectorMath"], swiftSettings: tunedSwift),
         .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],
@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
-        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors"]),
+        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),
         .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "CFloat16"]),
         .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SafeTensors"]),
     ],

@@ -3,13 +3,19 @@
 //   α_k[h]  = exp(e_k[h] − max e[h]) / (Σ exp(e[h] − max e[h]) + 1e-16)    over the edges into i
 //   out_i   = concat_h Σ_k α_k[h] · xl[j,h,:]  + bias
 // Only α [E, H] is stored; the backward recomputes the per-channel terms from xl and xr, so no
-// [E, H, C] tensor ever exists. Channel loops run 8 lanes at a time (SIMD8) with a scalar tail.
+// [E, H, C] tensor ever exists. Per destination: the scores of its edges (all heads of a source row
+// at once), the softmax, then the channel loops block by block with the block's sums in registers over
+// the destination's edges. Channels run 16 lanes at a time; when the heads come in fours of 16-channel
+// blocks (the usual shapes) the channel sums of four heads are reduced together (`segger_lane_sums4`)
+// and the exponential takes four heads at once (`segger_exp4`); other shapes run 8 lanes, then scalars.
+// `segger-train bench-kernels` times them alone (ns per edge; in the caches with --rows 300).
 #if canImport(Glibc)
 import Glibc
 #else
 import Darwin
 #endif
 import CMaskBits
+import CVectorMath
 
 /// Slope of GATv2's leaky relu.
 public let gatv2NegativeSlope: Float = 0.2
@@ -23,6 +29,14 @@ typealias F16 = SIMD16<Float>
 
 @inline(__always) func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
+}
+
+@inline(__always) func loadF4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+@inline(__always) func storeF4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
 }
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> F16 {
@@ -119,22 +133,42 @@ public func reluMaskWords(width: Int) -> Int { (width + 15) / 16 }
     return e
 }
 
-/// y[c] += a · x[c] over n channels (elementwise: the vector width does not change any number).
-/// With `first`, y is not read: y[c] = 0 + a · x[c], the same numbers as zeroing y first.
-@inline(__always) func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                            first: Bool = false) {
+/// The attention scores of four heads at once (heads of C channels side by side, C a multiple of 16):
+/// per head the 16-lane sums of att·leaky_relu(x + y) over its channel blocks in order, then the four
+/// 16-lane vectors reduced together (`segger_lane_sums4`) — one lane sum per head costs 15 dependent adds.
+@_transparent func attentionScores4(_ att: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                                        _ C: Int) -> SIMD4<Float> {
+    var a0 = F16.zero, a1 = F16.zero, a2 = F16.zero, a3 = F16.zero
     var c = 0
-    let a16 = F16(repeating: a)
-    while c &+ 16 <= n {
-        store16((first ? F16.zero : load16(y + c)) + a16 * load16(x + c), y + c)
+    while c &+ 16 <= C {
+        a0 = a0 + leakyTerm16(att + c, x + c, y + c)
+        a1 = a1 + leakyTerm16(att + (C &+ c), x + (C &+ c), y + (C &+ c))
+        a2 = a2 + leakyTerm16(att + (2 &* C &+ c), x + (2 &* C &+ c), y + (2 &* C &+ c))
+        a3 = a3 + leakyTerm16(att + (3 &* C &+ c), x + (3 &* C &+ c), y + (3 &* C &+ c))
         c &+= 16
     }
-    let a8 = F8(repeating: a)
-    while c &+ 8 <= n {
-        store8((first ? F8.zero : load8(y + c)) + a8 * load8(x + c), y + c)
-        c &+= 8
+    return segger_lane_sums4(a0, a1, a2, a3)
+}
+
+/// ⟨g, x⟩ of four heads at once (C channels each, C a multiple of 16): 16-lane sums over the channel
+/// blocks in order, then reduced together (`segger_lane_sums4`).
+@_transparent func dots4(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ C: Int) -> SIMD4<Float> {
+    var a0 = F16.zero, a1 = F16.zero, a2 = F16.zero, a3 = F16.zero
+    var c = 0
+    while c &+ 16 <= C {
+        a0 = a0 + load16(g + c) * load16(x + c)
+        a1 = a1 + load16(g + (C &+ c)) * load16(x + (C &+ c))
+        a2 = a2 + load16(g + (2 &* C &+ c)) * load16(x + (2 &* C &+ c))
+        a3 = a3 + load16(g + (3 &* C &+ c)) * load16(x + (3 &* C &+ c))
+        c &+= 16
     }
-    while c < n { y[c] = (first ? 0 : y[c]) + a * x[c]; c &+= 1 }
+    return segger_lane_sums4(a0, a1, a2, a3)
+}
+
+/// att[c] · leaky_relu(x[c] + y[c]) for 16 channels.
+@inline(__always) func leakyTerm16(_ att: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> F16 {
+    let s = load16(x) + load16(y)
+    return load16(att) * (s * leakySlopes16(s))
 }
 
 /// The sum of the 16 lanes by halves: (lanes 0..<8 + 8..<16), then 4, 2, 1. Only for loops whose length
@@ -226,33 +260,99 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
             let o = out + i * ldo
             if k1 == k0 { o.update(repeating: 0, count: W) } else {
                 let xri = xr + i * ldr
-                // Scores and their maximum per head.
+                // Scores and their maximum per head (as `max`: a score replaces the maximum when ≥).
                 for h in 0..<H { m[h] = -Float.infinity }
+                let grouped = C % 16 == 0 && H % 4 == 0
                 for k in k0..<k1 {
                     let xlj = xl + Int(srcByDst[k]) * ldl
-                    for h in 0..<H {
-                        let e = attentionScore(att + h * C, xlj + h * C, xri + h * C, C)
-                        alpha[k * H + h] = e
-                        m[h] = max(m[h], e)
+                    if grouped {
+                        var h = 0
+                        while h < H {
+                            let e4 = attentionScores4(att + h * C, xlj + h * C, xri + h * C, C)
+                            storeF4(e4, alpha + (k &* H &+ h))
+                            let m4 = loadF4(m + h)
+                            storeF4(m4.replacing(with: e4, where: e4 .>= m4), m + h)
+                            h &+= 4
+                        }
+                    } else {
+                        for h in 0..<H {
+                            let e = attentionScore(att + h * C, xlj + h * C, xri + h * C, C)
+                            alpha[k * H + h] = e
+                            m[h] = max(m[h], e)
+                        }
                     }
                 }
-                // Softmax over the destination's edges.
+                // Softmax over the destination's edges (`segger_exp4`: four heads per call, no library call).
                 for h in 0..<H { denom[h] = 0 }
-                for k in k0..<k1 {
-                    for h in 0..<H {
-                        let p = expf(alpha[k * H + h] - m[h])
-                        alpha[k * H + h] = p
-                        denom[h] += p
+                if grouped {
+                    for k in k0..<k1 {
+                        var h = 0
+                        while h < H {
+                            let a = alpha + (k &* H &+ h)
+                            let p = segger_exp4(loadF4(a) - loadF4(m + h))
+                            storeF4(p, a)
+                            storeF4(loadF4(denom + h) + p, denom + h)
+                            h &+= 4
+                        }
+                    }
+                } else {
+                    for k in k0..<k1 {
+                        for h in 0..<H {
+                            let p = segger_exp1(alpha[k * H + h] - m[h])
+                            alpha[k * H + h] = p
+                            denom[h] += p
+                        }
                     }
                 }
                 for h in 0..<H { denom[h] = denom[h] + 1e-16 }
-                // Aggregation of the source projections.
                 for k in k0..<k1 {
-                    let xlj = xl + Int(srcByDst[k]) * ldl
-                    for h in 0..<H {
-                        let al = alpha[k * H + h] / denom[h]
-                        alpha[k * H + h] = al
-                        axpy(al, xlj + h * C, o + h * C, C, first: k == k0)
+                    for h in 0..<H { alpha[k &* H &+ h] = alpha[k &* H &+ h] / denom[h] }
+                }
+                // Aggregation of the source projections, block by block of a head's channels: each block's
+                // sum stays in a register over the destination's edges (edge order, from 0, as before).
+                for h in 0..<H {
+                    var c = 0
+                    while c &+ 64 <= C {
+                        let off = h &* C &+ c
+                        var a0 = F16.zero, a1 = F16.zero, a2 = F16.zero, a3 = F16.zero
+                        for k in k0..<k1 {
+                            let al = F16(repeating: alpha[k &* H &+ h])
+                            let x = xl + (Int(srcByDst[k]) &* ldl &+ off)
+                            a0 = a0 + al * load16(x)
+                            a1 = a1 + al * load16(x + 16)
+                            a2 = a2 + al * load16(x + 32)
+                            a3 = a3 + al * load16(x + 48)
+                        }
+                        store16(a0, o + off)
+                        store16(a1, o + (off &+ 16))
+                        store16(a2, o + (off &+ 32))
+                        store16(a3, o + (off &+ 48))
+                        c &+= 64
+                    }
+                    while c &+ 16 <= C {
+                        let off = h &* C &+ c
+                        var acc = F16.zero
+                        for k in k0..<k1 {
+                            acc = acc + F16(repeating: alpha[k &* H &+ h]) * load16(xl + (Int(srcByDst[k]) &* ldl &+ off))
+                        }
+                        store16(acc, o + off)
+                        c &+= 16
+                    }
+                    while c &+ 8 <= C {
+                        let off = h &* C &+ c
+                        var acc = F8.zero
+                        for k in k0..<k1 {
+                            acc = acc + F8(repeating: alpha[k &* H &+ h]) * load8(xl + (Int(srcByDst[k]) &* ldl &+ off))
+                        }
+                        store8(acc, o + off)
+                        c &+= 8
+                    }
+                    while c < C {
+                        let off = h &* C &+ c
+                        var acc: Float = 0
+                        for k in k0..<k1 { acc = acc + alpha[k &* H &+ h] * xl[Int(srcByDst[k]) &* ldl &+ off] }
+                        o[off] = acc
+                        c &+= 1
                     }
                 }
             }
@@ -281,6 +381,21 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
                 c += 1
             }
         }
+}
+
+/// One edge's contribution to 16 channels of the backward (edge j → i, the head's de and scale·α):
+/// da += de·leaky_relu(s) and dr += de·att·(slope − 1) in registers, dxl_j written (from 0 when `first`)
+/// with scale·α·g + de·att·slope, where s = xl_j + xr_i.
+@inline(__always) func edgeChannelBlock(_ xl: UnsafePointer<Float>, _ xr: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
+                                        _ g: UnsafePointer<Float>, _ dxl: UnsafeMutablePointer<Float>, first: Bool,
+                                        de: F16, sal: F16, da: inout F16, dr: inout F16) {
+    let s = load16(xl) + load16(xr)
+    let sl = leakySlopes16(s)
+    da = da + de * (s * sl)
+    let dea = de * load16(att)
+    let prev = first ? F16.zero : load16(dxl)
+    store16(prev + sal * load16(g) + dea * sl, dxl)
+    dr = dr + dea * (sl - 1)
 }
 
 /// Backward of `gatv2Forward` given dOut [numDst, H·C] (row stride lddo), the gradient of `out`.
@@ -314,10 +429,10 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                           prefetchRows: Int = 0) {
     // Constant head and channel counts of the usual configurations let the compiler unroll the channel loops.
     // Scratch: att and the datt, dbias, dbXr, dbResidual sums [H·C] each, the masked gradient row
-    // [H·C], Σ_k α_k·dα_k [H], dα [max in-degree, H].
+    // [H·C], Σ_k α_k·dα_k [H], dα and scale·α per edge [max in-degree, 2H].
     var maxDegree = 0
     for i in 0..<numDst { maxDegree = max(maxDegree, Int(dstStart[i + 1] - dstStart[i])) }
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * H * C + H * (1 + maxDegree) + 1) { buf in
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * H * C + H * (1 + 2 * maxDegree) + 1) { buf in
         if H == 4 && C == 64 { gatv2BackwardBody(FourHeads64.self, scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 64, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluMask: reluMask, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
         else if H == 4 && C == 16 { gatv2BackwardBody(FourHeads16.self, scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: 4, channels: 16, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluMask: reluMask, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
         else { gatv2BackwardBody(AnyShape.self, scratch: buf.baseAddress!, numDst: numDst, dstStart: dstStart, srcByDst: srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr, att: att, heads: H, channels: C, alpha: alpha, dOut: dOut, lddo: lddo, dxl: dxl, lddl: lddl, dxr: dxr, lddr: lddr, datt: datt, dbias: dbias, scale: scale, overwriteDxr: overwriteDxr, reluMask: reluMask, dResidual: dResidual, ldres: ldres, firstUse: firstUse, dbXr: dbXr, dbResidual: dbResidual, prefetchRows: prefetchRows) }
@@ -344,10 +459,10 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
     // The small vectors every edge or destination updates live side by side on the stack (sums from
     // zero, added to the caller's at the end): one hot block, so that a load of att[c] never follows a
     // store to datt[c] in another buffer at the same page offset (4K aliasing, see `allocateAtPageOffset`
-    // in SeggerModel). Then gm [H·C]: the masked gradient row; sumAD [H]: Σ_k α_k·dα_k; dAlpha
-    // [degree, H]: dα_k = ⟨g, xl_j⟩.
+    // in SeggerModel). Then gm [H·C]: the masked gradient row; sumAD [H]: Σ_k α_k·dα_k; per edge of the
+    // destination [degree, 2H]: dα_k = ⟨g, xl_j⟩ (then de_k in its place) and scale·α_k (`salpha`).
         let attL = scratch, dattL = attL + W, dbiasL = dattL + W, dbXrL = dbiasL + W, dbResL = dbXrL + W
-        let gm = dbResL + W, sumAD = gm + W, dAlpha = sumAD + H
+        let gm = dbResL + W, sumAD = gm + W, dAlpha = sumAD + H, salpha = dAlpha + H
         attL.update(from: att, count: W)
         dattL.update(repeating: 0, count: 4 * W)
         defer {
@@ -391,61 +506,120 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
             // as autograd computes it. All dα first, so the channel loop below has no reduction in it.
             for k in k0..<k1 {
                 let xlj = xl + Int(srcByDst[k]) * ldl
-                for h in 0..<H { dAlpha[(k &- k0) &* H &+ h] = dot(g + h * C, xlj + h * C, C) }
+                let d = dAlpha + (k &- k0) &* (2 &* H)
+                if C % 16 == 0 && H % 4 == 0 {    // as the forward's scores
+                    var h = 0
+                    while h < H {
+                        storeF4(dots4(g + h * C, xlj + h * C, C), d + h)
+                        h &+= 4
+                    }
+                } else {
+                    for h in 0..<H { d[h] = dot(g + h * C, xlj + h * C, C) }
+                }
             }
             for h in 0..<H { sumAD[h] = 0 }
             for k in k0..<k1 {
-                for h in 0..<H { sumAD[h] += alpha[k * H + h] * dAlpha[(k &- k0) &* H &+ h] }
+                for h in 0..<H { sumAD[h] += alpha[k * H + h] * dAlpha[(k &- k0) &* (2 &* H) &+ h] }
             }
+            // Per edge and head: de_k = scale·α_k·(dα_k − Σ_m α_m·dα_m) (in place of dα) and scale·α_k.
             for k in k0..<k1 {
-                let j = Int(srcByDst[k])
-                let first = firstUse.map { $0[k] != 0 } ?? false
-                let firstDxr = overwriteDxr && k == k0
                 for h in 0..<H {
-                    let gh = g + h * C
-                    let xlj = xl + j * ldl + h * C
-                    let dxlj = dxl + j * lddl + h * C
-                    let xrih = xri + h * C, dxrih = dxri + h * C
-                    let a = attL + h * C
-                    let da = dattL + h * C
-                    let al = alpha[k * H + h]
-                    // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax
-                    // denominator, relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges
-                    // on the negative side of the leaky relu contribute, and the cancelling part is gone.
-                    let de = scale * al * (dAlpha[(k &- k0) &* H &+ h] - sumAD[h])
-                    let sal = scale * al
-                    let de16 = F16(repeating: de), sal16 = F16(repeating: sal)
-                    var c = 0
-                    while c &+ 16 <= C {
-                        let s = load16(xlj + c) + load16(xrih + c)
-                        let sl = leakySlopes16(s)
-                        store16(load16(da + c) + de16 * (s * sl), da + c)
-                        let dea = de16 * load16(a + c)
-                        let prev = first ? F16.zero : load16(dxlj + c)
-                        store16(prev + sal16 * load16(gh + c) + dea * sl, dxlj + c)
-                        store16((firstDxr ? F16.zero : load16(dxrih + c)) + dea * (sl - 1), dxrih + c)
-                        c &+= 16
+                    let kh = (k &- k0) &* (2 &* H) &+ h
+                    let al = alpha[k &* H &+ h]
+                    dAlpha[kh] = scale * al * (dAlpha[kh] - sumAD[h])
+                    salpha[kh] = scale * al
+                }
+            }
+            // Block by block of a head's channels over the destination's edges: xr_i, att, g and the sums of
+            // dxr_i and datt stay in registers (each still summed edge by edge in edge order, as before).
+            // dxr_i = Σ_k de_k·att·slope_k; as Σ_k de_k = 0 (up to the 1e-16 of the softmax denominator,
+            // relative), it is accumulated as Σ_k de_k·att·(slope_k − 1): only edges on the negative side
+            // of the leaky relu contribute, and the cancelling part is gone.
+            for h in 0..<H {
+                var c = 0
+                // 64 channels at a time (four 16-lane sums of each kind in registers), then 16.
+                while c &+ 64 <= C {
+                    let off = h &* C &+ c
+                    var da0 = load16(dattL + off), da1 = load16(dattL + (off &+ 16))
+                    var da2 = load16(dattL + (off &+ 32)), da3 = load16(dattL + (off &+ 48))
+                    var dr0 = F16.zero, dr1 = F16.zero, dr2 = F16.zero, dr3 = F16.zero
+                    if !overwriteDxr {
+                        dr0 = load16(dxri + off); dr1 = load16(dxri + (off &+ 16))
+                        dr2 = load16(dxri + (off &+ 32)); dr3 = load16(dxri + (off &+ 48))
                     }
-                    let de8 = F8(repeating: de), sal8 = F8(repeating: sal)
-                    while c &+ 8 <= C {
-                        let s = load8(xlj + c) + load8(xrih + c)
+                    for k in k0..<k1 {
+                        let j = Int(srcByDst[k])
+                        let kh = (k &- k0) &* (2 &* H) &+ h
+                        let de16 = F16(repeating: dAlpha[kh]), sal16 = F16(repeating: salpha[kh])
+                        let x = xl + (j &* ldl &+ off), d = dxl + (j &* lddl &+ off)
+                        let first = firstUse.map { $0[k] != 0 } ?? false
+                        edgeChannelBlock(x, xri + off, attL + off, g + off, d, first: first, de: de16, sal: sal16, da: &da0, dr: &dr0)
+                        edgeChannelBlock(x + 16, xri + (off &+ 16), attL + (off &+ 16), g + (off &+ 16), d + 16, first: first, de: de16, sal: sal16, da: &da1, dr: &dr1)
+                        edgeChannelBlock(x + 32, xri + (off &+ 32), attL + (off &+ 32), g + (off &+ 32), d + 32, first: first, de: de16, sal: sal16, da: &da2, dr: &dr2)
+                        edgeChannelBlock(x + 48, xri + (off &+ 48), attL + (off &+ 48), g + (off &+ 48), d + 48, first: first, de: de16, sal: sal16, da: &da3, dr: &dr3)
+                    }
+                    store16(da0, dattL + off); store16(da1, dattL + (off &+ 16))
+                    store16(da2, dattL + (off &+ 32)); store16(da3, dattL + (off &+ 48))
+                    store16(dr0, dxri + off); store16(dr1, dxri + (off &+ 16))
+                    store16(dr2, dxri + (off &+ 32)); store16(dr3, dxri + (off &+ 48))
+                    c &+= 64
+                }
+                while c &+ 16 <= C {
+                    let off = h &* C &+ c
+                    var da = load16(dattL + off)
+                    var dr = overwriteDxr ? F16.zero : load16(dxri + off)
+                    for k in k0..<k1 {
+                        let j = Int(srcByDst[k])
+                        let kh = (k &- k0) &* (2 &* H) &+ h
+                        let first = firstUse.map { $0[k] != 0 } ?? false
+                        edgeChannelBlock(xl + (j &* ldl &+ off), xri + off, attL + off, g + off, dxl + (j &* lddl &+ off),
+                                         first: first, de: F16(repeating: dAlpha[kh]), sal: F16(repeating: salpha[kh]), da: &da, dr: &dr)
+                    }
+                    store16(da, dattL + off)
+                    store16(dr, dxri + off)
+                    c &+= 16
+                }
+                while c &+ 8 <= C {
+                    let off = h &* C &+ c
+                    let xr8 = load8(xri + off), a8 = load8(attL + off), g8 = load8(g + off)
+                    var da = load8(dattL + off)
+                    var dr = overwriteDxr ? F8.zero : load8(dxri + off)
+                    for k in k0..<k1 {
+                        let j = Int(srcByDst[k])
+                        let kh = (k &- k0) &* (2 &* H) &+ h
+                        let de8 = F8(repeating: dAlpha[kh]), sal8 = F8(repeating: salpha[kh])
+                        let s = load8(xl + (j &* ldl &+ off)) + xr8
                         let sl = leakySlopes(s)
-                        store8(load8(da + c) + de8 * (s * sl), da + c)
-                        let dea = de8 * load8(a + c)
-                        let prev = first ? F8.zero : load8(dxlj + c)
-                        store8(prev + sal8 * load8(gh + c) + dea * sl, dxlj + c)
-                        store8((firstDxr ? F8.zero : load8(dxrih + c)) + dea * (sl - 1), dxrih + c)
-                        c &+= 8
+                        da = da + de8 * (s * sl)
+                        let dea = de8 * a8
+                        let dxlj = dxl + (j &* lddl &+ off)
+                        let prev = (firstUse.map { $0[k] != 0 } ?? false) ? F8.zero : load8(dxlj)
+                        store8(prev + sal8 * g8 + dea * sl, dxlj)
+                        dr = dr + dea * (sl - 1)
                     }
-                    while c < C {
-                        let s = xlj[c] + xrih[c]
+                    store8(da, dattL + off)
+                    store8(dr, dxri + off)
+                    c &+= 8
+                }
+                while c < C {
+                    let off = h &* C &+ c
+                    var da = dattL[off]
+                    var dr = overwriteDxr ? 0 : dxri[off]
+                    for k in k0..<k1 {
+                        let j = Int(srcByDst[k])
+                        let kh = (k &- k0) &* (2 &* H) &+ h
+                        let de = dAlpha[kh], sal = salpha[kh]
+                        let s = xl[j &* ldl &+ off] + xri[off]
                         let pos = s > 0
-                        da[c] += de * (pos ? s : slope * s)
-                        let dea = de * a[c]
-                        dxlj[c] = (first ? 0 : dxlj[c]) + (sal * gh[c] + dea * (pos ? 1 : slope))
-                        dxrih[c] = (firstDxr ? 0 : dxrih[c]) + (pos ? 0 : dea * (slope - 1))
-                        c += 1
+                        da += de * (pos ? s : slope * s)
+                        let dea = de * attL[off]
+                        let first = firstUse.map { $0[k] != 0 } ?? false
+                        dxl[j &* lddl &+ off] = (first ? 0 : dxl[j &* lddl &+ off]) + (sal * g[off] + dea * (pos ? 1 : slope))
+                        dr = dr + (pos ? 0 : dea * (slope - 1))
                     }
+                    dattL[off] = da
+                    dxri[off] = dr
+                    c &+= 1
                 }
             }
             if dbXr != nil { addInPlace(dbXrL, dxri, W) }

@@ -26,8 +26,9 @@ final class FusedKernelTests: XCTestCase {
     }
 
     func testFusedKernelsMatchReferenceBitwise() {
-        // (H, C): the two specialized bodies and the generic one (with 8-lane and scalar tails).
-        for (H, C) in [(4, 64), (4, 16), (2, 11)] {
+        // (H, C): the two specialized bodies and the generic one (with 8-lane and scalar tails; with two
+        // groups of four 16-channel heads; with 16-channel blocks but heads not in fours).
+        for (H, C) in [(4, 64), (4, 16), (2, 11), (8, 16), (2, 32)] {
             for (scale, residual, relu) in [(Float(1), true, true), (0.5, false, true), (1, false, false)] {
                 check(heads: H, channels: C, scale: scale, residual: residual, relu: relu)
             }

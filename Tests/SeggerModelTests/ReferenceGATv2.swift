@@ -1,11 +1,14 @@
 // The GATv2 kernels as they were before the speed work (per head, separate passes, zero-filled
 // outputs), kept as the bitwise reference: the fused kernels must give the same numbers. (The softmax
-// backward changed since, in both: dα_k = ⟨g, xl_j⟩ first, then α_k·(dα_k − Σ α·dα), as autograd.)
+// backward changed since, in both: dα_k = ⟨g, xl_j⟩ first, then α_k·(dα_k − Σ α·dα), as autograd. And the
+// order of the channel sums of the scores and of dα when the heads come in fours of 16-channel blocks,
+// `laneGrouped`, and the exponential, `segger_exp1`: see the kernels.)
 #if canImport(Glibc)
 import Glibc
 #else
 import Darwin
 #endif
+import CVectorMath
 
 private typealias RF8 = SIMD8<Float>
 
@@ -38,6 +41,24 @@ private typealias RF8 = SIMD8<Float>
         c += 1
     }
     return e
+}
+
+/// Whether the kernels sum the channels of four heads at a time in 16-lane blocks (`segger_lane_sums4`).
+private func laneGrouped(heads H: Int, channels C: Int) -> Bool { C % 16 == 0 && H % 4 == 0 }
+
+/// Σ_c term(c) over C channels (a multiple of 16) in the kernels' grouped order: per lane l, the terms
+/// c ≡ l (mod 16) summed from 0 in channel order; then t_l = (v_l + v_{l+8}) + (v_{l+4} + v_{l+12}) for
+/// l < 4, and (t_0 + t_1) + (t_2 + t_3).
+private func ref_laneGroupedSum(_ C: Int, _ term: (Int) -> Float) -> Float {
+    var v = [Float](repeating: 0, count: 16)
+    for c in stride(from: 0, to: C, by: 16) { for l in 0..<16 { v[l] = v[l] + term(c + l) } }
+    var t = [Float](repeating: 0, count: 4)
+    for l in 0..<4 {
+        let a: Float = v[l] + v[l + 8], b: Float = v[l + 4] + v[l + 12]
+        t[l] = a + b
+    }
+    let lo: Float = t[0] + t[1], hi: Float = t[2] + t[3]
+    return lo + hi
 }
 
 @inline(__always) private func ref_axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -78,14 +99,21 @@ func referenceGATv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst
             // Scores and their maximum.
             var m = -Float.infinity
             for k in k0..<k1 {
-                let e = ref_attentionScore(a, xl + Int(srcByDst[k]) * ldl + h * C, xri, C)
+                let xlj = xl + Int(srcByDst[k]) * ldl + h * C
+                let e = laneGrouped(heads: H, channels: C)
+                    ? ref_laneGroupedSum(C) { c in
+                        let s: Float = xlj[c] + xri[c]
+                        let slope: Float = s > 0 ? 1 : 0.2
+                        return a[c] * (s * slope)
+                    }
+                    : ref_attentionScore(a, xlj, xri, C)
                 alpha[k * H + h] = e
                 m = max(m, e)
             }
             // Softmax over the destination's edges.
             var sum: Float = 0
             for k in k0..<k1 {
-                let p = expf(alpha[k * H + h] - m)
+                let p = segger_exp1(alpha[k * H + h] - m)
                 alpha[k * H + h] = p
                 sum += p
             }
@@ -131,7 +159,10 @@ func referenceGATv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDs
             let da = datt + h * C
             // Softmax backward (the max is a constant): de_k = α_k·(dα_k − Σ_m α_m·dα_m).
             var sumAD: Float = 0
-            for k in k0..<k1 { dAlpha[k] = ref_dot(gh, xl + Int(srcByDst[k]) * ldl + h * C, C) }
+            for k in k0..<k1 {
+                let xlj = xl + Int(srcByDst[k]) * ldl + h * C
+                dAlpha[k] = laneGrouped(heads: H, channels: C) ? ref_laneGroupedSum(C) { c in gh[c] * xlj[c] } : ref_dot(gh, xlj, C)
+            }
             for k in k0..<k1 { sumAD += alpha[k * H + h] * dAlpha[k] }
             for k in k0..<k1 {
                 let j = Int(srcByDst[k])
