@@ -71,20 +71,21 @@ extension Trainer {
 
 /// Machine limits measured at the shapes a step uses.
 public enum MachineProbe {
-    /// Seconds for one row-major sgemm C[M,N] = A[M,K]·B[K,N] (median of a few runs).
+    /// Seconds for one row-major sgemm C[M,N] = A[M,K]·B[K,N]: the fastest of at least five runs, the
+    /// machine's limit at that shape (a busy neighbour on a shared machine only slows a run down; with the
+    /// median of three, a noisy probe printed floors up to 20 % high).
     public static func sgemmSeconds(m: Int, k: Int, n: Int) -> Double {
         guard m > 0, k > 0, n > 0 else { return 0 }
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
         var c = [Float](repeating: 0, count: m * n)
         var samples: [Double] = []
-        let reps = max(3, min(50, Int(2e8 / Double(2 * m * k * n + 1))))
+        let reps = max(5, min(50, Int(2e8 / Double(2 * m * k * n + 1))))
         for _ in 0..<reps {
             let t0 = monotonicSeconds()
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
             samples.append(monotonicSeconds() - t0)
         }
-        samples.sort()
-        return samples[samples.count / 2]
+        return samples.min()!
     }
 
     /// Copy-and-scale bandwidth (read + write bytes per second) over arrays larger than the caches.
