@@ -71,36 +71,49 @@ extension Trainer {
 
 /// Machine limits measured at the shapes a step uses.
 public enum MachineProbe {
-    /// Seconds for one row-major sgemm C[M,N] = A[M,K]·B[K,N]: the fastest of at least five runs, the
-    /// machine's limit at that shape (a busy neighbour on a shared machine only slows a run down; with the
-    /// median of three, a noisy probe printed floors up to 20 % high).
-    public static func sgemmSeconds(m: Int, k: Int, n: Int) -> Double {
-        guard m > 0, k > 0, n > 0 else { return 0 }
-        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
-        var c = [Float](repeating: 0, count: m * n)
-        var samples: [Double] = []
-        let reps = max(5, min(50, Int(2e8 / Double(2 * m * k * n + 1))))
-        for _ in 0..<reps {
-            let t0 = monotonicSeconds()
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
-            samples.append(monotonicSeconds() - t0)
-        }
-        return samples.min()!
+    /// What the floor is computed from: the seconds of one row-major sgemm C[M,N] = A[M,K]·B[K,N] at each
+    /// shape (keyed "MxKxN") and the copy-and-scale bandwidth (read + write bytes per second) over arrays
+    /// larger than the caches.
+    public struct Limits {
+        public var sgemmSeconds: [String: Double]
+        public var bandwidth: Double
     }
 
-    /// Copy-and-scale bandwidth (read + write bytes per second) over arrays larger than the caches.
-    public static func memoryBandwidth() -> Double {
-        let n = 16 << 20
-        let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); a.initialize(repeating: 1)
-        let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); b.initialize(repeating: 2)
-        defer { a.deallocate(); b.deallocate() }
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let t0 = monotonicSeconds()
-            triad(a, b, n)
-            best = min(best, monotonicSeconds() - t0)
+    /// Measures `Limits` for `shapes`: the fastest of `rounds` passes, each over all the shapes and then the
+    /// bandwidth — the machine's limit at each. A busy neighbour on a shared machine only slows runs down,
+    /// and in bursts of seconds: interleaving puts a burst into one round of every measurement instead of
+    /// into every run of one (run back to back, the median of three sgemm runs printed floors up to 20 %
+    /// high, and ratios below 1). A pass runs each shape about 0.2 GFLOP worth of times, at least once.
+    public static func limits(shapes: [(m: Int, k: Int, n: Int)], rounds: Int = 5) -> Limits {
+        var best: [String: Double] = [:]
+        var distinct: [(m: Int, k: Int, n: Int)] = []
+        for s in shapes where s.m > 0 && s.k > 0 && s.n > 0 && best["\(s.m)x\(s.k)x\(s.n)"] == nil {
+            best["\(s.m)x\(s.k)x\(s.n)"] = .infinity
+            distinct.append(s)
         }
-        return Double(3 * n * 4) / best
+        let largest = distinct.map { $0.m * max($0.k, $0.n) + $0.k * $0.n }.max() ?? 0
+        let a = [Float](repeating: 0.5, count: largest), b = [Float](repeating: 0.25, count: largest)
+        var c = [Float](repeating: 0, count: largest)
+        let n = 16 << 20
+        let x = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); x.initialize(repeating: 1)
+        let y = UnsafeMutableBufferPointer<Float>.allocate(capacity: n); y.initialize(repeating: 2)
+        defer { x.deallocate(); y.deallocate() }
+        var triadBest = Double.infinity
+        for _ in 0..<rounds {
+            for s in distinct {
+                let key = "\(s.m)x\(s.k)x\(s.n)"
+                for _ in 0..<max(1, min(50, Int(2e8 / Double(2 * s.m * s.k * s.n)))) {
+                    let t0 = monotonicSeconds()
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s.m), Int32(s.n), Int32(s.k), 1, a, Int32(s.k),
+                                b, Int32(s.n), 0, &c, Int32(s.n))
+                    best[key] = min(best[key]!, monotonicSeconds() - t0)
+                }
+            }
+            let t0 = monotonicSeconds()
+            triad(x, y, n)
+            triadBest = min(triadBest, monotonicSeconds() - t0)
+        }
+        return Limits(sgemmSeconds: best, bandwidth: Double(3 * n * 4) / triadBest)
     }
 
     @inline(never)
@@ -161,16 +174,13 @@ public struct StepShapes {
         forward.reduce(0) { $0 + 3 * 2 * Double($1.m) * Double($1.k) * Double($1.n) }
     }
 
-    /// Seconds the step's GEMMs take at measured sgemm speed (forward, dX and dW shapes).
-    public func gemmFloorSeconds(cache: inout [String: Double]) -> Double {
-        var total = 0.0
-        for s in forward {
-            for (m, k, n) in [(s.m, s.k, s.n), (s.m, s.n, s.k), (s.n, s.m, s.k)] {
-                let key = "\(m)x\(k)x\(n)"
-                if cache[key] == nil { cache[key] = MachineProbe.sgemmSeconds(m: m, k: k, n: n) }
-                total += cache[key]!
-            }
-        }
-        return total
+    /// Every sgemm shape of the step (forward, dX and dW of each forward GEMM), as `MachineProbe` takes them.
+    public var gemmShapes: [(m: Int, k: Int, n: Int)] {
+        forward.flatMap { s in [(s.m, s.k, s.n), (s.m, s.n, s.k), (s.n, s.m, s.k)] }
+    }
+
+    /// Seconds the step's GEMMs take at the sgemm speeds `probed` (`MachineProbe.Limits.sgemmSeconds`).
+    public func gemmFloorSeconds(probed: [String: Double]) -> Double {
+        gemmShapes.reduce(0) { $0 + (probed["\($1.m)x\($1.k)x\($1.n)"] ?? 0) }
     }
 }

@@ -53,20 +53,23 @@ struct Bench: ParsableCommand {
             guard comm.isRoot else { try? FileManager.default.removeItem(atPath: o.rootDir); return }
             // Per-tile work and the floor, from the tiles actually used.
             let set = trainer.trainingTiles
-            var cache: [String: Double] = [:]
             var flops = 0.0, gemmSeconds = 0.0, edgeBytes = 0.0, tx = 0.0, edges = 0.0, labels = 0.0
             let sample = Array(set.paths.prefix(8))
+            var shapes: [StepShapes] = []
             for p in sample {
                 let t = try Tile.read(path: p)
-                let shapes = StepShapes(tile: t, config: trainer.modelConfig)
-                flops += shapes.gemmFlops
-                gemmSeconds += shapes.gemmFloorSeconds(cache: &cache)
-                edgeBytes += shapes.edgeBytes
+                shapes.append(StepShapes(tile: t, config: trainer.modelConfig))
                 tx += Double(t.numTx); edges += Double(t.neighbors.count + t.belongs.count); labels += Double(t.numLabels)
+            }
+            let limits = MachineProbe.limits(shapes: shapes.flatMap { $0.gemmShapes })
+            for s in shapes {
+                flops += s.gemmFlops
+                gemmSeconds += s.gemmFloorSeconds(probed: limits.sgemmSeconds)
+                edgeBytes += s.edgeBytes
             }
             let n = Double(sample.count)
             let tilesPerStepPerRank = Double(batch)
-            let bandwidth = MachineProbe.memoryBandwidth()
+            let bandwidth = limits.bandwidth
             let gemmFloor = gemmSeconds / n * tilesPerStepPerRank
             let floor = gemmFloor + edgeBytes / n * tilesPerStepPerRank / bandwidth
             let sorted = times.sorted()
