@@ -406,7 +406,8 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 ///   then the gradient after the relu and is masked first (the numbers of `reluBackward` from the relu
 ///   output, which is not read again: measured −0.7 ms per step).
 /// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
-///   a residual added in the forward epilogue (scale does not apply to it).
+///   a residual added in the forward epilogue (scale does not apply to it). It may be dOut itself (the
+///   same rows, ldres = lddo): the masked gradient then replaces dOut, whose rows the kernel has just read.
 /// - `firstUse` [E] (optional): nonzero at the first grouped edge of each source. That edge then writes
 ///   `0 + its contribution` to dxl[j] instead of accumulating, so the caller need not zero the rows of
 ///   dxl that are sources (only the others); the numbers are the same as zeroing first.
@@ -492,7 +493,7 @@ public func gatv2Backward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst:
                 while c < W { gm[c] = mask[c >> 4] & (1 << UInt16(c & 15)) != 0 ? g[c] : 0; c += 1 }
                 g = UnsafePointer(gm)
             }
-            if let dResidual { (dResidual + i * ldres).update(from: g, count: W) }
+            if let dResidual, UnsafePointer(dResidual + i * ldres) != g { (dResidual + i * ldres).update(from: g, count: W) }
             if dbResidual != nil { addInPlace(dbResL, g, W) }
             addScaled(dbiasL, scale, g, W)
             let dxri = dxr + i * lddr

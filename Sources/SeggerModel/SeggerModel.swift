@@ -25,7 +25,9 @@ public enum RelationName {
 /// Where one GATv2 layer (both relations plus its residual linears) lives in the flat buffer.
 ///
 /// Weights that read the same input are adjacent so that each group runs as one GEMM:
-/// - tx block `[neighbors.lin_l; neighbors.lin_r; lin_X.tx]` [txCols, in], then their biases;
+/// - tx block `[neighbors.lin_l; neighbors.lin_r; lin_X.tx]` [txCols, in], then their biases (lin_l and
+///   lin_r run as one GEMM into rows [xl | xr]; the residual `lin_X.tx` as a second one into its own rows,
+///   so that the edge kernels read and write rows of 2·width, as without residual);
 /// - belongs source projection `belongs.lin_l` [H·C, in] and its bias (kept apart: it only needs the
 ///   transcripts that are sources of a belongs edge);
 /// - bd block `[belongs.lin_r; lin_X.bd]` [bdCols, in], then their biases;
@@ -263,7 +265,8 @@ public final class SeggerModel {
     private let inputBd = Scratch()    // [nBd, I] lin0.bd before relu
     private let hTx: [Scratch]         // [L+1]: input of layer l; h[L] = output before L2 norm
     private let hBd: [Scratch]
-    private let yTx: [Scratch]         // [nTx, txCols] per layer
+    private let yTx: [Scratch]         // [nTx, 2·width] per layer: [xl | xr] of the neighbors relation
+    private let rTx: [Scratch]         // [nTx, width] per layer: the residual linear lin_X.tx (with residual)
     private let yBd: [Scratch]         // [nBd, bdCols] per layer
     private let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
                                        // nBs transcripts that are sources of a belongs edge (rows 0..<nBs)
@@ -361,6 +364,7 @@ public final class SeggerModel {
         hTx = (0...count).map { _ in Scratch() }
         hBd = (0...count).map { _ in Scratch() }
         yTx = (0..<count).map { _ in Scratch() }
+        rTx = (0..<count).map { _ in Scratch() }
         yBd = (0..<count).map { _ in Scratch() }
         xlB = (0..<count).map { _ in Scratch() }
         reluMaskTx = (0..<count).map { _ in GrowableBuffer<UInt16>() }
@@ -476,10 +480,15 @@ public final class SeggerModel {
         for (l, L) in layers.enumerated() {
             let W = L.width
             let xTx = hTx[l].p, xBdL = hBd[l].p
-            let yt = yTx[l].reserve(nTx * L.txCols), yb = yBd[l].reserve(nBd * L.bdCols)
+            let yt = yTx[l].reserve(nTx * 2 * W), yb = yBd[l].reserve(nBd * L.bdCols)
             let xlb = xlB[l].reserve(nBs * W)
-            linearForward(y: yt, ldy: L.txCols, x: xTx, ldx: L.inDim, w: w + L.txW, b: w + L.txB,
-                          n: nTx, inDim: L.inDim, outDim: L.txCols)
+            linearForward(y: yt, ldy: 2 * W, x: xTx, ldx: L.inDim, w: w + L.txW, b: w + L.txB,
+                          n: nTx, inDim: L.inDim, outDim: 2 * W)
+            let rt: UnsafeMutablePointer<Float>? = config.residual ? rTx[l].reserve(nTx * W) : nil
+            if let rt {
+                linearForward(y: rt, ldy: W, x: xTx, ldx: L.inDim, w: w + L.txW + 2 * W * L.inDim, b: w + L.txB + 2 * W,
+                              n: nTx, inDim: L.inDim, outDim: W)
+            }
             linearForward(y: xlb, ldy: W, x: xTx, ldx: L.inDim, w: w + L.blW, b: w + L.blB,
                           n: nBs, inDim: L.inDim, outDim: W)
             linearForward(y: yb, ldy: L.bdCols, x: xBdL, ldx: L.inDim, w: w + L.bdW, b: w + L.bdB,
@@ -488,10 +497,10 @@ public final class SeggerModel {
             // Conv outputs with the epilogue fused: + residual linear, relu between layers.
             let res = config.residual
             gatv2Forward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
-                         xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
+                         xl: yt, ldl: 2 * W, xr: yt + W, ldr: 2 * W,
                          att: w + L.nnAtt, bias: w + L.nnBias, heads: H, channels: L.channels,
                          alpha: alphaNN[l].reserve(nn.count * H), out: oTx, ldo: W, scale: scaleTx,
-                         residual: res ? UnsafePointer(yt + 2 * W) : nil, ldres: L.txCols, relu: !L.isLast,
+                         residual: rt.map { UnsafePointer($0) }, ldres: W, relu: !L.isLast,
                          reluMask: L.isLast ? nil : reluMaskTx[l].reserve(nTx * reluMaskWords(width: W)),
                          prefetchRows: nTx)
             gatv2Forward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
@@ -558,12 +567,14 @@ public final class SeggerModel {
         // GATv2 layers, last to first. gTx/gBd: gradient of the layer's output.
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let L = layers[l], W = L.width
-            // dyt = [dxl | dxr | d residual]: only dxl accumulates (scattered over sources) and needs
-            // zeroing; the kernel writes dxr and the residual gradient. dyb = [dxr | d residual]: written.
-            let dyt = dYtx.reserve(nTx * L.txCols), dyb = dYbd.reserve(nBd * L.bdCols)
+            // dyt = [dxl | dxr]: only dxl accumulates (scattered over sources) and needs zeroing; the kernel
+            // writes dxr. The residual's gradient is the (relu-masked) output gradient: the kernel writes it
+            // over gTx in place (rows it has just read: no line is fetched only to be overwritten).
+            // dyb = [dxr | d residual]: written.
+            let dyt = dYtx.reserve(nTx * 2 * W), dyb = dYbd.reserve(nBd * L.bdCols)
             let dxlb = dXlB.reserve(nBs * W)
             // dxl rows are written by the first edge of each source; only sources without edges are zeroed.
-            for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * L.txCols).update(repeating: 0, count: W) }
+            for u in 0..<nn.numUnused { (dyt + Int(nn.unusedSources.p[u]) * 2 * W).update(repeating: 0, count: W) }
             for u in 0..<bl.numUnused { (dxlb + Int(bl.unusedSources.p[u]) * W).update(repeating: 0, count: W) }
             let res = config.residual
             // Between layers the conv output went through relu: its gradient is masked inside the kernel, by
@@ -572,11 +583,11 @@ public final class SeggerModel {
             let reluBd: UnsafePointer<UInt16>? = L.isLast ? nil : UnsafePointer(reluMaskBd[l].p)
             let yt = yTx[l].p, yb = yBd[l].p
             gatv2Backward(numDst: nTx, dstStart: nn.dstStart.p, srcByDst: nn.srcByDst.p,
-                          xl: yt, ldl: L.txCols, xr: yt + W, ldr: L.txCols,
+                          xl: yt, ldl: 2 * W, xr: yt + W, ldr: 2 * W,
                           att: w + L.nnAtt, heads: H, channels: L.channels, alpha: alphaNN[l].p,
-                          dOut: gTx, lddo: W, dxl: dyt, lddl: L.txCols, dxr: dyt + W, lddr: L.txCols,
+                          dOut: gTx, lddo: W, dxl: dyt, lddl: 2 * W, dxr: dyt + W, lddr: 2 * W,
                           datt: g + L.nnAtt, dbias: g + L.nnBias, scale: scaleTx, overwriteDxr: true,
-                          reluMask: reluTx, dResidual: res ? dyt + 2 * W : nil, ldres: L.txCols,
+                          reluMask: reluTx, dResidual: res ? gTx : nil, ldres: W,
                           firstUse: nn.firstUse.p, dbXr: g + L.txB + W, dbResidual: res ? g + L.txB + 2 * W : nil,
                           prefetchRows: nTx)
             gatv2Backward(numDst: nBd, dstStart: bl.dstStart.p, srcByDst: bl.srcByDst.p,
@@ -589,11 +600,18 @@ public final class SeggerModel {
             let xTx = hTx[l].p, xBd = hBd[l].p
             // Bias gradients: the kernels summed the dxr and residual columns as they wrote them (into the
             // zeroed gradient buffer); the scattered dxl columns are summed here, in the same row order.
+            // The residual linear lin_X.tx: the rows of the tx block after lin_l and lin_r, gradient gTx.
+            let resW = L.txW + 2 * W * L.inDim
             if L.inDim == narrowLinearInput {
                 // An 8-wide input (the first layer): weight, bias and input gradients in one pass over each dY.
                 narrowLinearBackward(dw: g + L.txW, db: g + L.txB, dbColumns: W, dx: gTxNext, lddx: L.inDim,
-                                     accumulateDx: false, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
-                                     w: w + L.txW, n: nTx, outDim: L.txCols)
+                                     accumulateDx: false, dy: dyt, ldy: 2 * W, x: xTx, ldx: L.inDim,
+                                     w: w + L.txW, n: nTx, outDim: 2 * W)
+                if res {
+                    narrowLinearBackward(dw: g + resW, db: nil, dbColumns: 0, dx: gTxNext, lddx: L.inDim,
+                                         accumulateDx: true, dy: gTx, ldy: W, x: xTx, ldx: L.inDim,
+                                         w: w + resW, n: nTx, outDim: W)
+                }
                 // The belongs sources (rows 0..<nBs) add their input gradient in place.
                 narrowLinearBackward(dw: g + L.blW, db: g + L.blB, dbColumns: W, dx: gTxNext, lddx: L.inDim,
                                      accumulateDx: true, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
@@ -603,16 +621,24 @@ public final class SeggerModel {
                                      w: w + L.bdW, n: nBd, outDim: L.bdCols)
                 onGradientsReady?(L.start)
             } else {
-                linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: L.txCols, x: xTx, ldx: L.inDim,
-                                     n: nTx, inDim: L.inDim, outDim: L.txCols)
-                columnSums(g + L.txB, dyt, ld: L.txCols, rows: nTx, cols: W)
+                linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: 2 * W, x: xTx, ldx: L.inDim,
+                                     n: nTx, inDim: L.inDim, outDim: 2 * W)
+                if res {
+                    linearBackwardParams(dw: g + resW, db: nil, dy: gTx, ldy: W, x: xTx, ldx: L.inDim,
+                                         n: nTx, inDim: L.inDim, outDim: W)
+                }
+                columnSums(g + L.txB, dyt, ld: 2 * W, rows: nTx, cols: W)
                 linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
                                      n: nBs, inDim: L.inDim, outDim: W)
                 linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
                                      n: nBd, inDim: L.inDim, outDim: L.bdCols)
                 onGradientsReady?(L.start)
-                linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: L.txCols, w: w + L.txW,
-                                    n: nTx, inDim: L.inDim, outDim: L.txCols)
+                linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: 2 * W, w: w + L.txW,
+                                    n: nTx, inDim: L.inDim, outDim: 2 * W)
+                if res {
+                    linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: gTx, ldy: W, w: w + resW,
+                                        n: nTx, inDim: L.inDim, outDim: W, accumulate: true)
+                }
                 // The belongs sources (rows 0..<nBs) add their input gradient in place.
                 linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dxlb, ldy: W, w: w + L.blW,
                                     n: nBs, inDim: L.inDim, outDim: W, accumulate: true)
@@ -653,13 +679,13 @@ public final class SeggerModel {
         for (l, L) in layers.enumerated() {
             let W = L.width
             if config.residual {
-                if name == "\(L.lin).tx" { return txRows(yTx[l].p, ld: L.txCols, from: 2 * W, count: W) }
+                if name == "\(L.lin).tx" { return txRows(rTx[l].p, ld: W, from: 0, count: W) }
                 if name == "\(L.lin).bd" { return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: W, count: W) }
             }
             let nnP = "\(L.conv).\(RelationName.neighbors)", bP = "\(L.conv).\(RelationName.belongs)"
             switch name {
-            case "\(nnP).lin_l": return txRows(yTx[l].p, ld: L.txCols, from: 0, count: W)
-            case "\(nnP).lin_r": return txRows(yTx[l].p, ld: L.txCols, from: W, count: W)
+            case "\(nnP).lin_l": return txRows(yTx[l].p, ld: 2 * W, from: 0, count: W)
+            case "\(nnP).lin_r": return txRows(yTx[l].p, ld: 2 * W, from: W, count: W)
             case "\(bP).lin_l":    // every transcript's projection (training computes only the sources')
                 var out = [Float](repeating: 0, count: nTx * W)
                 linearForward(y: &out, ldy: W, x: hTx[l].p, ldx: L.inDim, w: weights.baseAddress! + L.blW,
@@ -667,11 +693,11 @@ public final class SeggerModel {
                 return txRows(out, ld: W, from: 0, count: W)
             case "\(bP).lin_r": return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: 0, count: W)
             case "\(nnP).aggr_module":
-                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: nil), ld: W, from: 0, count: W)
+                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: 2 * W, layer: L, bias: nil), ld: W, from: 0, count: W)
             case "\(bP).aggr_module":
                 return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
             case nnP:
-                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: L.txCols, layer: L, bias: L.nnBias), ld: W, from: 0, count: W)
+                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: 2 * W, layer: L, bias: L.nnBias), ld: W, from: 0, count: W)
             case bP:
                 return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
             default: break

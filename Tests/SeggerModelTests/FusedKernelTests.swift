@@ -102,5 +102,24 @@ final class FusedKernelTests: XCTestCase {
         assertBitwise(dRes, g, "dResidual " + what)
         assertBitwise(dbXr, dbXrRef, "dbXr " + what)
         assertBitwise(dbRes, dbResRef, "dbResidual " + what)
+
+        // The residual gradient written over dOut itself (as the model does): the same numbers everywhere.
+        var dOutInPlace = (0..<(nD * W)).map { gOut.p[$0] }
+        var dxl2 = dxl, dxr2 = dxr
+        for j in 0..<nS where seen[j] { for c in 0..<W { dxl2[j * ldl + c] = 1e30 } }
+        var datt2 = [Float](repeating: 0, count: W), dbias2 = [Float](repeating: 0, count: W)
+        var dbXr2 = [Float](repeating: 0, count: W), dbRes2 = [Float](repeating: 0, count: W)
+        dOutInPlace.withUnsafeMutableBufferPointer { d in
+            gatv2Backward(numDst: nD, dstStart: rel.dstStart, srcByDst: rel.srcByDst, xl: xl.p, ldl: ldl, xr: xr.p, ldr: ldr,
+                          att: att.p, heads: H, channels: C, alpha: alpha, dOut: d.baseAddress!, lddo: W,
+                          dxl: &dxl2, lddl: ldl, dxr: &dxr2, lddr: ldr, datt: &datt2, dbias: &dbias2, scale: scale,
+                          overwriteDxr: true, reluMask: relu ? mask : nil, dResidual: d.baseAddress!, ldres: W,
+                          firstUse: firstUse, dbXr: &dbXr2, dbResidual: &dbRes2)
+        }
+        assertBitwise(dOutInPlace, g, "dResidual in place over dOut " + what)
+        assertBitwise(dxl2, dxlRef, "dxl (dResidual in place) " + what)
+        assertBitwise(dxr2, dxrRef, "dxr (dResidual in place) " + what)
+        assertBitwise(datt2, dattRef, "datt (dResidual in place) " + what)
+        assertBitwise(dbRes2, dbResRef, "dbResidual (dResidual in place) " + what)
     }
 }
