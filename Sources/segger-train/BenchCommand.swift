@@ -103,10 +103,7 @@ struct Bench: ParsableCommand {
             report.meanTileTx = tx / n
             report.meanTileEdges = edges / n
             report.meanTileLabels = labels / n
-            let enc = JSONEncoder()
-            enc.keyEncodingStrategy = .convertToSnakeCase
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            try printJSONLine(report)
             try? FileManager.default.removeItem(atPath: o.rootDir)
         }
     }
@@ -150,9 +147,14 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         let report = EdgeKernelBenchmark.run(rows: rows, degree: degree, far: far, heads: heads, channels: channels,
                                              reps: reps, seed: seed)
-        let enc = JSONEncoder()
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.sortedKeys]
-        print(String(decoding: try enc.encode(report), as: UTF8.self))
+        try printJSONLine(report)
     }
+}
+
+/// Prints `report` as one JSON line, snake_case keys in sorted order (what Scripts/bench parses).
+func printJSONLine<T: Encodable>(_ report: T) throws {
+    let enc = JSONEncoder()
+    enc.keyEncodingStrategy = .convertToSnakeCase
+    enc.outputFormatting = [.sortedKeys]
+    print(String(decoding: try enc.encode(report), as: UTF8.self))
 }

@@ -4,17 +4,21 @@ import Foundation
 import XCTest
 
 final class BenchTests: XCTestCase {
+    /// The JSON object on the last line of `stdout`, and a reader of its numeric fields that fails the test
+    /// when one is missing.
+    func lastJSONLine(_ stdout: String, _ output: String) throws -> ([String: Any], (String) throws -> Double) {
+        let line = try XCTUnwrap(stdout.split(separator: "\n").last, output)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+        return (report, { key in try XCTUnwrap((report[key] as? NSNumber)?.doubleValue, "missing \(key) in \(line)") })
+    }
+
     func testBenchReportIsCompleteAndConsistent() throws {
         let tiles = try Support.synth(tiles: 4, tx: 300, seed: 61)
         let r = try Support.run(Support.binary, ["bench", "--tiles", tiles, "--steps", "12", "--warmup", "2",
                                                  "--num_tx_tokens", "500", "--init_emb", "4", "--hidden_channels", "8",
                                                  "--out_channels", "4", "--heads", "2", "--mid_layers", "1"])
         XCTAssertEqual(r.status, 0, r.output)
-        let line = try XCTUnwrap(r.stdout.split(separator: "\n").last, r.output)
-        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-        func number(_ key: String) throws -> Double {
-            try XCTUnwrap((report[key] as? NSNumber)?.doubleValue, "missing \(key) in \(line)")
-        }
+        let (report, number) = try lastJSONLine(r.stdout, r.output)
         XCTAssertEqual(try number("ranks"), 1)
         XCTAssertEqual(try number("steps"), 12)
         XCTAssertEqual(report["architecture"] as? String, "documented")
@@ -31,18 +35,14 @@ final class BenchTests: XCTestCase {
         XCTAssertGreaterThan(try number("gemm_gflop_per_step"), 0)
         XCTAssertGreaterThan(try number("peak_rssmb"), 0)
         // The arena is sized by the warm-up steps: the timed steps add no memory (a few pages of slack).
-        XCTAssertLessThan(abs(try number("rss_growth_timed_mb")), 4, String(line))
+        XCTAssertLessThan(abs(try number("rss_growth_timed_mb")), 4, "\(report)")
     }
 
     func testBenchKernelsReportsPerEdgeCosts() throws {
         let r = try Support.run(Support.binary, ["bench-kernels", "--rows", "200", "--degree", "3", "--heads", "2",
                                                  "--channels", "16", "--reps", "6"])
         XCTAssertEqual(r.status, 0, r.output)
-        let line = try XCTUnwrap(r.stdout.split(separator: "\n").last, r.output)
-        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-        func number(_ key: String) throws -> Double {
-            try XCTUnwrap((report[key] as? NSNumber)?.doubleValue, "missing \(key) in \(line)")
-        }
+        let (_, number) = try lastJSONLine(r.stdout, r.output)
         XCTAssertEqual(try number("edges"), 600)
         for kernel in ["forward", "backward"] {
             let ms = try number("\(kernel)_ms_median"), ns = try number("\(kernel)_ns_per_edge")
