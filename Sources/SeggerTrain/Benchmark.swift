@@ -79,6 +79,9 @@ public enum MachineProbe {
         public var bandwidth: Double
     }
 
+    /// The key of a shape in `Limits.sgemmSeconds`.
+    public static func key(_ s: (m: Int, k: Int, n: Int)) -> String { "\(s.m)x\(s.k)x\(s.n)" }
+
     /// Measures `Limits` for `shapes`: the fastest of `rounds` passes, each over all the shapes and then the
     /// bandwidth — the machine's limit at each. A busy neighbour on a shared machine only slows runs down,
     /// and in bursts of seconds: interleaving puts a burst into one round of every measurement instead of
@@ -87,8 +90,8 @@ public enum MachineProbe {
     public static func limits(shapes: [(m: Int, k: Int, n: Int)], rounds: Int = 5) -> Limits {
         var best: [String: Double] = [:]
         var distinct: [(m: Int, k: Int, n: Int)] = []
-        for s in shapes where s.m > 0 && s.k > 0 && s.n > 0 && best["\(s.m)x\(s.k)x\(s.n)"] == nil {
-            best["\(s.m)x\(s.k)x\(s.n)"] = .infinity
+        for s in shapes where s.m > 0 && s.k > 0 && s.n > 0 && best[key(s)] == nil {
+            best[key(s)] = .infinity
             distinct.append(s)
         }
         let largest = distinct.map { $0.m * max($0.k, $0.n) + $0.k * $0.n }.max() ?? 0
@@ -101,7 +104,7 @@ public enum MachineProbe {
         var triadBest = Double.infinity
         for _ in 0..<rounds {
             for s in distinct {
-                let key = "\(s.m)x\(s.k)x\(s.n)"
+                let key = key(s)
                 for _ in 0..<max(1, min(50, Int(2e8 / Double(2 * s.m * s.k * s.n)))) {
                     let t0 = monotonicSeconds()
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s.m), Int32(s.n), Int32(s.k), 1, a, Int32(s.k),
@@ -181,6 +184,6 @@ public struct StepShapes {
 
     /// Seconds the step's GEMMs take at the sgemm speeds `probed` (`MachineProbe.Limits.sgemmSeconds`).
     public func gemmFloorSeconds(probed: [String: Double]) -> Double {
-        gemmShapes.reduce(0) { $0 + (probed["\($1.m)x\($1.k)x\($1.n)"] ?? 0) }
+        gemmShapes.reduce(0) { $0 + (probed[MachineProbe.key($1)] ?? 0) }
     }
 }
