@@ -126,6 +126,21 @@ public struct Tile: Sendable {
     /// Feature values that were NaN or ±inf and were replaced as torch.nan_to_num does.
     public var nonFiniteReplaced: Int
 
+    // Where the nodes lie and who they are (segger-tile v2; optional, training uses none of it).
+    // Segmentation (`predict`) needs positions and ids; a tile without them still trains.
+    /// Row-major [numTx, txPosDim] positions (`tx.pos`, µm); empty when the file has none.
+    public var txPos: [Float] = []
+    /// 2 or 3 when `tx.pos` is present, else 0.
+    public var txPosDim: Int = 0
+    /// Row-major [numBd, bdPosDim] boundary centroids (`bd.pos`); empty when the file has none.
+    public var bdPos: [Float] = []
+    /// 2 or 3 when `bd.pos` is present, else 0.
+    public var bdPosDim: Int = 0
+    /// Transcript ids (`tx.id`, int64, segger's `transcript_id`), one per tx row; nil when absent.
+    public var txIDs: [Int64]? = nil
+    /// Boundary (cell) ids (`bd.id`, segger's cell id strings such as `cpikcgfm-1`); nil when absent.
+    public var bdIDs: [String]? = nil
+
     public init(sources: [String], numTx: Int, numBd: Int, tx: TranscriptInput, bdX: [Float], bdDim: Int,
                 neighbors: Relation, belongs: Relation, labelTx: [Int32], labelBd: [Int32], labels: [Float],
                 nonFiniteReplaced: Int = 0) {

@@ -14,6 +14,10 @@ public enum TileTensor {
     /// Optional positions, F32 [N, 2] or [N, 3] (µm); not used by training.
     public static let txPos = "tx.pos"
     public static let bdPos = "bd.pos"
+    /// segger-tile v2, optional: transcript ids, I64 [N_tx].
+    public static let txID = "tx.id"
+    /// segger-tile v2, optional: boundary ids as UTF-8, U8 [N_bd, W], each row zero-padded to W bytes.
+    public static let bdID = "bd.id"
 }
 
 /// Options that change how tiles are read.
