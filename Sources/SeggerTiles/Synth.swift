@@ -163,10 +163,7 @@ public enum Synth {
         for i in 0..<config.tiles {
             let g = generate(config: config, index: i)
             let path = (dir as NSString).appendingPathComponent(fileName(i))
-            try g.tile.write(to: path, extra: [
-                (TileTensor.txPos, Tensor(g.txPos, shape: [g.tile.numTx, 2])),
-                (TileTensor.bdPos, Tensor(g.bdPos, shape: [g.tile.numBd, 2])),
-            ])
+            try g.tile.write(to: path)
             let t = g.tile
             rows.append("    {\"file\": \"\(fileName(i))\", \"n_tx\": \(t.numTx), \"n_bd\": \(t.numBd), \"e_nn\": \(t.neighbors.count), \"e_b\": \(t.belongs.count), \"n_label\": \(t.numLabels), \"n_neg\": \(t.numLabels - t.belongs.count)}")
         }
@@ -352,10 +349,14 @@ public enum Synth {
             txInput = .tokens(tokens)
         }
         let source = "synth(seed \(c.seed), tile \(index))"
-        let tile = Tile(sources: [source], numTx: n, numBd: numBd, tx: txInput, bdX: bdX, bdDim: 4,
+        var tile = Tile(sources: [source], numTx: n, numBd: numBd, tx: txInput, bdX: bdX, bdDim: 4,
                         neighbors: Relation(numSrc: n, numDst: n, src: nnSrc, dst: nnDst),
                         belongs: Relation(numSrc: n, numDst: numBd, src: bSrc, dst: bDst),
                         labelTx: labelTx, labelBd: labelBd, labels: labels)
+        tile.txPos = txPos
+        tile.txPosDim = 2
+        tile.bdPos = bdPos
+        tile.bdPosDim = 2
         return Generated(tile: tile, txPos: txPos, bdPos: bdPos, cellOf: cellOf, nuclear: nuclear)
     }
 

@@ -208,11 +208,24 @@ public struct Tile: Sendable {
             txOff += Int32(t.numTx)
             bdOff += Int32(t.numBd)
         }
-        return Tile(sources: tiles.flatMap(\.sources), numTx: Int(txOff), numBd: Int(bdOff), tx: tx,
-                    bdX: bdX, bdDim: first.bdDim,
-                    neighbors: Relation.union(tiles.map(\.neighbors)),
-                    belongs: Relation.union(tiles.map(\.belongs)),
-                    labelTx: labelTx, labelBd: labelBd, labels: labels,
-                    nonFiniteReplaced: tiles.reduce(0) { $0 + $1.nonFiniteReplaced })
+        var out = Tile(sources: tiles.flatMap(\.sources), numTx: Int(txOff), numBd: Int(bdOff), tx: tx,
+                       bdX: bdX, bdDim: first.bdDim,
+                       neighbors: Relation.union(tiles.map(\.neighbors)),
+                       belongs: Relation.union(tiles.map(\.belongs)),
+                       labelTx: labelTx, labelBd: labelBd, labels: labels,
+                       nonFiniteReplaced: tiles.reduce(0) { $0 + $1.nonFiniteReplaced })
+        // Positions and ids travel when every part has them (positions: of one width); else none do.
+        // A batch may hold one transcript id twice (overlapping tiles): ids are unique per tile only.
+        if first.txPosDim > 0, tiles.allSatisfy({ $0.txPosDim == first.txPosDim }) {
+            out.txPos = tiles.flatMap(\.txPos)
+            out.txPosDim = first.txPosDim
+        }
+        if first.bdPosDim > 0, tiles.allSatisfy({ $0.bdPosDim == first.bdPosDim }) {
+            out.bdPos = tiles.flatMap(\.bdPos)
+            out.bdPosDim = first.bdPosDim
+        }
+        if tiles.allSatisfy({ $0.txIDs != nil }) { out.txIDs = tiles.flatMap { $0.txIDs! } }
+        if tiles.allSatisfy({ $0.bdIDs != nil }) { out.bdIDs = tiles.flatMap { $0.bdIDs! } }
+        return out
     }
 }

@@ -1,9 +1,9 @@
-// From named tensors (the `segger-tile` v1 contract of SPEC.md §1) to a validated Tile. Every reader
+// From named tensors (the `segger-tile` contract, docs/tile-format.md) to a validated Tile. Every reader
 // (safetensors, segger's .pt) produces the same name → tensor map and comes through here.
 import Foundation
 import SafeTensors
 
-/// Tensor names of the `segger-tile` v1 contract (they mirror PyG's HeteroData keys).
+/// Tensor names of the `segger-tile` contract (they mirror PyG's HeteroData keys); docs/tile-format.md.
 public enum TileTensor {
     public static let txX = "tx.x"
     public static let bdX = "bd.x"
@@ -24,9 +24,14 @@ public enum TileTensor {
 public struct TileReadOptions: Sendable {
     /// Token ids must lie below this (the model's embedding size); nil skips the check.
     public var numTxTokens: Int?
+    /// Decode, check (finite positions; unique, well-formed ids) and keep `tx.pos`, `bd.pos`, `tx.id`
+    /// and `bd.id`. When false their dtypes and shapes are still checked but their values are neither
+    /// read nor kept: the trainer re-reads tiles it validated at start-up every step and uses none of them.
+    public var positionsAndIDs: Bool
 
-    public init(numTxTokens: Int? = nil) {
+    public init(numTxTokens: Int? = nil, positionsAndIDs: Bool = true) {
         self.numTxTokens = numTxTokens
+        self.positionsAndIDs = positionsAndIDs
     }
 }
 
@@ -44,17 +49,18 @@ public extension Tile {
         return try Tile(tensors: file.tensors, path: path, options: options)
     }
 
-    /// Checks a safetensors file's `__metadata__` against the segger-tile v1 contract (absent keys are fine).
+    /// Checks a safetensors file's `__metadata__` against the segger-tile contract, versions 1 and 2
+    /// (absent keys are fine).
     static func checkContract(_ metadata: [String: String], path: String) throws {
         if let format = metadata["format"], format != "segger-tile" {
             throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
         }
-        if let version = metadata["version"], version != "1" {
-            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows version 1)")
+        if let version = metadata["version"], version != "1" && version != "2" {
+            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows versions 1 and 2)")
         }
     }
 
-    /// Validates named tensors against the segger-tile v1 contract and builds the tile.
+    /// Validates named tensors against the segger-tile contract (v1, plus v2's optional ids) and builds the tile.
     init(tensors: [String: Tensor], path: String, options: TileReadOptions = TileReadOptions()) throws {
         func fail(_ tensor: String?, _ message: String) -> TileError { TileError(path: path, tensor: tensor, message) }
         func require(_ name: String) throws -> Tensor {
@@ -107,13 +113,12 @@ public extension Tile {
         let bdDim = bdT.shape[1]
         guard bdDim > 0 else { throw fail(TileTensor.bdX, "shape \(bdT.shape): boundary features have width 0") }
         guard numBd < Int(Int32.max) else { throw fail(TileTensor.bdX, "\(numBd) boundaries: too many for one tile") }
-        for (name, rows) in [(TileTensor.txPos, numTx), (TileTensor.bdPos, numBd)] {
-            guard let p = tensors[name] else { continue }
-            guard p.dtype.isFloatingPoint, p.shape.count == 2, p.shape[0] == rows, p.shape[1] == 2 || p.shape[1] == 3 else {
-                throw fail(name, "dtype \(p.dtype.rawValue) with shape \(p.shape); expected F32 [\(rows), 2] or [\(rows), 3]")
-            }
-        }
         let bdX = try finiteFloats(bdT, TileTensor.bdX)
+        let keep = options.positionsAndIDs
+        let (txPos, txPosDim) = try Tile.positions(tensors, TileTensor.txPos, rows: numTx, keep: keep, fail: fail)
+        let (bdPos, bdPosDim) = try Tile.positions(tensors, TileTensor.bdPos, rows: numBd, keep: keep, fail: fail)
+        let txIDs = try Tile.transcriptIDs(tensors, rows: numTx, keep: keep, fail: fail)
+        let bdIDs = try Tile.boundaryIDs(tensors, rows: numBd, keep: keep, fail: fail)
 
         // Edges.
         func edges(_ name: String, numSrc: Int, numDst: Int, allowFlat: Bool) throws -> ([Int32], [Int32]) {
@@ -166,9 +171,89 @@ public extension Tile {
                   neighbors: Relation(numSrc: numTx, numDst: numTx, src: nnSrc, dst: nnDst),
                   belongs: Relation(numSrc: numTx, numDst: numBd, src: bSrc, dst: bDst),
                   labelTx: labelTx, labelBd: labelBd, labels: labels, nonFiniteReplaced: replaced)
+        self.txPos = txPos
+        self.txPosDim = txPosDim
+        self.bdPos = bdPos
+        self.bdPosDim = bdPosDim
+        self.txIDs = txIDs
+        self.bdIDs = bdIDs
     }
 
-    /// The tile as named tensors of the segger-tile v1 contract (for writing and converting).
+    /// `tx.pos` / `bd.pos`: F32 (any float dtype) [rows, 2] or [rows, 3], every value finite.
+    /// Returns the row-major values and the width, or ([], 0) when absent (or not kept).
+    private static func positions(_ tensors: [String: Tensor], _ name: String, rows: Int, keep: Bool,
+                                  fail: (String?, String) -> TileError) throws -> ([Float], Int) {
+        guard let p = tensors[name] else { return ([], 0) }
+        guard p.dtype.isFloatingPoint, p.shape.count == 2, p.shape[0] == rows, p.shape[1] == 2 || p.shape[1] == 3 else {
+            throw fail(name, "dtype \(p.dtype.rawValue) with shape \(p.shape); expected F32 [\(rows), 2] or [\(rows), 3]")
+        }
+        guard keep else { return ([], 0) }
+        let dim = p.shape[1]
+        let v = p.floats()
+        if let i = v.firstIndex(where: { !$0.isFinite }) {
+            throw fail(name, "position \(v[i]) at row \(i / dim), column \(i % dim) is not finite")
+        }
+        return (v, dim)
+    }
+
+    /// `tx.id`: I64 (or I32) [N_tx], unique within the tile. nil when absent (or not kept).
+    private static func transcriptIDs(_ tensors: [String: Tensor], rows: Int, keep: Bool,
+                                      fail: (String?, String) -> TileError) throws -> [Int64]? {
+        let name = TileTensor.txID
+        guard let t = tensors[name] else { return nil }
+        guard t.dtype == .I64 || t.dtype == .I32, t.shape == [rows] else {
+            throw fail(name, "dtype \(t.dtype.rawValue) with shape \(t.shape); expected I64 [\(rows)] (one id per transcript)")
+        }
+        guard keep else { return nil }
+        let ids = t.int64s()!
+        // Sorting a copy finds a repeat in O(N log N) without a hash table.
+        var sorted = ids
+        sorted.sort()
+        for k in sorted.indices.dropFirst() where sorted[k] == sorted[k - 1] {
+            let id = sorted[k]
+            let rowsOf = ids.indices.filter { ids[$0] == id }.prefix(2).map(String.init).joined(separator: " and ")
+            throw fail(name, "transcript id \(id) appears more than once (rows \(rowsOf)); ids must be unique within a tile")
+        }
+        return ids
+    }
+
+    /// `bd.id`: U8 [N_bd, W], row i the UTF-8 bytes of boundary i's id, zero-padded to W; each id
+    /// non-empty, valid UTF-8, without a NUL inside, unique within the tile. nil when absent (or not kept).
+    private static func boundaryIDs(_ tensors: [String: Tensor], rows: Int, keep: Bool,
+                                    fail: (String?, String) -> TileError) throws -> [String]? {
+        let name = TileTensor.bdID
+        guard let t = tensors[name] else { return nil }
+        guard t.dtype == .U8, t.shape.count == 2, t.shape[0] == rows, t.shape[1] > 0 || rows == 0 else {
+            throw fail(name, "dtype \(t.dtype.rawValue) with shape \(t.shape); expected U8 [\(rows), W] with W ≥ 1 (UTF-8 bytes of each boundary id, zero-padded to W)")
+        }
+        guard keep else { return nil }
+        let w = t.shape[1]
+        var ids: [String] = []
+        ids.reserveCapacity(rows)
+        var rowOf: [String: Int] = [:]
+        rowOf.reserveCapacity(rows)
+        try t.data.withUnsafeBufferPointer { all in
+            for r in 0..<rows {
+                let row = UnsafeBufferPointer(rebasing: all[(r * w)..<(r * w + w)])
+                let n = row.firstIndex(of: 0) ?? w
+                guard n > 0 else { throw fail(name, "row \(r) is empty: boundary ids must be non-empty") }
+                if row[n...].contains(where: { $0 != 0 }) {
+                    throw fail(name, "row \(r) has a NUL byte inside the id (only trailing zero padding is allowed)")
+                }
+                guard let id = String(validating: UnsafeBufferPointer(rebasing: row[..<n]), as: UTF8.self) else {
+                    throw fail(name, "row \(r) is not valid UTF-8")
+                }
+                if let first = rowOf.updateValue(r, forKey: id) {
+                    throw fail(name, "boundary id \(id.debugDescription) appears more than once (rows \(first) and \(r)); ids must be unique within a tile")
+                }
+                ids.append(id)
+            }
+        }
+        return ids
+    }
+
+    /// The tile as named tensors of the segger-tile contract (for writing and converting): the v1
+    /// tensors, then whichever of `tx.pos`, `bd.pos`, `tx.id`, `bd.id` the tile carries.
     func tensors() -> [(String, Tensor)] {
         var out: [(String, Tensor)] = []
         switch tx {
@@ -183,12 +268,29 @@ public extension Tile {
         out.append((TileTensor.belongsEdgeIndex, pairs(belongs.src, belongs.dst)))
         out.append((TileTensor.labelIndex, pairs(labelTx, labelBd)))
         out.append((TileTensor.label, Tensor(labels)))
+        if txPosDim > 0 { out.append((TileTensor.txPos, Tensor(txPos, shape: [numTx, txPosDim]))) }
+        if bdPosDim > 0 { out.append((TileTensor.bdPos, Tensor(bdPos, shape: [numBd, bdPosDim]))) }
+        if let txIDs { out.append((TileTensor.txID, Tensor(txIDs))) }
+        if let bdIDs { out.append((TileTensor.bdID, Tile.encodeBoundaryIDs(bdIDs))) }
         return out
     }
 
-    /// Writes the tile in the segger-tile v1 safetensors contract (atomically).
-    func write(to path: String, extra: [(String, Tensor)] = []) throws {
-        try SafeTensorsFile.write(tensors() + extra, metadata: ["format": "segger-tile", "version": "1"], to: path)
+    /// Boundary ids as `bd.id`: U8 [N, W], W the longest id's UTF-8 length (at least 1), rows zero-padded.
+    static func encodeBoundaryIDs(_ ids: [String]) -> Tensor {
+        let w = max(1, ids.map(\.utf8.count).max() ?? 0)
+        var bytes = [UInt8](repeating: 0, count: ids.count * w)
+        for (r, id) in ids.enumerated() {
+            for (k, b) in id.utf8.enumerated() { bytes[r * w + k] = b }
+        }
+        return Tensor(dtype: .U8, shape: [ids.count, w], data: bytes)
+    }
+
+    /// The contract version the tile is written in: "2" when it carries ids, else "1".
+    var formatVersion: String { txIDs != nil || bdIDs != nil ? "2" : "1" }
+
+    /// Writes the tile as a segger-tile safetensors file (atomically): version 2 when it carries ids, else 1.
+    func write(to path: String) throws {
+        try SafeTensorsFile.write(tensors(), metadata: ["format": "segger-tile", "version": formatVersion], to: path)
     }
 }
 

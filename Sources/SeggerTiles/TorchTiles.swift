@@ -124,13 +124,11 @@ public enum TorchTiles {
             for file in job.files {
                 let c: TorchTileContents
                 do { c = try readTensors(path: file) } catch let e as TorchFileError { throw TileError(path: e.path, e.message) }
-                let tile = try Tile(tensors: c.tensors, path: file)
-                var extra: [(String, Tensor)] = []
-                for name in ["tx.pos", "bd.pos"] { if let t = c.tensors[name] { extra.append((name, t)) } }
+                let tile = try Tile(tensors: c.tensors, path: file) // positions kept
                 let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
                 let out = (job.out as NSString).appendingPathComponent(base + ".safetensors")
                 do {
-                    try tile.write(to: out, extra: extra)
+                    try tile.write(to: out)
                 } catch let e as AtomicFile.WriteError {
                     throw TileError(path: e.path, e.message)
                 }

@@ -31,7 +31,10 @@ public final class Trainer {
     let buckets: GradientBuckets
     let train: TileSet
     let val: TileSet?
+    /// Start-up validation reads every tensor; the per-step re-reads of those tiles skip positions
+    /// and ids (training uses neither).
     let readOptions: TileReadOptions
+    let stepReadOptions: TileReadOptions
     let out: RunDirectory?
     let progress: Progress
     var position: TrainingPosition
@@ -58,6 +61,7 @@ public final class Trainer {
         self.comm = comm
         progress = Progress(enabled: comm.isRoot, plainInterval: options.progressSeconds)
         readOptions = TileReadOptions(numTxTokens: options.model.txFeatureDim == nil ? options.model.numTxTokens : nil)
+        stepReadOptions = TileReadOptions(numTxTokens: readOptions.numTxTokens, positionsAndIDs: false)
 
         // Output directory first: a bad --default_root_dir fails before any work.
         var outError: String? = nil
@@ -310,7 +314,7 @@ public final class Trainer {
         for (k, tileIndex) in work.enumerated() {
             let tl = monotonicSeconds()
             let tile: Tile
-            do { tile = try Tile.read(path: train.paths[tileIndex], options: readOptions) } catch {
+            do { tile = try Tile.read(path: train.paths[tileIndex], options: stepReadOptions) } catch {
                 throw RankError("rank \(comm.rank): cannot read \(train.paths[tileIndex]) (it validated at start-up): \(error)")
             }
             let tc = monotonicSeconds()
@@ -372,7 +376,7 @@ public final class Trainer {
         guard let val else { return nil }
         var logits: [Float] = [], labels: [Float] = []
         for i in stride(from: comm.rank, to: val.count, by: comm.size) where val.labelCounts[i] > 0 {
-            let tile = try Tile.read(path: val.paths[i], options: readOptions)
+            let tile = try Tile.read(path: val.paths[i], options: stepReadOptions)
             model.forward(tile)
             logits.append(contentsOf: model.logits)
             labels.append(contentsOf: tile.labels)

@@ -71,7 +71,7 @@ final class BadTileTests: XCTestCase {
     func testTruncatedInsideTheData() throws {
         let bytes = fileBytes(goodTensors())
         let path = try writeBytes(Array(bytes.dropLast(3)))
-        assertBad(path, tensor: TileTensor.label, "run past the end of the data", "truncated")
+        assertBad(path, tensor: goodTensors().last!.0, "run past the end of the data", "truncated")
     }
 
     func testTruncatedBeforeTheHeaderLength() throws {
@@ -142,7 +142,8 @@ final class BadTileTests: XCTestCase {
 
     func testWrongFormatMetadata() throws {
         assertBad(try write(goodTensors(), metadata: ["format": "pt"]), tensor: nil, "format is 'pt'")
-        assertBad(try write(goodTensors(), metadata: ["format": "segger-tile", "version": "2"], name: "v2.safetensors"), tensor: nil, "version '2'")
+        assertBad(try write(goodTensors(), metadata: ["format": "segger-tile", "version": "3"], name: "v3.safetensors"), tensor: nil, "version '3'", "versions 1 and 2")
+        XCTAssertNoThrow(try Tile.read(path: try write(goodTensors(), metadata: ["format": "segger-tile", "version": "2"], name: "v2.safetensors")))
     }
 
     // MARK: tensors
@@ -240,8 +241,108 @@ final class BadTileTests: XCTestCase {
     }
 
     func testPositionsWithTheWrongRowCount() throws {
-        let path = try write(goodTensors() + [(TileTensor.txPos, Tensor([Float](repeating: 0, count: 6), shape: [3, 2]))])
+        let path = try write(replacing(TileTensor.txPos, with: Tensor([Float](repeating: 0, count: 6), shape: [3, 2]), in: goodTensors()))
         assertBad(path, tensor: TileTensor.txPos, "expected F32 [120, 2]")
+    }
+
+    // MARK: positions and ids (segger-tile v2)
+
+    /// The small good tile with transcript ids (and boundary ids).
+    func withIDs() -> [(String, Tensor)] {
+        var t = Synth.tile(config: SynthConfig(txPerTile: 120, seed: 3, numTxTokens: 50), index: 0)
+        t.txIDs = (0..<t.numTx).map { 282_063_387_231_058 + Int64($0) * 7 }
+        t.bdIDs = (0..<t.numBd).map { "cell\($0)-1" }
+        return t.tensors()
+    }
+
+    func tensor(_ name: String) -> Tensor { withIDs().first { $0.0 == name }!.1 }
+
+    func testPositionsNotFiniteOrWrongWidth() throws {
+        var pos = manyCells().first { $0.0 == TileTensor.bdPos }!.1.floats()
+        pos[3] = .nan
+        let nan = try write(replacing(TileTensor.bdPos, with: Tensor(pos, shape: [pos.count / 2, 2]), in: manyCells()), name: "nanpos.safetensors")
+        assertBad(nan, tensor: TileTensor.bdPos, "position nan at row 1, column 1 is not finite")
+        var tx = tensor(TileTensor.txPos).floats()
+        tx[0] = -.infinity
+        let inf = try write(replacing(TileTensor.txPos, with: Tensor(tx, shape: [120, 2]), in: goodTensors()), name: "infpos.safetensors")
+        assertBad(inf, tensor: TileTensor.txPos, "position -inf at row 0, column 0 is not finite")
+        let four = try write(replacing(TileTensor.txPos, with: Tensor([Float](repeating: 0, count: 480), shape: [120, 4]), in: goodTensors()), name: "pos4.safetensors")
+        assertBad(four, tensor: TileTensor.txPos, "shape [120, 4]", "expected F32 [120, 2] or [120, 3]")
+        // The trainer's per-step reads do not look at the values (shapes are still checked).
+        XCTAssertNoThrow(try Tile.read(path: nan, options: TileReadOptions(positionsAndIDs: false)))
+        assertBad(four, tensor: TileTensor.txPos, "expected F32 [120, 2] or [120, 3]", options: TileReadOptions(positionsAndIDs: false))
+    }
+
+    func testTranscriptIDsWrongDtypeOrShape() throws {
+        let ids = tensor(TileTensor.txID).int64s()!
+        let float = try write(replacing(TileTensor.txID, with: Tensor(ids.map { Float($0) }), in: withIDs()), name: "fid.safetensors")
+        assertBad(float, tensor: TileTensor.txID, "dtype F32 with shape [120]", "expected I64 [120]")
+        let short = try write(replacing(TileTensor.txID, with: Tensor(Array(ids.dropLast())), in: withIDs()), name: "short.safetensors")
+        assertBad(short, tensor: TileTensor.txID, "shape [119]", "expected I64 [120]")
+        let twoD = try write(replacing(TileTensor.txID, with: Tensor(ids, shape: [120, 1]), in: withIDs()), name: "2d.safetensors")
+        assertBad(twoD, tensor: TileTensor.txID, "shape [120, 1]")
+        // I32 ids are accepted and widened.
+        let i32 = try write(replacing(TileTensor.txID, with: Tensor(ids.indices.map { Int32($0 * 3) }), in: withIDs()), name: "i32.safetensors")
+        XCTAssertEqual(try Tile.read(path: i32).txIDs, ids.indices.map { Int64($0 * 3) })
+    }
+
+    func testTranscriptIDsRepeated() throws {
+        var ids = tensor(TileTensor.txID).int64s()!
+        ids[97] = ids[12]
+        let path = try write(replacing(TileTensor.txID, with: Tensor(ids), in: withIDs()))
+        assertBad(path, tensor: TileTensor.txID, "transcript id \(ids[12]) appears more than once (rows 12 and 97)", "unique within a tile")
+        XCTAssertNil(try Tile.read(path: path, options: TileReadOptions(positionsAndIDs: false)).txIDs)
+    }
+
+    /// `bd.id` rows from raw bytes, zero-padded to `width`.
+    func boundaryIDs(_ rows: [[UInt8]], width: Int) -> Tensor {
+        var data: [UInt8] = []
+        for r in rows { data += r + [UInt8](repeating: 0, count: width - r.count) }
+        return Tensor(dtype: .U8, shape: [rows.count, width], data: data)
+    }
+
+    /// A valid tile with several nuclei (the small good tile has one), with ids.
+    func manyCells() -> [(String, Tensor)] {
+        var t = Synth.tile(config: SynthConfig(txPerTile: 900, seed: 3, numTxTokens: 50), index: 0)
+        t.txIDs = (0..<t.numTx).map { Int64($0) }
+        t.bdIDs = (0..<t.numBd).map { "nucleus\($0)" }
+        return t.tensors()
+    }
+
+    func testBoundaryIDsWrongDtypeOrShape() throws {
+        let good = manyCells().first { $0.0 == TileTensor.bdID }!.1
+        let n = good.shape[0]
+        let i64 = try write(replacing(TileTensor.bdID, with: Tensor([Int64](repeating: 1, count: n), shape: [n, 1]), in: manyCells()), name: "i64.safetensors")
+        assertBad(i64, tensor: TileTensor.bdID, "dtype I64", "expected U8 [\(n), W]")
+        let rows = try write(replacing(TileTensor.bdID, with: boundaryIDs((0..<(n + 1)).map { Array("c\($0)".utf8) }, width: 4), in: manyCells()), name: "rows.safetensors")
+        assertBad(rows, tensor: TileTensor.bdID, "shape [\(n + 1), 4]", "expected U8 [\(n), W] with W ≥ 1")
+        let zero = try write(replacing(TileTensor.bdID, with: Tensor(dtype: .U8, shape: [n, 0], data: []), in: manyCells()), name: "zero.safetensors")
+        assertBad(zero, tensor: TileTensor.bdID, "shape [\(n), 0]")
+        let flat = try write(replacing(TileTensor.bdID, with: Tensor([UInt8](repeating: 65, count: n)), in: manyCells()), name: "flat.safetensors")
+        assertBad(flat, tensor: TileTensor.bdID, "shape [\(n)]")
+    }
+
+    func testBoundaryIDsEmptyNulInvalidOrRepeated() throws {
+        let n = manyCells().first { $0.0 == TileTensor.bdID }!.1.shape[0]
+        func ids(_ change: (inout [[UInt8]]) -> Void) -> Tensor {
+            var rows = (0..<n).map { Array("cell\($0)-1".utf8) }
+            change(&rows)
+            return boundaryIDs(rows, width: 12)
+        }
+        let empty = try write(replacing(TileTensor.bdID, with: ids { $0[2] = [] }, in: manyCells()), name: "empty.safetensors")
+        assertBad(empty, tensor: TileTensor.bdID, "row 2 is empty", "non-empty")
+        let nul = try write(replacing(TileTensor.bdID, with: ids { $0[1] = Array("ab".utf8) + [0] + Array("cd".utf8) }, in: manyCells()), name: "nul.safetensors")
+        assertBad(nul, tensor: TileTensor.bdID, "row 1 has a NUL byte inside the id")
+        let utf8 = try write(replacing(TileTensor.bdID, with: ids { $0[0] = [0x63, 0xC3, 0x28] }, in: manyCells()), name: "utf8.safetensors")
+        assertBad(utf8, tensor: TileTensor.bdID, "row 0 is not valid UTF-8")
+        let twice = try write(replacing(TileTensor.bdID, with: ids { $0[n - 1] = $0[0] }, in: manyCells()), name: "twice.safetensors")
+        assertBad(twice, tensor: TileTensor.bdID, "boundary id \"cell0-1\" appears more than once (rows 0 and \(n - 1))")
+        // Multi-byte UTF-8 and rows that fill the width exactly are fine.
+        let ok = try write(replacing(TileTensor.bdID, with: ids { $0[0] = Array("zellé-1".utf8); $0[1] = Array("abcdefghijkl".utf8) }, in: manyCells()), name: "ok.safetensors")
+        let t = try Tile.read(path: ok)
+        XCTAssertEqual(t.bdIDs?[0], "zellé-1")
+        XCTAssertEqual(t.bdIDs?[1], "abcdefghijkl")
+        XCTAssertEqual(t.bdIDs?[2], "cell2-1")
     }
 
     // MARK: directories and files
