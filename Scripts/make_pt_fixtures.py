@@ -4,15 +4,20 @@
 Needs: torch, torch_geometric, lightning, numpy (CPU is enough), e.g.
     python3 -m venv /tmp/ptvenv && /tmp/ptvenv/bin/pip install torch torch_geometric lightning
     /tmp/ptvenv/bin/python Scripts/make_pt_fixtures.py            # writes Tests/Fixtures/pt/
+    /tmp/ptvenv/bin/python Scripts/make_pt_fixtures.py --tiles-only   # no lightning: tiles only, model.ckpt kept
+A `.pt` tile that already exists with the same contents is left as it is (torch.save's bytes vary
+between torch versions), so that regenerating the expected files does not churn the tiles.
 
 Made with the real torch.save / Lightning Trainer.save_checkpoint (no emulation), laid out as segger's
 `STSampleParquet.save` lays out its tiles: a PyG HeteroData with tx.{id,pos,x}, bd.{id,pos,x}
 (bd.id a numpy object array of strings), (tx,neighbors,tx), (tx,neighbors,bd) and (tx,belongs,bd)
 edges, pos tensors stored transposed (non-contiguous, stride (1, N)) as segger's come.
 
-For every `<name>.pt` tile there is `<name>.expected.safetensors`: the segger-tile v1 tensors that the
+For every `<name>.pt` tile there is `<name>.expected.safetensors`: the segger-tile v2 tensors that the
 Swift reader must produce from it (tx.pos/bd.pos contiguous, segger's all-NaN per-vertex bd.x as zeros
-[N_bd, F]), with `bd.id` as a JSON list in the metadata when the tile has ids. `model.ckpt` is a real
+[N_bd, F], tx.id int64, bd.id as U8 [N_bd, W] zero-padded UTF-8 rows), with `bd.id` also as a JSON list
+in the metadata. `tile_xenium_ids` carries ids as Xenium's look (int64 above 2^53, 8 letters + "-1",
+and one multi-byte UTF-8 id). `model.ckpt` is a real
 Lightning checkpoint of a tiny to_hetero GATv2 segger model (segger main architecture, names
 `model.<PyG name>`) made as segger main makes them: `LitSegger(model)` with save_hyperparameters(),
 so the whole torch.fx model is pickled in `hyper_parameters`; `model.expected.safetensors` holds its
@@ -28,7 +33,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures", "pt")
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32"}
+DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
 
 
 def write_safetensors(path, tensors, metadata):
@@ -61,10 +66,10 @@ def knn_edges(n, k, g):
     return torch.tensor([src, dst], dtype=torch.long)
 
 
-def make_tile(n_tx, n_bd, seed, *, labels="2d", belongs=True, nan_bd=False, embedding=False):
+def make_tile(n_tx, n_bd, seed, *, labels="2d", belongs=True, nan_bd=False, embedding=False, ids=None):
     g = torch.Generator().manual_seed(seed)
     d = HeteroData()
-    d["tx"].id = torch.arange(1000, 1000 + n_tx, dtype=torch.long)
+    d["tx"].id = torch.arange(1000, 1000 + n_tx, dtype=torch.long) if ids is None else ids[0]
     d["tx"].pos = transposed(torch.rand(n_tx, 3, generator=g) * 60)
     if embedding:
         x = torch.randn(n_tx, 5, generator=g)
@@ -74,7 +79,7 @@ def make_tile(n_tx, n_bd, seed, *, labels="2d", belongs=True, nan_bd=False, embe
         d["tx"].x = x
     else:
         d["tx"].x = torch.randint(0, 20, (n_tx,), generator=g)
-    d["bd"].id = np.array([f"cell{i:03d}-1" for i in range(n_bd)], dtype=object)
+    d["bd"].id = np.array([f"cell{i:03d}-1" for i in range(n_bd)] if ids is None else ids[1], dtype=object)
     d["bd"].pos = transposed(torch.rand(n_bd, 2, generator=g) * 60)
     if nan_bd:  # segger main since May 2025: one all-NaN row per polygon vertex (13 here, as in real tiles)
         d["bd"].x = transposed(torch.full((13 * n_bd, 4), float("nan")))
@@ -99,6 +104,13 @@ def make_tile(n_tx, n_bd, seed, *, labels="2d", belongs=True, nan_bd=False, embe
     return d
 
 
+def boundary_ids(ids):
+    """bd.id of the segger-tile v2 contract: U8 [N, W], UTF-8 rows zero-padded to the longest (W >= 1)."""
+    raw = [s.encode("utf-8") for s in ids]
+    w = max([1] + [len(b) for b in raw])
+    return torch.tensor([list(b) + [0] * (w - len(b)) for b in raw], dtype=torch.uint8).reshape(len(raw), w)
+
+
 def expected(d):
     e = {"tx.x": d["tx"].x, "tx.pos": d["tx"].pos}
     bx = d["bd"].x
@@ -111,7 +123,32 @@ def expected(d):
     if "edge_label_index" in s:
         e["tx__belongs__bd.edge_label_index"] = s.edge_label_index
         e["tx__belongs__bd.edge_label"] = s.edge_label
+    e["tx.id"] = d["tx"].id
+    e["bd.id"] = boundary_ids(list(d["bd"].id))
     return e
+
+
+def same_tile(path, d):
+    """Whether the .pt at path holds the same tensors and ids as d."""
+    if not os.path.exists(path):
+        return False
+    old = torch.load(path, weights_only=False)
+    for store in ("tx", "bd"):
+        if set(old[store].keys()) != set(d[store].keys()):
+            return False
+        for k, v in d[store].items():
+            w = old[store][k]
+            if isinstance(v, torch.Tensor):
+                if not (isinstance(w, torch.Tensor) and v.dtype == w.dtype and v.shape == w.shape
+                        and torch.equal(torch.nan_to_num(v), torch.nan_to_num(w))):
+                    return False
+            elif list(v) != list(w):
+                return False
+    for et in d.edge_types:
+        for k, v in d[et].items():
+            if k not in old[et] or not torch.equal(v, old[et][k]):
+                return False
+    return set(old.edge_types) == set(d.edge_types)
 
 
 def make_checkpoint(path, tile):
@@ -174,24 +211,34 @@ def make_checkpoint(path, tile):
 
 
 def main():
+    tiles_only = "--tiles-only" in sys.argv[1:]
     os.makedirs(OUT, exist_ok=True)
+    xenium_tx = torch.tensor([282063387231058 + 7919 * i * i for i in range(9)], dtype=torch.long)
+    xenium_tx[4] = 2**62 + 12345                     # above 2^53: exact only as int64
+    xenium_bd = ["cpikcgfm-1", "cpikgbka-1", "zellkern-\u00e9\u00e8-1"]
     tiles = {
         "tile_basic": make_tile(12, 3, 1),
         "tile_label_1d": make_tile(8, 2, 2, labels="1d"),
         "tile_no_belongs": make_tile(7, 2, 3, belongs=False),
         "tile_nan_bd": make_tile(10, 3, 4, nan_bd=True),
         "tile_embedding": make_tile(6, 2, 5, embedding=True),
+        "tile_xenium_ids": make_tile(9, 3, 6, ids=(xenium_tx, xenium_bd)),
     }
     for name, d in tiles.items():
-        torch.save(d, os.path.join(OUT, name + ".pt"))
-        meta = {"format": "segger-tile", "version": "1", "source": name + ".pt",
+        path = os.path.join(OUT, name + ".pt")
+        if not same_tile(path, d):
+            torch.save(d, path)
+        meta = {"format": "segger-tile", "version": "2", "source": name + ".pt",
                 "bd.id": json.dumps(list(d["bd"].id))}
         write_safetensors(os.path.join(OUT, name + ".expected.safetensors"), expected(d), meta)
     # The same tile pickled with protocol 4 (FRAME, MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL, ...).
-    torch.save(tiles["tile_basic"], os.path.join(OUT, "tile_basic_protocol4.pt"), pickle_protocol=4)
-    sd = make_checkpoint(os.path.join(OUT, "model.ckpt"), tiles["tile_basic"])
-    write_safetensors(os.path.join(OUT, "model.expected.safetensors"),
-                      {k: v.detach() for k, v in sd.items()}, {"source": "model.ckpt"})
+    path = os.path.join(OUT, "tile_basic_protocol4.pt")
+    if not same_tile(path, tiles["tile_basic"]):
+        torch.save(tiles["tile_basic"], path, pickle_protocol=4)
+    if not tiles_only:
+        sd = make_checkpoint(os.path.join(OUT, "model.ckpt"), tiles["tile_basic"])
+        write_safetensors(os.path.join(OUT, "model.expected.safetensors"),
+                          {k: v.detach() for k, v in sd.items()}, {"source": "model.ckpt"})
     for f in sorted(os.listdir(OUT)):
         print(f"{os.path.getsize(os.path.join(OUT, f)):8d}  {f}")
 

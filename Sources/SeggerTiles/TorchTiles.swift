@@ -1,13 +1,14 @@
 // segger's own tiles: `torch.save` of a PyG HeteroData (`<split>_tiles/processed/tiles_*.pt`), read
-// natively (zip + restricted pickle) and mapped onto the segger-tile v1 tensor names, so that they
-// go through the same validation as safetensors tiles.
+// natively (zip + restricted pickle) and mapped onto the segger-tile tensor names (docs/tile-format.md),
+// so that they go through the same validation as safetensors tiles.
 import Foundation
 import SafeTensors
 
-/// What one segger `.pt` tile holds, as tensors of the segger-tile v1 contract.
+/// What one segger `.pt` tile holds, as tensors of the segger-tile contract.
 public struct TorchTileContents {
     /// `tx.x`, `bd.x`, `tx__neighbors__tx.edge_index`, `tx__belongs__bd.edge_index`, and when present
-    /// `tx__belongs__bd.edge_label_index`, `tx__belongs__bd.edge_label`, `tx.pos`, `bd.pos`.
+    /// `tx__belongs__bd.edge_label_index`, `tx__belongs__bd.edge_label`, `tx.pos`, `bd.pos`, `tx.id`
+    /// (segger's int64 transcript ids) and `bd.id` (its boundary ids as zero-padded UTF-8 rows).
     public var tensors: [String: Tensor]
     /// segger's boundary ids (`bd.id`, a numpy object array of strings), when the file has them.
     public var boundaryIDs: [String]?
@@ -20,7 +21,7 @@ public enum TorchTiles {
     /// PyG's node-count attributes (`torch_geometric.data.storage.N_KEYS`), checked in mapping order.
     static let nodeCountKeys: Set<String> = ["x", "feat", "pos", "batch", "node_type", "n_id", "tf"]
 
-    /// Reads a segger `.pt` tile into segger-tile v1 tensors (not yet validated as a tile).
+    /// Reads a segger `.pt` tile into segger-tile tensors (not yet validated as a tile).
     public static func readTensors(path: String) throws -> TorchTileContents {
         try readTensors(archive: try TorchArchive.read(path: path))
     }
@@ -83,8 +84,9 @@ public enum TorchTiles {
         return try Tile(tensors: c.tensors, path: path, options: options)
     }
 
-    /// Converts segger `.pt` tiles to segger-tile v1 safetensors files (same names, `.safetensors`),
-    /// each validated on the way; returns how many were written. `from` is either a directory of
+    /// Converts segger `.pt` tiles to segger-tile safetensors files (same names, `.safetensors`), each
+    /// validated on the way, positions and ids kept (version 2 when the tile has ids); returns how many
+    /// were written. `from` is either a directory of
     /// tiles (or its `processed/` folder) written to `to`, or a segger dataset root holding
     /// `{train,val,test}_tiles/processed` (or `{train,val,test}/`), written to `to/{train,val,test}`.
     @discardableResult
@@ -124,7 +126,7 @@ public enum TorchTiles {
             for file in job.files {
                 let c: TorchTileContents
                 do { c = try readTensors(path: file) } catch let e as TorchFileError { throw TileError(path: e.path, e.message) }
-                let tile = try Tile(tensors: c.tensors, path: file) // positions kept
+                let tile = try Tile(tensors: c.tensors, path: file)
                 let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
                 let out = (job.out as NSString).appendingPathComponent(base + ".safetensors")
                 do {
@@ -204,7 +206,9 @@ public enum TorchTiles {
         guard let tx = nodes["tx"] else { throw fail("no 'tx' node type (node types: \(nodes.keys.sorted()))") }
         guard let txX = try tensor(tx, "x", "tx.x") else { throw fail("no 'tx.x'") }
         out[TileTensor.txX] = txX
-        if let p = try tensor(tx, "pos", "tx.pos") { out["tx.pos"] = asF32(p) }
+        if let p = try tensor(tx, "pos", "tx.pos") { out[TileTensor.txPos] = asF32(p) }
+        // segger's transcript ids: `tx.id`, int64 (Xenium's transcript_id).
+        if let id = try tensor(tx, "id", TileTensor.txID) { out[TileTensor.txID] = id }
 
         // Boundaries. segger main (since May 2025) stores one all-NaN bd.x row per polygon vertex
         // while bd.pos / bd.id have one row per boundary; PyG counts bd nodes from the first
@@ -228,9 +232,16 @@ public enum TorchTiles {
         } else {
             throw fail("bd has \(numBd!) nodes but no 'bd.x'")
         }
-        if let p = try tensor(bd, "pos", "bd.pos") { out["bd.pos"] = asF32(p) }
+        if let p = try tensor(bd, "pos", "bd.pos") { out[TileTensor.bdPos] = asF32(p) }
         var ids: [String]? = nil
-        if case .ndarray(let a)? = bd?["id"] { ids = a.strings }
+        if let v = bd?["id"] {
+            if case .ndarray(let a) = v, let strings = a.strings {
+                ids = strings
+                out[TileTensor.bdID] = Tile.encodeBoundaryIDs(strings)
+            } else {
+                notes.append("bd.id is a \(v.kind) that is not a 1-D array of strings or integers: boundary ids not read")
+            }
+        }
 
         let nn = edges["tx__neighbors__tx"]
         if let e = try tensor(nn, "edge_index", TileTensor.neighborsEdgeIndex) { out[TileTensor.neighborsEdgeIndex] = e }

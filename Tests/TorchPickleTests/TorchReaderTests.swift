@@ -4,7 +4,7 @@ import XCTest
 import SafeTensors
 
 final class TorchFixtureTests: XCTestCase {
-    static let tiles = ["tile_basic", "tile_label_1d", "tile_no_belongs", "tile_nan_bd", "tile_embedding"]
+    static let tiles = ["tile_basic", "tile_label_1d", "tile_no_belongs", "tile_nan_bd", "tile_embedding", "tile_xenium_ids"]
     // (tile_basic_protocol4.pt: tile_basic pickled with protocol 4, compared to tile_basic's expected tensors.)
 
     func testFixturesEqualTheirExpectedTensors() throws {
@@ -67,6 +67,19 @@ final class TorchFixtureTests: XCTestCase {
         let nanTile = try Tile.read(path: Paths.fixture("tile_nan_bd.pt"))
         XCTAssertEqual(nanTile.numBd, 3)
 
+        // Ids (segger-tile v2): tx.id int64 as stored, bd.id strings.
+        XCTAssertEqual(basic.txIDs, (1000..<1012).map { Int64($0) })
+        XCTAssertEqual(basic.bdIDs, ["cell000-1", "cell001-1", "cell002-1"])
+        XCTAssertEqual(basic.txPosDim, 3)
+        XCTAssertEqual(basic.txPos, basicWant["tx.pos"]!.floats())
+        XCTAssertEqual(basic.bdPosDim, 2)
+        let xenium = try Tile.read(path: Paths.fixture("tile_xenium_ids.pt"))
+        XCTAssertEqual(xenium.txIDs?[0], 282063387231058)
+        XCTAssertEqual(xenium.txIDs?[4], (Int64(1) << 62) + 12345, "exact above 2^53")
+        XCTAssertEqual(xenium.bdIDs, ["cpikcgfm-1", "cpikgbka-1", "zellkern-éè-1"])
+        let xeniumWant = try SafeTensorsFile.read(path: Paths.fixture("tile_xenium_ids.expected.safetensors"))
+        XCTAssertEqual(xeniumWant["bd.id"]?.shape, [3, 15])
+
         let emb = try Tile.read(path: Paths.fixture("tile_embedding.pt"))
         XCTAssertEqual(emb.txFeatureDim, 5)
         XCTAssertEqual(emb.nonFiniteReplaced, 3)
@@ -120,9 +133,15 @@ final class TorchFixtureTests: XCTestCase {
         for name in Self.tiles {
             let converted = try SafeTensorsFile.read(path: out + "/train/" + name + ".safetensors")
             XCTAssertEqual(converted.metadata["format"], "segger-tile")
+            XCTAssertEqual(converted.metadata["version"], "2", "ids travel: v2")
             let a = try Tile.read(path: out + "/train/" + name + ".safetensors")
             let b = try Tile.read(path: Paths.fixture(name + ".pt"))
             assertSameTile(a, b, name)
+            XCTAssertNotNil(a.txIDs, name)
+            XCTAssertEqual(a.txIDs, b.txIDs, name)
+            XCTAssertEqual(a.bdIDs, b.bdIDs, name)
+            XCTAssertEqual(a.bdPos, b.bdPos, name)
+            XCTAssertEqual(converted["tx.id"], try SafeTensorsFile.read(path: Paths.fixture(name + ".expected.safetensors"))["tx.id"], name)
             XCTAssertEqual(converted["tx.pos"], try TorchTiles.readTensors(path: Paths.fixture(name + ".pt")).tensors["tx.pos"])
         }
         XCTAssertThrowsError(try TorchTiles.convert(from: root + "/converted", to: root + "/again"))
@@ -184,7 +203,9 @@ final class TorchRealTileTests: XCTestCase {
                 let twin = root + "/tiles/" + split + "/" + ((pt as NSString).lastPathComponent as NSString).deletingPathExtension + ".safetensors"
                 let got = try TorchTiles.readTensors(path: pt)
                 let want = try SafeTensorsFile.read(path: twin)
-                XCTAssertEqual(Set(got.tensors.keys), Set(want.tensors.keys), pt)
+                // The twins are v1 (made before ids travelled): the .pt adds tx.id and bd.id.
+                XCTAssertEqual(want.metadata["version"], "1", twin)
+                XCTAssertEqual(Set(got.tensors.keys), Set(want.tensors.keys).union([TileTensor.txID, TileTensor.bdID]), pt)
                 for (k, t) in want.tensors {
                     let mine = try XCTUnwrap(got.tensors[k], "\(pt): \(k)")
                     if k == "tx.pos" {
@@ -199,7 +220,18 @@ final class TorchRealTileTests: XCTestCase {
                 }
                 XCTAssertEqual(got.boundaryIDs?.count, want["bd.pos"]?.shape[0], pt)
                 XCTAssertTrue(got.notes.contains { $0.contains("all-NaN") }, pt)
+                // segger's transcript ids: int64 [N_tx] (Xenium's transcript_id), unique in the tile;
+                // its cell ids: 8 lowercase letters and "-1".
+                let txID = try XCTUnwrap(got.tensors[TileTensor.txID], pt)
+                XCTAssertEqual(txID.dtype, .I64, pt)
                 let tile = try Tile.read(path: pt)
+                let ids = try XCTUnwrap(tile.txIDs, pt)
+                XCTAssertEqual(ids.count, tile.numTx, pt)
+                XCTAssertEqual(Set(ids).count, ids.count, pt)
+                XCTAssertTrue(ids.allSatisfy { $0 > 280_000_000_000_000 }, pt)
+                XCTAssertEqual(tile.bdIDs, got.boundaryIDs, pt)
+                XCTAssertTrue(tile.bdIDs!.allSatisfy { $0.count == 10 && $0.hasSuffix("-1") }, pt)
+                XCTAssertEqual(tile.txPosDim, 3, pt)
                 assertSameTile(tile, try Tile.read(path: twin), pt)
                 let s = try TorchTiles.sizes(path: pt)
                 XCTAssertEqual([s.numTx, s.numBd, s.numNeighbors, s.numBelongs, s.numLabels],
@@ -239,7 +271,16 @@ final class TorchRealTileTests: XCTestCase {
             let mine = try TileDirectory.list(out + "/" + split)
             let ref = try TileDirectory.list(root + "/tiles/" + split)
             XCTAssertEqual(mine.map { ($0 as NSString).lastPathComponent }, ref.map { ($0 as NSString).lastPathComponent })
-            for (a, b) in zip(mine, ref) { assertSameTile(try Tile.read(path: a), try Tile.read(path: b), a) }
+            for (a, b) in zip(mine, ref) {
+                let t = try Tile.read(path: a)
+                assertSameTile(t, try Tile.read(path: b), a)
+                XCTAssertEqual(try SafeTensorsFile.read(path: a).metadata["version"], "2", a)
+                let pt = root + "/segger-pt/" + split + "/" + ((a as NSString).lastPathComponent as NSString).deletingPathExtension + ".pt"
+                let fromPt = try Tile.read(path: pt)
+                XCTAssertEqual(t.txIDs, fromPt.txIDs, a)
+                XCTAssertEqual(t.bdIDs, fromPt.bdIDs, a)
+                XCTAssertEqual(t.txPos, fromPt.txPos, a)
+            }
         }
         try? FileManager.default.removeItem(atPath: out)
     }
