@@ -45,6 +45,9 @@ public struct SynthConfig: Sendable, Equatable {
     public var embeddingDim: Int? = nil
     /// Standard deviation of the Gaussian noise added to the one-hot embedding.
     public var embeddingNoise: Float = 0.1
+    /// Overlap mode when set (µm): the tiles are one slide region of `tiles × txPerTile` transcripts
+    /// cut into a grid, each tile holding everything within this margin of its core (see ``OverlapGrid``).
+    public var overlapMargin: Double? = nil
 
     public init(tiles: Int = 8, txPerTile: Int = 5000, seed: UInt64 = 0, numTxTokens: Int = 500, k: Int = 3,
                 negRatio: Double = 5, cellTypes: Int = 8, embeddingDim: Int? = nil) {
@@ -76,6 +79,14 @@ extension SynthConfig {
         }
         if let d = embeddingDim, d < 1 { return "embeddingDim must be ≥ 1 (got \(d))" }
         if !(embeddingNoise >= 0) { return "embeddingNoise must be ≥ 0" }
+        if let m = overlapMargin {
+            if !(m >= 0) || !m.isFinite { return "overlapMargin must be a finite number ≥ 0 (got \(m))" }
+            if tiles < 1 { return "overlap mode needs tiles ≥ 1" }
+            // N_bd ≤ 2.4 N + 3 over the region: every boundary needs its own 8-letter id.
+            if Double(tiles) * Double(txPerTile) * 2.4 + 3 >= Double(Synth.boundaryIDSpace) { return "tiles × txPerTile is too large for 8-letter boundary ids" }
+        } else if Double(tiles) * Double(Synth.boundaryStride(self)) >= Double(Synth.boundaryIDSpace) {
+            return "tiles × txPerTile is too large for 8-letter boundary ids"
+        }
         return nil
     }
 }
@@ -126,18 +137,39 @@ struct SynthRandom {
 
 /// The synthetic tile generator.
 public enum Synth {
-    /// A generated tile and the positions written beside it.
+    /// A generated tile and what it was made from.
     struct Generated {
         var tile: Tile
-        /// [N_tx, 2] and [N_bd, 2] row-major, µm.
+        /// The boundary each transcript lies in (its cell's nucleus, as a row of this tile), -1 for
+        /// background and, in an overlapping tile, for a cell whose nucleus lies outside the tile.
+        var cellOf: [Int32]
+        /// Inside its nucleus (and that nucleus in the tile): the transcripts with a belongs edge.
+        var nuclear: [Bool]
+        /// [N_tx, 2] and [N_bd, 2] row-major, µm (the tile's `tx.pos` and `bd.pos`).
+        var txPos: [Float] { tile.txPos }
+        var bdPos: [Float] { tile.bdPos }
+    }
+
+    /// Cells, nuclei and transcripts of a rectangle before any graph is built: one tile (default
+    /// mode) or a whole slide region (overlap mode). Transcripts are in a random order.
+    struct Layout {
+        var width: Double
+        var height: Double
+        /// [n, 2] row-major, µm.
         var txPos: [Float]
-        var bdPos: [Float]
-        /// The boundary each transcript lies in (its cell's nucleus index), -1 for background.
+        var tokens: [Int32]
+        /// Row of the transcript's nucleus, -1 for background.
         var cellOf: [Int32]
         var nuclear: [Bool]
+        /// [numBd, 2] centroids and [numBd, 4] features (area, convexity, elongation, circularity).
+        var bdPos: [Float]
+        var bdX: [Float]
+        var numTx: Int { tokens.count }
+        var numBd: Int { bdPos.count / 2 }
     }
 
     /// Tile `index` of the configuration (independent of the other tiles; same bytes for the same seed).
+    /// Default mode only: overlapping tiles come from ``writeDirectory(config:to:)``.
     public static func tile(config: SynthConfig, index: Int) -> Tile {
         generate(config: config, index: index).tile
     }
@@ -149,9 +181,10 @@ public enum Synth {
         return generate(config: c, index: index).tile
     }
 
-    /// Writes `tile_00000.safetensors` … (segger-tile v1 with `tx.pos` and `bd.pos`) into `dir`,
-    /// creating it when missing, and `manifest.json` (the configuration and each tile's sizes; not a
-    /// tile, so tile readers ignore it).
+    /// Writes `tile_00000.safetensors` … (segger-tile v2: with `tx.pos`, `bd.pos`, `tx.id`, `bd.id`)
+    /// into `dir`, creating it when missing, and `manifest.json` (the configuration and each tile's
+    /// sizes; not a tile, so tile readers ignore it). With ``SynthConfig/overlapMargin`` set, the
+    /// tiles are the overlapping cut of one region (``OverlapGrid``).
     public static func writeDirectory(config: SynthConfig, to dir: String) throws {
         if let problem = config.problem { throw TileError(path: dir, "synthetic tiles: \(problem)") }
         do {
@@ -160,18 +193,33 @@ public enum Synth {
             throw TileError(path: dir, "cannot create directory (\(error.localizedDescription))")
         }
         var rows: [String] = []
-        for i in 0..<config.tiles {
-            let g = generate(config: config, index: i)
+        func write(_ g: Generated, _ i: Int, core: String = "") throws {
             let path = (dir as NSString).appendingPathComponent(fileName(i))
             try g.tile.write(to: path)
             let t = g.tile
-            rows.append("    {\"file\": \"\(fileName(i))\", \"n_tx\": \(t.numTx), \"n_bd\": \(t.numBd), \"e_nn\": \(t.neighbors.count), \"e_b\": \(t.belongs.count), \"n_label\": \(t.numLabels), \"n_neg\": \(t.numLabels - t.belongs.count)}")
+            rows.append("    {\"file\": \"\(fileName(i))\", \"n_tx\": \(t.numTx), \"n_bd\": \(t.numBd), \"e_nn\": \(t.neighbors.count), \"e_b\": \(t.belongs.count), \"n_label\": \(t.numLabels), \"n_neg\": \(t.numLabels - t.belongs.count)\(core)}")
         }
         let c = config
+        var overlap = ""
+        if let margin = c.overlapMargin {
+            let region = OverlapRegion(config: c)
+            let grid = region.grid
+            for k in 0..<c.tiles {
+                let g = region.tile(k)
+                guard g.tile.numTx > 0 else {
+                    throw TileError(path: dir, "synthetic tiles: tile \(k) of the \(grid.columns) × \(grid.rows) grid holds no transcript (raise --tx_per_tile or --overlap_margin)")
+                }
+                let b = grid.core(k)
+                try write(g, k, core: ", \"core\": [\(b.x0), \(b.y0), \(b.x1), \(b.y1)]")
+            }
+            overlap = ",\n  \"overlap\": {\"margin\": \(margin), \"columns\": \(grid.columns), \"rows\": \(grid.rows), \"region\": [\(region.layout.width), \(region.layout.height)], \"region_tx\": \(region.layout.numTx), \"region_bd\": \(region.layout.numBd)}"
+        } else {
+            for i in 0..<c.tiles { try write(generate(config: c, index: i), i) }
+        }
         let manifest = """
         {
-          "format": "segger-tile", "version": "1", "generator": "segger-train Synth",
-          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null")},
+          "format": "segger-tile", "version": "2", "generator": "segger-train Synth",
+          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null"), "overlap_margin": \(c.overlapMargin.map { "\($0)" } ?? "null")}\(overlap),
           "tiles": [
         \(rows.joined(separator: ",\n"))
           ]
@@ -217,9 +265,27 @@ public enum Synth {
         return (genes, cumulative)
     }
 
+    /// Tile `index` in default mode: its own layout of `txPerTile` transcripts, graph and ids.
     static func generate(config c: SynthConfig, index: Int) -> Generated {
         precondition(c.problem == nil, "SynthConfig: \(c.problem ?? "")")
         var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: index) &+ 0x7111_E5ED)
+        let L = layout(config: c, n: c.txPerTile, rng: &rng)
+        // The embedding is drawn after the negatives (the order of the reference generator's stream).
+        var g = graph(L, config: c, source: "synth(seed \(c.seed), tile \(index))", rng: &rng) { rng in
+            c.embeddingDim.map { embedding(tokens: L.tokens, dim: $0, noise: c.embeddingNoise, rng: &rng) }
+        }
+        g.tile.txIDs = (0..<L.numTx).map { transcriptID(seed: c.seed, index: index * c.txPerTile + $0) }
+        g.tile.bdIDs = (0..<L.numBd).map { boundaryID(seed: c.seed, index: index * boundaryStride(c) + $0) }
+        return g
+    }
+
+    /// Global boundary indices reserved per default-mode tile: more than any tile's N_bd
+    /// (N_bd ≤ 2.4 · txPerTile + 3 for every valid configuration), so that ids never collide.
+    static func boundaryStride(_ c: SynthConfig) -> Int { 3 * c.txPerTile + 3 }
+
+    /// `n` transcripts: cells on a jittered grid of slots (square; `aspect` = width / height when
+    /// given), nuclei with no transcripts, background; then the transcripts in a random order.
+    static func layout(config c: SynthConfig, n: Int, aspect: Double? = nil, rng: inout SynthRandom) -> Layout {
         let programs = programs(c)
         let mix = globalMix(c)
         func globalGene(_ rng: inout SynthRandom) -> Int32 {
@@ -229,8 +295,7 @@ public enum Synth {
             return mix.genes[lo]
         }
 
-        // Cells and their transcript counts; the rest of the tile's transcripts are background.
-        let n = c.txPerTile
+        // Cells and their transcript counts; the rest of the transcripts are background.
         let cellTx = Double(n) * (1 - c.backgroundFraction)
         let numCells = max(1, Int((cellTx / c.txPerCell * rng.uniform(0.9, 1.2)).rounded()))
         let numEmpty = Int((Double(numCells) * c.emptyNucleusFraction).rounded())
@@ -241,11 +306,18 @@ public enum Synth {
         var counts = weights.map { Int(($0 * cellTx).rounded(.down)) }
         let numBackground = n - counts.reduce(0, +)
 
-        // Cells on a jittered square grid; empty nuclei take grid slots too.
+        // Cells on a jittered grid of slots; empty nuclei take slots too.
         let spacing = c.cellArea.squareRoot() * 1.05
-        let grid = Int(Double(numBd).squareRoot().rounded(.up))
-        let side = Double(grid) * spacing
-        var slots = Array(0..<(grid * grid))
+        let gridX: Int, gridY: Int
+        if let aspect {
+            gridY = max(1, Int((Double(numBd) / aspect).squareRoot().rounded(.up)))
+            gridX = max(1, (numBd + gridY - 1) / gridY)
+        } else {
+            gridX = Int(Double(numBd).squareRoot().rounded(.up))
+            gridY = gridX
+        }
+        let width = Double(gridX) * spacing, height = Double(gridY) * spacing
+        var slots = Array(0..<(gridX * gridY))
         rng.shuffle(&slots)
 
         // Per cell: type, shape (ellipse radii, angle), nucleus scale.
@@ -259,8 +331,8 @@ public enum Synth {
         var t = 0
         for b in 0..<numBd {
             let slot = slots[b]
-            let cx = (Double(slot % grid) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
-            let cy = (Double(slot / grid) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
+            let cx = (Double(slot % gridX) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
+            let cy = (Double(slot / gridX) + 0.5 + rng.uniform(-0.15, 0.15)) * spacing
             let type = rng.below(max(1, c.cellTypes))
             let area = c.cellArea * typeScale[type] * rng.uniform(0.85, 1.15)
             let elong = rng.uniform(1.0, 1.35)
@@ -302,7 +374,7 @@ public enum Synth {
         }
         counts.removeAll()
         for _ in 0..<numBackground {
-            txPos[2 * t] = Float(rng.uniform(0, side)); txPos[2 * t + 1] = Float(rng.uniform(0, side))
+            txPos[2 * t] = Float(rng.uniform(0, width)); txPos[2 * t + 1] = Float(rng.uniform(0, height))
             tokens[t] = globalGene(&rng)
             t += 1
         }
@@ -316,14 +388,22 @@ public enum Synth {
             pos2[2 * newIndex] = txPos[2 * old]; pos2[2 * newIndex + 1] = txPos[2 * old + 1]
             tok2[newIndex] = tokens[old]; cell2[newIndex] = cellOf[old]; nuc2[newIndex] = nuclear[old]
         }
-        txPos = pos2; tokens = tok2; cellOf = cell2; nuclear = nuc2
+        return Layout(width: width, height: height, txPos: pos2, tokens: tok2, cellOf: cell2, nuclear: nuc2,
+                      bdPos: bdPos, bdX: bdX)
+    }
 
+    /// The tile of a layout: kNN graph over its transcripts, belongs edges (nuclear transcripts to
+    /// their nucleus) and segger-style negatives drawn with `rng`; then `features(&rng)` gives the
+    /// embedding-mode `tx.x` (nil: token mode). Positions kept, ids not yet set.
+    static func graph(_ L: Layout, config c: SynthConfig, source: String, rng: inout SynthRandom,
+                      features: (inout SynthRandom) -> [Float]?) -> Generated {
+        let n = L.numTx, numBd = L.numBd
         // kNN graph: row 0 = the transcript (k times), row 1 = itself then its nearest others within radius.
-        let (nnSrc, nnDst) = knn(pos: txPos, k: c.k, radius: c.radius)
+        let (nnSrc, nnDst) = knn(pos: L.txPos, k: c.k, radius: c.radius)
 
         // Belongs edges in transcript order; positives = belongs, then segger's negatives.
         var bSrc: [Int32] = [], bDst: [Int32] = []
-        for i in 0..<n where nuclear[i] { bSrc.append(Int32(i)); bDst.append(cellOf[i]) }
+        for i in 0..<n where L.nuclear[i] { bSrc.append(Int32(i)); bDst.append(L.cellOf[i]) }
         var labelTx = bSrc, labelBd = bDst
         var labels = [Float](repeating: 1, count: bSrc.count)
         let toSample = Int((Double(bSrc.count) * c.negRatio).rounded())
@@ -331,33 +411,194 @@ public enum Synth {
         for i in 0..<bSrc.count { seen.insert(Int64(bSrc[i]) << 32 | Int64(bDst[i])) }
         for _ in 0..<toSample {
             let tx = rng.below(n), bd = rng.below(numBd)
-            guard nuclear[tx], cellOf[tx] != Int32(bd) else { continue }
+            guard L.nuclear[tx], L.cellOf[tx] != Int32(bd) else { continue }
             guard seen.insert(Int64(tx) << 32 | Int64(bd)).inserted else { continue }
             labelTx.append(Int32(tx)); labelBd.append(Int32(bd)); labels.append(0)
         }
 
         let txInput: TranscriptInput
-        if let dim = c.embeddingDim {
-            precondition(dim > 0)
-            var feats = [Float](repeating: 0, count: n * dim)
-            for i in 0..<n {
-                for j in 0..<dim { feats[i * dim + j] = c.embeddingNoise * Float(rng.normal()) }
-                feats[i * dim + Int(tokens[i]) % dim] += 1
-            }
-            txInput = .features(feats, dim: dim)
+        if let f = features(&rng), let dim = c.embeddingDim {
+            txInput = .features(f, dim: dim)
         } else {
-            txInput = .tokens(tokens)
+            txInput = .tokens(L.tokens)
         }
-        let source = "synth(seed \(c.seed), tile \(index))"
-        var tile = Tile(sources: [source], numTx: n, numBd: numBd, tx: txInput, bdX: bdX, bdDim: 4,
+        var tile = Tile(sources: [source], numTx: n, numBd: numBd, tx: txInput, bdX: L.bdX, bdDim: 4,
                         neighbors: Relation(numSrc: n, numDst: n, src: nnSrc, dst: nnDst),
                         belongs: Relation(numSrc: n, numDst: numBd, src: bSrc, dst: bDst),
                         labelTx: labelTx, labelBd: labelBd, labels: labels)
-        tile.txPos = txPos
+        tile.txPos = L.txPos
         tile.txPosDim = 2
-        tile.bdPos = bdPos
+        tile.bdPos = L.bdPos
         tile.bdPosDim = 2
-        return Generated(tile: tile, txPos: txPos, bdPos: bdPos, cellOf: cellOf, nuclear: nuclear)
+        return Generated(tile: tile, cellOf: L.cellOf, nuclear: L.nuclear)
+    }
+
+    /// Embedding-mode features: a one-hot of the gene (`token % dim`) plus Gaussian noise, [n, dim].
+    static func embedding(tokens: [Int32], dim: Int, noise: Float, rng: inout SynthRandom) -> [Float] {
+        precondition(dim > 0)
+        let n = tokens.count
+        var feats = [Float](repeating: 0, count: n * dim)
+        for i in 0..<n {
+            for j in 0..<dim { feats[i * dim + j] = noise * Float(rng.normal()) }
+            feats[i * dim + Int(tokens[i]) % dim] += 1
+        }
+        return feats
+    }
+
+    // MARK: ids
+
+    /// splitmix64's finalizer: a bijection of UInt64.
+    static func mix64(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The transcript id of global transcript `index` under `seed`: a keyed bijection of [0, 2^63)
+    /// (xor-shifts and odd multipliers modulo 2^63), so ids are unique, non-negative and unordered.
+    static func transcriptID(seed: UInt64, index: Int) -> Int64 {
+        let mask: UInt64 = (1 << 63) - 1
+        var x = (UInt64(index) ^ mix64(seed ^ 0x7A11_D000_0000_0001)) & mask
+        x ^= x >> 31
+        x = (x &* 0x7FB5_D329_728E_A185) & mask
+        x ^= x >> 27
+        x = (x &* 0x81DA_DEF4_BC2D_D44D) & mask
+        x ^= x >> 33
+        return Int64(x)
+    }
+
+    /// 26^8: the number of 8-letter boundary ids.
+    static let boundaryIDSpace: UInt64 = 208_827_064_576
+
+    /// The boundary id of global boundary `index` under `seed`, in Xenium's style (8 lowercase letters
+    /// and "-1", e.g. `cpikcgfm-1`): index ↦ (a · index + b) mod 26^8 with a coprime to 26, a bijection,
+    /// so ids of distinct indices (< 26^8) differ.
+    static func boundaryID(seed: UInt64, index: Int) -> String {
+        let a: UInt64 = 137_438_953_471 // odd, not a multiple of 13
+        let b = mix64(seed ^ 0xB0D1_D000_0000_0002) % boundaryIDSpace
+        let p = a.multipliedFullWidth(by: UInt64(index))
+        var v = (boundaryIDSpace.dividingFullWidth((p.high % boundaryIDSpace, p.low)).remainder + b) % boundaryIDSpace
+        var letters = [UInt8](repeating: 0, count: 8)
+        for k in stride(from: 7, through: 0, by: -1) {
+            letters[k] = UInt8(ascii: "a") + UInt8(v % 26)
+            v /= 26
+        }
+        return String(decoding: letters, as: UTF8.self) + "-1"
+    }
+    // MARK: overlapping tiles
+
+    /// The grid an overlap-mode region is cut into: `columns × rows` = `tiles` cores of equal size
+    /// (`rows` the largest divisor of `tiles` not above its square root), numbered row by row from
+    /// (x, y) = (0, 0). The outermost cores reach to ±∞, so every transcript lies in some core.
+    public struct OverlapGrid: Sendable, Equatable {
+        public var columns: Int
+        public var rows: Int
+        public var width: Double
+        public var height: Double
+        public var margin: Double
+
+        public init(tiles: Int, width: Double, height: Double, margin: Double) {
+            var r = max(1, Int(Double(tiles).squareRoot()))
+            while tiles % r != 0 { r -= 1 }
+            self.rows = r
+            self.columns = tiles / r
+            self.width = width
+            self.height = height
+            self.margin = margin
+        }
+
+        /// The nominal core of tile k, [x0, x1) × [y0, y1), µm.
+        public func core(_ k: Int) -> (x0: Double, y0: Double, x1: Double, y1: Double) {
+            let i = k % columns, j = k / columns
+            let w = width / Double(columns), h = height / Double(rows)
+            return (Double(i) * w, Double(j) * h, Double(i + 1) * w, Double(j + 1) * h)
+        }
+
+        /// The tiles whose core, grown by the margin on every side (bounds included), holds (x, y).
+        public func tiles(x: Float, y: Float) -> [Int] {
+            func range(_ v: Double, _ size: Double, _ count: Int) -> [Int] {
+                let step = size / Double(count)
+                let lo = max(0, Int(((v - margin) / step).rounded(.down)) - 1)
+                let hi = min(count - 1, Int(((v + margin) / step).rounded(.down)) + 1)
+                guard lo <= hi else { return v < 0 ? [0] : [count - 1] }
+                return (lo...hi).filter { a in
+                    let start = a == 0 ? -Double.infinity : Double(a) * step - margin
+                    let end = a == count - 1 ? Double.infinity : Double(a + 1) * step + margin
+                    return v >= start && v <= end
+                }
+            }
+            let xs = range(Double(x), width, columns), ys = range(Double(y), height, rows)
+            return ys.flatMap { j in xs.map { j * columns + $0 } }
+        }
+    }
+
+    /// One slide region and its overlapping tiles: a transcript or nucleus centroid near a core's
+    /// border is in every tile whose grown core holds it, with the same id, position, gene (and
+    /// embedding); each tile's kNN, belongs and label edges are built within the tile, as segger does.
+    struct OverlapRegion {
+        let config: SynthConfig
+        let layout: Layout
+        let grid: OverlapGrid
+        /// Rows of the region's transcripts and boundaries in tile k, ascending.
+        let txRows: [[Int32]]
+        let bdRows: [[Int32]]
+
+        init(config c: SynthConfig) {
+            precondition(c.problem == nil && c.overlapMargin != nil, "SynthConfig: \(c.problem ?? "no overlap margin")")
+            config = c
+            var probe = OverlapGrid(tiles: c.tiles, width: 1, height: 1, margin: 0)
+            var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ 0x0E61_0000_5EED_0001)
+            layout = Synth.layout(config: c, n: c.tiles * c.txPerTile,
+                                  aspect: Double(probe.columns) / Double(probe.rows), rng: &rng)
+            probe = OverlapGrid(tiles: c.tiles, width: layout.width, height: layout.height, margin: c.overlapMargin!)
+            grid = probe
+            var tx = [[Int32]](repeating: [], count: c.tiles), bd = [[Int32]](repeating: [], count: c.tiles)
+            for r in 0..<layout.numTx {
+                for k in grid.tiles(x: layout.txPos[2 * r], y: layout.txPos[2 * r + 1]) { tx[k].append(Int32(r)) }
+            }
+            for b in 0..<layout.numBd {
+                for k in grid.tiles(x: layout.bdPos[2 * b], y: layout.bdPos[2 * b + 1]) { bd[k].append(Int32(b)) }
+            }
+            txRows = tx
+            bdRows = bd
+        }
+
+        /// Tile k: the region's rows in it (region order), a nucleus's transcripts nuclear here only
+        /// when the nucleus is in the tile, ids from the region's indices.
+        func tile(_ k: Int) -> Generated {
+            let c = config, L = layout
+            let rows = txRows[k].map(Int.init), bds = bdRows[k].map(Int.init)
+            var local = [Int32](repeating: -1, count: L.numBd)
+            for (i, b) in bds.enumerated() { local[b] = Int32(i) }
+            var sub = Layout(width: L.width, height: L.height, txPos: [], tokens: [], cellOf: [], nuclear: [],
+                             bdPos: [], bdX: [])
+            sub.txPos.reserveCapacity(2 * rows.count)
+            for r in rows {
+                sub.txPos += [L.txPos[2 * r], L.txPos[2 * r + 1]]
+                sub.tokens.append(L.tokens[r])
+                let cell = L.cellOf[r] >= 0 ? local[Int(L.cellOf[r])] : -1
+                sub.cellOf.append(cell)
+                sub.nuclear.append(L.nuclear[r] && cell >= 0)
+            }
+            for b in bds {
+                sub.bdPos += [L.bdPos[2 * b], L.bdPos[2 * b + 1]]
+                sub.bdX += L.bdX[(4 * b)..<(4 * b + 4)]
+            }
+            var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k) &+ 0x0E61_0000_7111_0002)
+            var g = Synth.graph(sub, config: c, source: "synth(seed \(c.seed), overlap tile \(k))", rng: &rng) { _ in
+                // One noise stream per region transcript: the same features in every tile that holds it.
+                c.embeddingDim.map { dim in
+                    rows.flatMap { r -> [Float] in
+                        var t = SynthRandom(seed: Synth.mix64(c.seed ^ 0xE3BE_DD00_0000_0003) ^ UInt64(r))
+                        return Synth.embedding(tokens: [L.tokens[r]], dim: dim, noise: c.embeddingNoise, rng: &t)
+                    }
+                }
+            }
+            g.tile.txIDs = rows.map { Synth.transcriptID(seed: c.seed, index: $0) }
+            g.tile.bdIDs = bds.map { Synth.boundaryID(seed: c.seed, index: $0) }
+            return g
+        }
     }
 
     /// k nearest neighbours within `radius` of each point (the point itself first), by grid hashing

@@ -7,9 +7,23 @@ struct SynthCommand: ParsableCommand {
         commandName: "synth",
         abstract: "Generate a realistic, learnable tile directory (deterministic per seed).",
         discussion: """
-        Cells with nuclei and cell-type gene programs, a kNN transcript graph with self-loops (k within a radius),
-        belongs edges for nuclear transcripts, and segger-style negatives (a nuclear transcript paired with a
-        wrong nucleus of the same tile). Files: tile_00000.safetensors, … in the segger-tile v1 contract.
+        Cells with nuclei and cell-type gene programs, a kNN transcript graph with
+        self-loops (k within a radius), belongs edges for nuclear transcripts, and
+        segger-style negatives (a nuclear transcript paired with a wrong nucleus of the
+        same tile). Files: tile_00000.safetensors, … in the segger-tile v2 contract
+        (docs/tile-format.md) with positions (tx.pos, bd.pos, µm), transcript ids
+        (tx.id: int64, unique, from --seed and the transcript's global index) and
+        boundary ids (bd.id: 8 lowercase letters and "-1", as Xenium's), and
+        manifest.json. The training tensors are those of earlier versions, bit for bit.
+
+        Overlap mode (--overlap_margin M): one slide region of tiles × tx_per_tile
+        transcripts is cut into a grid of C × R cores (R the largest divisor of --tiles
+        not above its square root), numbered row by row from the origin; tile k holds
+        every transcript and nucleus centroid within M µm of its core (bounds
+        included), so those near a border appear in 2–4 tiles with the same id,
+        position and gene, as in segger's tiles. Each tile's kNN, belongs and label
+        edges are built within the tile. --tx_per_tile is then the mean per core (a
+        tile holds more: its margins); manifest.json records the grid and the cores.
         """)
 
     @Option(name: .customLong("out"), help: "Output directory (created).")
@@ -26,10 +40,15 @@ struct SynthCommand: ParsableCommand {
     var k: Int = 3
     @Option(name: .customLong("embedding_dim"), help: "Write embedding-mode tiles (tx.x float [N, C]) of this width instead of token ids.")
     var embeddingDim: Int?
+    @Option(name: .customLong("overlap_margin"), help: "Overlap mode: cut one region into overlapping tiles, each holding everything within this many µm of its core (see below).")
+    var overlapMargin: Double?
 
     func run() throws {
         guard tiles >= 1, txPerTile >= 10, numTxTokens >= 1, k >= 1 else {
             throw ValidationError("--tiles ≥ 1, --tx_per_tile ≥ 10, --num_tx_tokens ≥ 1 and --k ≥ 1 are required")
+        }
+        if let m = overlapMargin, !(m >= 0 && m.isFinite) {
+            throw ValidationError("--overlap_margin must be a finite number of µm ≥ 0 (got \(m))")
         }
         var c = SynthConfig()
         c.tiles = tiles
@@ -38,11 +57,12 @@ struct SynthCommand: ParsableCommand {
         c.numTxTokens = numTxTokens
         c.k = k
         c.embeddingDim = embeddingDim
+        c.overlapMargin = overlapMargin
         do {
             try SeggerTiles.Synth.writeDirectory(config: c, to: out)
         } catch {
             fail("\(error)")
         }
-        print("wrote \(tiles) tile(s) to \(out)")
+        print("wrote \(tiles) tile(s) to \(out)\(overlapMargin.map { ", overlapping by a \($0) µm margin" } ?? "")")
     }
 }

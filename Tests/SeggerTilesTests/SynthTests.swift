@@ -160,8 +160,147 @@ final class SynthTests: XCTestCase {
             XCTAssertEqual(file[TileTensor.txPos]?.shape, [read.numTx, 2])
             XCTAssertEqual(file[TileTensor.bdPos]?.shape, [read.numBd, 2])
             XCTAssertEqual(file.metadata["format"], "segger-tile")
+            XCTAssertEqual(file.metadata["version"], "2")
+            XCTAssertEqual(read.txPos, made.txPos)
+            XCTAssertEqual(read.bdPos, made.bdPos)
+            XCTAssertEqual(read.txIDs, made.txIDs)
+            XCTAssertEqual(read.bdIDs, made.bdIDs)
             checkInvariants(read)
         }
+    }
+
+    func testIDsAreUniqueDeterministicAndXeniumLike() throws {
+        let c = SynthConfig(tiles: 3, txPerTile: 400, seed: 17)
+        var tx = Set<Int64>(), bd = Set<String>()
+        for i in 0..<3 {
+            let t = Synth.tile(config: c, index: i)
+            let ids = try XCTUnwrap(t.txIDs), names = try XCTUnwrap(t.bdIDs)
+            XCTAssertEqual(ids.count, t.numTx)
+            XCTAssertEqual(names.count, t.numBd)
+            XCTAssertTrue(ids.allSatisfy { $0 >= 0 })
+            XCTAssertEqual(ids, (0..<t.numTx).map { Synth.transcriptID(seed: 17, index: i * 400 + $0) })
+            for n in names {
+                XCTAssertEqual(n.count, 10, n)
+                XCTAssertTrue(n.hasSuffix("-1"), n)
+                XCTAssertTrue(n.utf8.prefix(8).allSatisfy { (97...122).contains($0) }, n)
+            }
+            tx.formUnion(ids)
+            bd.formUnion(names)
+            XCTAssertEqual(Synth.tile(config: c, index: i).txIDs, ids, "deterministic")
+        }
+        XCTAssertEqual(tx.count, 1200, "transcript ids unique over the directory")
+        XCTAssertEqual(bd.count, (0..<3).map { Synth.tile(config: c, index: $0).numBd }.reduce(0, +), "boundary ids unique")
+        // Another seed, other ids.
+        XCTAssertNotEqual(Synth.tile(config: SynthConfig(tiles: 1, txPerTile: 400, seed: 18), index: 0).txIDs, Synth.tile(config: c, index: 0).txIDs)
+        // The id maps are bijections: no two of many indices collide (and ids spread over the range).
+        var seen = Set<Int64>(), names = Set<String>()
+        for k in 0..<100_000 { seen.insert(Synth.transcriptID(seed: 5, index: k)); names.insert(Synth.boundaryID(seed: 5, index: k)) }
+        XCTAssertEqual(seen.count, 100_000)
+        XCTAssertEqual(names.count, 100_000)
+        XCTAssertGreaterThan(seen.max()!, Int64(1) << 60)
+        XCTAssertEqual(Synth.boundaryID(seed: 5, index: Int(Synth.boundaryIDSpace) - 1).count, 10)
+    }
+
+    func testOverlappingTilesShareTranscriptsAndCells() throws {
+        let dir = try temporaryDirectory(self)
+        var c = SynthConfig(tiles: 6, txPerTile: 700, seed: 9)
+        c.overlapMargin = 8
+        try Synth.writeDirectory(config: c, to: dir)
+        let paths = try TileDirectory.list(dir)
+        XCTAssertEqual(paths.count, 6)
+        let grid = Synth.OverlapGrid(tiles: 6, width: 1, height: 1, margin: 0)
+        XCTAssertEqual([grid.columns, grid.rows], [3, 2])
+        struct Seen: Equatable { var x: Float; var y: Float; var gene: Int32 }
+        var tx: [Int64: Seen] = [:], copies: [Int64: Int] = [:]
+        var bd: [String: [Float]] = [:], bdCopies: [String: Int] = [:]
+        var total = 0
+        for path in paths {
+            let t = try Tile.read(path: path, options: TileReadOptions(numTxTokens: 500))
+            checkInvariants(t)
+            guard case .tokens(let genes) = t.tx else { return XCTFail("token mode expected") }
+            let ids = try XCTUnwrap(t.txIDs), names = try XCTUnwrap(t.bdIDs)
+            total += t.numTx
+            for i in 0..<t.numTx {
+                let s = Seen(x: t.txPos[2 * i], y: t.txPos[2 * i + 1], gene: genes[i])
+                if let old = tx[ids[i]] { XCTAssertEqual(old, s, "transcript \(ids[i]) differs between tiles") }
+                tx[ids[i]] = s
+                copies[ids[i], default: 0] += 1
+            }
+            for b in 0..<t.numBd {
+                let p = [t.bdPos[2 * b], t.bdPos[2 * b + 1]]
+                if let old = bd[names[b]] { XCTAssertEqual(old, p, "cell \(names[b]) differs between tiles") }
+                bd[names[b]] = p
+                bdCopies[names[b], default: 0] += 1
+            }
+            // Edges within the tile: the kNN within the radius, belongs to a nucleus of this tile.
+            for e in 0..<t.neighbors.count {
+                let i = Int(t.neighbors.src[e]), j = Int(t.neighbors.dst[e])
+                let dx = t.txPos[2 * i] - t.txPos[2 * j], dy = t.txPos[2 * i + 1] - t.txPos[2 * j + 1]
+                XCTAssertLessThanOrEqual((dx * dx + dy * dy).squareRoot(), 5 + 1e-4)
+            }
+            XCTAssertGreaterThan(t.belongs.count, 0)
+        }
+        // The region's transcripts: each in 1, 2 or 4 tiles of a 3 × 2 grid of cores wider than 2 margins.
+        XCTAssertEqual(tx.count, 6 * 700)
+        XCTAssertEqual(copies.values.reduce(0, +), total)
+        let histogram = Dictionary(grouping: copies.values, by: { $0 }).mapValues(\.count)
+        XCTAssertEqual(Set(histogram.keys), [1, 2, 4], "\(histogram)")
+        XCTAssertGreaterThan(histogram[2]!, 200)
+        XCTAssertGreaterThan(histogram[4]!, 10)
+        XCTAssertTrue(bdCopies.values.contains { $0 > 1 }, "some nuclei lie in several tiles")
+        // The manifest describes the grid; the same config writes the same bytes.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as? [String: Any]
+        let overlap = try XCTUnwrap(manifest?["overlap"] as? [String: Any])
+        XCTAssertEqual(overlap["columns"] as? Int, 3)
+        XCTAssertEqual(overlap["rows"] as? Int, 2)
+        XCTAssertEqual(overlap["region_tx"] as? Int, 4200)
+        let again = try temporaryDirectory(self)
+        try Synth.writeDirectory(config: c, to: again)
+        for p in paths {
+            let name = (p as NSString).lastPathComponent
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p)), try Data(contentsOf: URL(fileURLWithPath: again + "/" + name)))
+        }
+    }
+
+    func testOverlapGridMembership() {
+        // 2 × 2 cores of 10 µm with a 1 µm margin, bounds included; outer cores reach to ±∞.
+        let g = Synth.OverlapGrid(tiles: 4, width: 20, height: 20, margin: 1)
+        XCTAssertEqual(g.tiles(x: 5, y: 5), [0])
+        XCTAssertEqual(g.tiles(x: 9, y: 5), [0, 1])
+        XCTAssertEqual(g.tiles(x: 11, y: 5), [0, 1])
+        XCTAssertEqual(g.tiles(x: 11.001, y: 5), [1])
+        XCTAssertEqual(g.tiles(x: 10, y: 10), [0, 1, 2, 3])
+        XCTAssertEqual(g.tiles(x: -50, y: 25), [2])
+        XCTAssertEqual(g.tiles(x: 1e6, y: -3), [1])
+        XCTAssertEqual(Synth.OverlapGrid(tiles: 7, width: 1, height: 1, margin: 0).columns, 7)
+        XCTAssertEqual(Synth.OverlapGrid(tiles: 1000, width: 1, height: 1, margin: 0).rows, 25)
+        var c = SynthConfig(tiles: 2, txPerTile: 100)
+        c.overlapMargin = -1
+        XCTAssertNotNil(c.problem)
+        c.overlapMargin = .infinity
+        XCTAssertNotNil(c.problem)
+        c.overlapMargin = 0
+        XCTAssertNil(c.problem)
+    }
+
+    func testOverlapEmbeddingModeSameFeaturesInEveryTile() throws {
+        let dir = try temporaryDirectory(self)
+        var c = SynthConfig(tiles: 2, txPerTile: 300, seed: 4, embeddingDim: 6)
+        c.overlapMargin = 6
+        try Synth.writeDirectory(config: c, to: dir)
+        var rows: [Int64: [Float]] = [:]
+        var shared = 0
+        for p in try TileDirectory.list(dir) {
+            let t = try Tile.read(path: p)
+            guard case .features(let f, let dim) = t.tx else { return XCTFail("embedding mode expected") }
+            XCTAssertEqual(dim, 6)
+            for (i, id) in t.txIDs!.enumerated() {
+                let row = Array(f[(i * 6)..<(i * 6 + 6)])
+                if let old = rows[id] { XCTAssertEqual(old, row); shared += 1 }
+                rows[id] = row
+            }
+        }
+        XCTAssertGreaterThan(shared, 20)
     }
 
     func testEmbeddingMode() throws {

@@ -1,0 +1,35 @@
+import Foundation
+import SafeTensors
+import XCTest
+
+/// `segger-train synth` through the binary: v2 tiles with ids, the overlap mode, its flag errors.
+final class SynthCommandTests: XCTestCase {
+    func testOverlappingTilesFromTheBinaryTrain() throws {
+        let dir = Support.tempDir("synth-overlap")
+        var r = try Support.run(Support.binary, ["synth", "--out", dir, "--tiles", "4", "--tx_per_tile", "300", "--seed", "3", "--overlap_margin", "6"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("wrote 4 tile(s)") && r.stdout.contains("6.0 µm margin"), r.stdout)
+        var ids: [Int64: Int] = [:]
+        for k in 0..<4 {
+            let f = try SafeTensorsFile.read(path: dir + "/tile_0000\(k).safetensors")
+            XCTAssertEqual(f.metadata["version"], "2")
+            XCTAssertEqual(f["tx.id"]?.dtype, .I64)
+            XCTAssertEqual(f["bd.id"]?.dtype, .U8)
+            for id in f["tx.id"]!.int64s()! { ids[id, default: 0] += 1 }
+        }
+        XCTAssertEqual(ids.count, 1200, "the region's transcripts, each in at least one tile")
+        XCTAssertTrue(ids.values.contains(4), "a transcript near the centre is in all four tiles")
+        // v2 tiles (ids, positions) train as v1 tiles do.
+        r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("synth-overlap-run"), "--epochs", "1"] + smallModel)
+        XCTAssertEqual(r.status, 0, r.output)
+    }
+
+    func testBadOverlapMarginIsAClearError() throws {
+        for bad in ["-1", "nan", "inf"] {
+            let r = try Support.run(Support.binary, ["synth", "--out", Support.tempDir("synth-bad"), "--tiles", "2", "--tx_per_tile", "100", "--overlap_margin", bad])
+            XCTAssertNotEqual(r.status, 0, bad)
+            XCTAssertLessThan(r.status, 128, bad)
+            XCTAssertTrue(r.stderr.contains("--overlap_margin"), r.stderr)
+        }
+    }
+}
