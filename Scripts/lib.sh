@@ -21,7 +21,7 @@ ensure_packages() {
 }
 
 ensure_build_deps() {
-    ensure_packages libopenmpi-dev openmpi-bin libopenblas-dev pkg-config
+    ensure_packages libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev pkg-config
     command -v swift >/dev/null || { echo "error: swift not found (expected at /opt/swift/usr/bin)" >&2; exit 1; }
 }
 
