@@ -54,6 +54,7 @@ let package = Package(
         .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed"], swiftSettings: tunedSwift),
 
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "ParquetTests", dependencies: ["Parquet"]),
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),

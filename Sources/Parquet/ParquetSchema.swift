@@ -60,8 +60,8 @@ public struct ParquetError: Error, CustomStringConvertible, Equatable {
 /// .string(cellIds)                    // [String?]
 /// .float32(scores, valid: isBound)    // [Float] + [Bool]
 /// ```
-public struct ParquetColumnValues {
-    enum Storage {
+public struct ParquetColumnValues: Sendable {
+    enum Storage: Sendable {
         case int64([Int64], valid: [Bool]?)
         case int32([Int32], valid: [Bool]?)
         case int8([Int8], valid: [Bool]?)
@@ -105,6 +105,16 @@ public struct ParquetColumnValues {
         return m.count
     }
 
+    /// The first null row, if any.
+    var firstNullRow: Int? {
+        switch storage {
+        case .int64(_, let m), .int32(_, let m), .int8(_, let m), .float32(_, let m), .string(_, let m):
+            return m?.firstIndex(of: false)
+        case .optionalString(let v):
+            return v.firstIndex { $0 == nil }
+        }
+    }
+
     public static func int64(_ values: [Int64]) -> ParquetColumnValues { .init(storage: .int64(values, valid: nil)) }
     public static func int64(_ values: [Int64], valid: [Bool]) -> ParquetColumnValues { .init(storage: .int64(values, valid: valid)) }
     public static func int64(_ values: [Int64?]) -> ParquetColumnValues {
@@ -136,7 +146,7 @@ public struct ParquetColumnValues {
 }
 
 /// A run of rows: one ``ParquetColumnValues`` per schema column, in schema order, all of the same length.
-public struct ParquetBatch {
+public struct ParquetBatch: Sendable {
     public var columns: [ParquetColumnValues]
     public init(columns: [ParquetColumnValues]) { self.columns = columns }
 }
