@@ -88,17 +88,29 @@ struct ColumnBuffer {
 
     // MARK: pages
 
-    /// Splits the buffered rows into pages of about `targetBytes` of PLAIN values and at most `maxRows` rows
-    /// each: returns (rows, values) index ranges per page. Every page holds at least one row.
+    /// Splits the buffered rows into pages of about `targetBytes` of PLAIN values (at most that for
+    /// fixed-width kinds; strings: until the page reaches it) and at most `maxRows` rows each: returns (rows,
+    /// values) index ranges per page. Every page holds at least one row.
     func pageRanges(targetBytes: Int, maxRows: Int) -> [(rows: Range<Int>, values: Range<Int>)] {
         var pages: [(rows: Range<Int>, values: Range<Int>)] = []
         var r0 = 0, v0 = 0
+        if column.type != .string {
+            // Fixed width: rows per page from the width alone (nulls counted as if present).
+            let perPage = Swift.max(1, Swift.min(maxRows, targetBytes / fixedWidth))
+            while r0 < rowCount {
+                let r = Swift.min(rowCount, r0 + perPage)
+                let v = column.nullable ? v0 + valid[r0..<r].reduce(0) { $0 + ($1 ? 1 : 0) } : r
+                pages.append((r0..<r, v0..<v))
+                (r0, v0) = (r, v)
+            }
+            return pages
+        }
         while r0 < rowCount {
             var r = r0, v = v0, bytes = 0
             let rowEnd = Swift.min(rowCount, r0 + maxRows)
             while r < rowEnd && (r == r0 || bytes < targetBytes) {
                 if !column.nullable || valid[r] {
-                    bytes += fixedWidth + (column.type == .string ? stringEnds[v] - stringStart(v) : 0)
+                    bytes += 4 + stringEnds[v] - stringStart(v)
                     v += 1
                 }
                 r += 1
@@ -125,18 +137,12 @@ struct ColumnBuffer {
         case .int32: int32s[values].withUnsafeBytes { out.append(contentsOf: $0) }
         case .float32: floats[values].withUnsafeBytes { out.append(contentsOf: $0) }
         case .int8:
-            for x in int8s[values] {
-                let w = UInt32(bitPattern: Int32(x))
-                out.append(contentsOf: [UInt8(truncatingIfNeeded: w), UInt8(truncatingIfNeeded: w >> 8),
-                                        UInt8(truncatingIfNeeded: w >> 16), UInt8(truncatingIfNeeded: w >> 24)])
-            }
+            int8s[values].map { Int32($0) }.withUnsafeBytes { out.append(contentsOf: $0) }  // INT32, sign-extended
         case .string:
             stringBytes.withUnsafeBufferPointer { b in
                 for i in values {
                     let s = stringStart(i), e = stringEnds[i]
-                    let n = UInt32(e - s)
-                    out.append(contentsOf: [UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8),
-                                            UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 24)])
+                    withUnsafeBytes(of: UInt32(e - s).littleEndian) { out.append(contentsOf: $0) }
                     out.append(contentsOf: UnsafeBufferPointer(rebasing: b[s..<e]))
                 }
             }

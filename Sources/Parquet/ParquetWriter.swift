@@ -108,14 +108,13 @@ public final class ParquetWriter {
     /// should be abandoned.
     public func append(_ batch: ParquetBatch) throws {
         try checkUsable()
-        let n = try validate(batch)
-        let stringColumns = schema.indices.filter { schema[$0].type == .string }
+        let (n, stringBytes) = try validate(batch)
         let fixedRowBytes = columns.reduce(0) { $0 + $1.fixedWidth }
         var row = 0
         while row < n {
             // Rows to take: up to the row-count limit, stopping after the row that reaches the byte limit.
             var take = min(n - row, rowGroupRows - bufferedRows)
-            if stringColumns.isEmpty {
+            if stringBytes.isEmpty {
                 let room = max(1, (rowGroupBytes - bufferedBytes + fixedRowBytes - 1) / fixedRowBytes)
                 take = min(take, room)
                 bufferedBytes += take * fixedRowBytes
@@ -123,7 +122,7 @@ public final class ParquetWriter {
                 var k = 0
                 while k < take && bufferedBytes < rowGroupBytes {
                     var b = fixedRowBytes
-                    for c in stringColumns { b += Self.utf8Count(batch.columns[c], row: row + k) }
+                    for lengths in stringBytes { b += lengths[row + k] }
                     bufferedBytes += b
                     k += 1
                 }
@@ -219,8 +218,10 @@ public final class ParquetWriter {
         }
     }
 
-    /// Checks every column of `batch` against the schema; returns the row count.
-    private func validate(_ batch: ParquetBatch) throws -> Int {
+    /// Checks every column of `batch` against the schema; returns the row count and, for each string column,
+    /// each row's UTF-8 bytes (0 for a null).
+    private func validate(_ batch: ParquetBatch) throws -> (rows: Int, stringBytes: [[Int]]) {
+        var stringBytes: [[Int]] = []
         guard batch.columns.count == schema.count else {
             throw failure("a batch has \(batch.columns.count) columns; the schema has \(schema.count)")
         }
@@ -238,22 +239,18 @@ public final class ParquetWriter {
             if !c.nullable, let r = values.firstNullRow {
                 throw failure("column \"\(c.name)\" is not nullable, but row \(r) of the batch is null")
             }
-            if c.type == .string {
-                for r in 0..<n where Self.utf8Count(values, row: r) > maxStringBytes {
-                    throw failure("column \"\(c.name)\", row \(r) of the batch: a string of \(Self.utf8Count(values, row: r)) bytes; at most \(maxStringBytes) fit in a Parquet page")
-                }
+            let lengths: [Int]
+            switch values.storage {
+            case .string(let v, let m): lengths = m.map { m in zip(v, m).map { $1 ? $0.utf8.count : 0 } } ?? v.map(\.utf8.count)
+            case .optionalString(let v): lengths = v.map { $0?.utf8.count ?? 0 }
+            default: continue
             }
+            if let r = lengths.firstIndex(where: { $0 > maxStringBytes }) {
+                throw failure("column \"\(c.name)\", row \(r) of the batch: a string of \(lengths[r]) bytes; at most \(maxStringBytes) fit in a Parquet page")
+            }
+            stringBytes.append(lengths)
         }
-        return n
-    }
-
-    /// The UTF-8 bytes of row `row` of a string column (0 for a null).
-    private static func utf8Count(_ values: ParquetColumnValues, row: Int) -> Int {
-        switch values.storage {
-        case .string(let v, let m): return (m?[row] ?? true) ? v[row].utf8.count : 0
-        case .optionalString(let v): return v[row]?.utf8.count ?? 0
-        default: return 0
-        }
+        return (n, stringBytes)
     }
 
     /// Encodes the buffered rows as one row group: for each column, its pages back to back.
