@@ -262,21 +262,19 @@ public final class ParquetWriter {
             var uncompressedTotal: Int64 = 0
             for p in columns[c].pageRanges(targetBytes: pageTargetBytes, maxRows: pageMaxRows) {
                 columns[c].encodePage(rows: p.rows, values: p.values, into: &page)
-                var body = page
+                let tooLarge = "a page of column \"\(schema[c].name)\" would exceed 2^31 - 1 bytes, Parquet's limit"
+                guard page.count <= Int(Int32.max) else { throw fail(tooLarge) }
                 var bodyCount = page.count
                 if let zstd {
                     do { bodyCount = try zstd.compress(page, into: &compressed) } catch let e as ZstdCompressor.Failure {
                         throw fail("zstd compression of column \"\(schema[c].name)\" failed: \(e.name)")
                     }
-                    body = compressed
-                }
-                guard page.count <= Int(Int32.max), bodyCount <= Int(Int32.max) else {
-                    throw fail("a page of column \"\(schema[c].name)\" would be \(max(page.count, bodyCount)) bytes; Parquet pages are limited to 2^31 - 1")
+                    guard bodyCount <= Int(Int32.max) else { throw fail(tooLarge) }
                 }
                 let header = DataPageHeader(uncompressedSize: Int32(page.count), compressedSize: Int32(bodyCount),
                                             valueCount: Int32(p.rows.count)).encoded()
                 try emit(header)
-                try emit(body, count: bodyCount)
+                try emit(zstd == nil ? page : compressed, count: bodyCount)
                 uncompressedTotal += Int64(header.count + page.count)
             }
             chunks.append(ColumnChunkMeta(column: schema[c], codec: zstd == nil ? .uncompressed : .zstd,
