@@ -26,6 +26,8 @@ let package = Package(
         // System libraries from Debian: libopenmpi-dev and libopenblas-dev.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Zstandard for Parquet pages: libzstd-dev.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // fp32 <-> fp16/bf16 conversion with a runtime F16C dispatch (portable binary, fast path).
         .target(name: "CFloat16"),
         .target(name: "CStreaming"),
@@ -33,6 +35,8 @@ let package = Package(
         .target(name: "CMaskBits"),
 
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
+        // A small Parquet writer (flat columns, PLAIN, zstd) for predict's outputs; depends on nothing else here.
+        .target(name: "Parquet", dependencies: ["CZstd"], swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
         .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming", "CMaskBits", "CVectorMath"], swiftSettings: tunedSwift),
         .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
@@ -50,6 +54,7 @@ let package = Package(
         .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed"], swiftSettings: tunedSwift),
 
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "ParquetTests", dependencies: ["Parquet"]),
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),

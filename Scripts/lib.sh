@@ -21,8 +21,31 @@ ensure_packages() {
 }
 
 ensure_build_deps() {
-    ensure_packages libopenmpi-dev openmpi-bin libopenblas-dev pkg-config
+    ensure_packages libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev pkg-config
     command -v swift >/dev/null || { echo "error: swift not found (expected at /opt/swift/usr/bin)" >&2; exit 1; }
+}
+
+# The Python that the Parquet tests read files back with (pyarrow and DuckDB, as independent readers):
+# $SEGGER_TEST_PYTHON when set, else a venv in $ROOT/.venv-test, made and filled on first use (kept between
+# runs, one per checkout, never shared with another checkout's). Without network the install fails with a
+# warning and those tests skip, naming the reason.
+ensure_test_python() {
+    if [ -n "${SEGGER_TEST_PYTHON:-}" ]; then export SEGGER_TEST_PYTHON; return 0; fi
+    local venv="$ROOT/.venv-test"
+    if ! "$venv/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
+        log "installing pyarrow and duckdb into $venv (for the Parquet reader tests)"
+        if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            ensure_packages python3-venv   # Debian's python3 splits venv out
+            rm -rf "$venv"
+            python3 -m venv "$venv" >/dev/null 2>&1 || { echo "warning: cannot create $venv; the Parquet reader tests will skip" >&2; return 0; }
+        fi
+        if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --retries 1 --timeout 30 \
+                pyarrow duckdb >"$venv/pip.log" 2>&1; then
+            echo "warning: pip could not install pyarrow and duckdb (offline?): $(tail -1 "$venv/pip.log"); the Parquet reader tests will skip" >&2
+        fi
+    fi
+    SEGGER_TEST_PYTHON="$venv/bin/python"
+    export SEGGER_TEST_PYTHON
 }
 
 # mpirun refuses root unless told; the project's scripts and tests run as root in CI.
