@@ -40,6 +40,8 @@ struct SynthCommand: ParsableCommand {
     var k: Int = 3
     @Option(name: .customLong("embedding_dim"), help: "Write embedding-mode tiles (tx.x float [N, C]) of this width instead of token ids.")
     var embeddingDim: Int?
+    @Option(name: .customLong("tx_per_cell"), help: "Mean transcripts per cell (fewer: more nuclei per tile).")
+    var txPerCell: Double = 150
     @Option(name: .customLong("overlap_margin"), help: "Overlap mode: cut one region into overlapping tiles, each holding everything within this many µm of its core (see below).")
     var overlapMargin: Double?
 
@@ -47,6 +49,7 @@ struct SynthCommand: ParsableCommand {
         guard tiles >= 1, txPerTile >= 10, numTxTokens >= 1, k >= 1 else {
             throw ValidationError("--tiles ≥ 1, --tx_per_tile ≥ 10, --num_tx_tokens ≥ 1 and --k ≥ 1 are required")
         }
+        guard txPerCell >= 1, txPerCell.isFinite else { throw ValidationError("--tx_per_cell must be a finite number ≥ 1 (got \(txPerCell))") }
         if let m = overlapMargin, !(m >= 0 && m.isFinite) {
             throw ValidationError("--overlap_margin must be a finite number of µm ≥ 0 (got \(m))")
         }
@@ -58,6 +61,7 @@ struct SynthCommand: ParsableCommand {
         c.k = k
         c.embeddingDim = embeddingDim
         c.overlapMargin = overlapMargin
+        c.txPerCell = txPerCell
         do {
             try SeggerTiles.Synth.writeDirectory(config: c, to: out)
         } catch {
