@@ -24,6 +24,19 @@ final class SynthCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
     }
 
+    /// The predict fixture's tiles are what its README's synth command writes, byte for byte.
+    func testPredictFixtureTilesAreReproducible() throws {
+        let fixture = Support.packageRoot.appendingPathComponent("Tests/Fixtures/predict/tiles").path
+        let dir = Support.tempDir("synth-fixture")
+        let r = try Support.run(Support.binary, ["synth", "--out", dir, "--tiles", "4", "--tx_per_tile", "180", "--seed", "5",
+                                                 "--overlap_margin", "8", "--num_tx_tokens", "50", "--tx_per_cell", "18"])
+        XCTAssertEqual(r.status, 0, r.output)
+        for name in ["tile_00000.safetensors", "tile_00001.safetensors", "tile_00002.safetensors", "tile_00003.safetensors", "manifest.json"] {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)),
+                           try Data(contentsOf: URL(fileURLWithPath: fixture + "/" + name)), name)
+        }
+    }
+
     func testBadOverlapMarginIsAClearError() throws {
         for bad in ["-1", "nan", "inf"] {
             let r = try Support.run(Support.binary, ["synth", "--out", Support.tempDir("synth-bad"), "--tiles", "2", "--tx_per_tile", "100", "--overlap_margin", bad])
