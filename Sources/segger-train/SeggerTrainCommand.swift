@@ -24,7 +24,7 @@ struct SeggerTrainCommand: ParsableCommand {
           segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a --epochs 10
           mpirun -np 4 segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a
         """,
-        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Bench.self, BenchKernels.self],
+        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Plot.self, Bench.self, BenchKernels.self],
         defaultSubcommand: Train.self
     )
 
@@ -288,7 +288,8 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(options: o, comm: comm)
             let summary = try trainer.run()
             if comm.isRoot {
-                print("replicas: \(comm.size) ranks bit-identical (weights digest \(summary.weightsDigest))")
+                print(comm.size > 1 ? "replicas: \(comm.size) ranks bit-identical (weights digest \(summary.weightsDigest))"
+                                    : "weights digest \(summary.weightsDigest)")
                 if let m = summary.lastValidation {
                     print(String(format: "final: validation_loss %.5f validation_auroc %.4f validation_f1 %.4f", m.loss, m.auroc, m.f1))
                 }
