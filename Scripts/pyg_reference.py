@@ -3,8 +3,8 @@
 
 What a user would otherwise run: segger's GATv2 model built with PyG (`GATv2Conv` per edge type via
 `to_hetero`, heads concatenated, `add_self_loops=False`), BCE-with-logits on the label pairs, AdamW
-(lr 1e-4, weight decay 1e-4) after clipping to global norm 1.0 -- the semantics of docs SPEC §3-4 -- on
-segger-tile v1 safetensors files (SPEC §1), collated B tiles per step as PyG's DataLoader does
+(lr 1e-4, weight decay 1e-4) after clipping to global norm 1.0 -- the semantics of docs/model-and-training.md -- on
+segger-tile v1 safetensors files (docs/tile-format.md), collated B tiles per step as PyG's DataLoader does
 (`Batch.from_data_list`). It prints ONE JSON object with the keys of `segger-train bench` where they apply.
 
 Getting torch and PyG (this script installs nothing; CPU only, any recent version):
@@ -115,7 +115,7 @@ def load_tile(path, torch, HeteroData, dtype):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The model (SPEC §3), written the way segger writes it so that to_hetero gives PyG's parameter names
+# The model (docs/model-and-training.md), written the way segger writes it so that to_hetero gives PyG's parameter names
 
 NODE_TYPES = ["tx", "bd"]
 EDGE_TYPES = [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")]
@@ -190,7 +190,7 @@ def make_optimizer(params, opt, torch):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Golden check: one step against PyG's float64 numbers (shared/golden)
+# Golden check: one step against PyG's float64 numbers (a golden directory: Tests/Fixtures/golden/*)
 
 def check_golden(directory, torch, pyg):
     """Rebuilds the golden step from the golden weights and tiles, in float64 and float32, and compares

@@ -1,5 +1,6 @@
-// The segger model (SPEC §3): parameters in one flat buffer with named views under PyG names, an
-// explicit forward/backward per layer over an activation arena that is sized per batch and reused.
+// The segger model (docs/model-and-training.md): parameters in one flat buffer with named views under
+// PyG names, an explicit forward/backward per layer over an activation arena that is sized per batch and
+// reused.
 import Foundation
 import SafeTensors
 import SeggerKernels

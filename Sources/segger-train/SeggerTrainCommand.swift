@@ -163,7 +163,7 @@ struct Train: ParsableCommand {
         so N ranks × batch b train exactly what 1 rank × batch N·b trains; --loss_reduction rank_mean gives
         PyTorch DDP's semantics (each rank's own mean, gradients averaged).
 
-        Outputs (rank 0): <root>/lightning_logs/version_N/{metrics.csv,hparams.yaml},
+        Outputs (rank 0): <root>/lightning_logs/version_N/{metrics.csv,hparams.yaml,curves.svg},
         <root>/checkpoints/{epoch=E-step=S,last}.safetensors. SIGUSR1/SIGUSR2/SIGTERM: finish the step,
         write last.safetensors, exit 0; `--resume auto` then continues where it stopped.
         """
