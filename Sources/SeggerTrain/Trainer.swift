@@ -411,9 +411,9 @@ public final class Trainer {
         if let m = metrics {
             text += String(format: "  validation_loss %.5f  auroc %.4f  f1 %.4f", m.loss, m.auroc, m.f1)
         }
-        text += String(format: "\n  %.1f s: load %.2f s, compute %.2f s", seconds, t[0], t[1])
+        text += String(format: "\n  %.1f s: load %.2f, compute %.2f", seconds, t[0], t[1])
         if comm.size > 1 {
-            text += String(format: ", all-reduce wait %.2f s (slowest rank); %.2f MB/step", t[2], Double(bytes) / 1e6)
+            text += String(format: ", all-reduce wait %.2f (slowest rank); %.2f MB/step", t[2], Double(bytes) / 1e6)
         }
         say(text)
         if comm.isRoot, let m = metrics, !m.auroc.isNaN, m.auroc > (position.bestAUROC ?? -1) {
