@@ -38,16 +38,16 @@ let package = Package(
         // A small Parquet writer (flat columns, PLAIN, zstd) for predict's outputs; depends on nothing else here.
         .target(name: "Parquet", dependencies: ["CZstd"], swiftSettings: tunedSwift),
         .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
-        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CFloat16", "CStreaming", "CMaskBits", "CVectorMath"], swiftSettings: tunedSwift),
+        .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CStreaming", "CMaskBits", "CVectorMath"], swiftSettings: tunedSwift),
         .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
                 swiftSettings: tunedSwift),
-        .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerKernels"],
+        .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerTrain",
                 dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
                 swiftSettings: tunedSwift),
         .executableTarget(name: "segger-train",
-                          dependencies: ["SeggerTrain",
+                          dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: tunedSwift),
         // Multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
@@ -58,8 +58,8 @@ let package = Package(
         .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
         .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),
-        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "CFloat16"]),
-        .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SafeTensors"]),
+        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed"]),
+        .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,8 +3,8 @@
 
 What a user would otherwise run: segger's GATv2 model built with PyG (`GATv2Conv` per edge type via
 `to_hetero`, heads concatenated, `add_self_loops=False`), BCE-with-logits on the label pairs, AdamW
-(lr 1e-4, weight decay 1e-4) after clipping to global norm 1.0 -- the semantics of docs SPEC §3-4 -- on
-segger-tile v1 safetensors files (SPEC §1), collated B tiles per step as PyG's DataLoader does
+(lr 1e-4, weight decay 1e-4) after clipping to global norm 1.0 -- the semantics of docs/model-and-training.md -- on
+segger-tile v1 safetensors files (docs/tile-format.md), collated B tiles per step as PyG's DataLoader does
 (`Batch.from_data_list`). It prints ONE JSON object with the keys of `segger-train bench` where they apply.
 
 Getting torch and PyG (this script installs nothing; CPU only, any recent version):
@@ -15,6 +15,10 @@ https://download.pytorch.org/whl/cpu gives a smaller one where reachable.) Then 
     /tmp/ptvenv/bin/python Scripts/pyg_reference.py --tiles bench-data/tiles-5000 --batch 1 --steps 20
     /tmp/ptvenv/bin/python Scripts/pyg_reference.py --tiles DIR --ddp 2          # 2 processes, gloo DDP
     /tmp/ptvenv/bin/python Scripts/pyg_reference.py --check-golden /path/to/golden  # is it segger's model?
+Golden files (PyG's float64 numbers for one training step, what the tests compare against; the exact
+commands that made the repository's own are in Tests/Fixtures/golden/README.md):
+    python Scripts/pyg_reference.py --make-tiles DIR/tiles --count 2 --tx_per_tile 40 [--embedding_dim 6]
+    python Scripts/pyg_reference.py --write-golden DIR [model flags] --seed 5    # both architectures
 `Scripts/bench --pyg [PYTHON]` runs it next to segger-train with the same tiles, config, batch and threads.
 
 What is timed, per step (after --warmup untimed steps; --steps timed): collating the step's B tiles
@@ -111,7 +115,7 @@ def load_tile(path, torch, HeteroData, dtype):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The model (SPEC §3), written the way segger writes it so that to_hetero gives PyG's parameter names
+# The model (docs/model-and-training.md), written the way segger writes it so that to_hetero gives PyG's parameter names
 
 NODE_TYPES = ["tx", "bd"]
 EDGE_TYPES = [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")]
@@ -186,7 +190,7 @@ def make_optimizer(params, opt, torch):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Golden check: one step against PyG's float64 numbers (shared/golden)
+# Golden check: one step against PyG's float64 numbers (a golden directory: Tests/Fixtures/golden/*)
 
 def check_golden(directory, torch, pyg):
     """Rebuilds the golden step from the golden weights and tiles, in float64 and float32, and compares
@@ -265,6 +269,192 @@ def check_golden(directory, torch, pyg):
     print(json.dumps({"golden_check": "pass" if ok else "FAIL", "torch_version": torch.__version__,
                       "torch_geometric_version": pyg.__version__, "results": report}, sort_keys=True))
     return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Golden files: small tiles, and PyG's float64 numbers for one step on them (the layout check_golden reads)
+
+_NAMES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+
+
+def write_safetensors(path, tensors, metadata):
+    """Writes [(name, numpy array)] as safetensors (little-endian, header padded to 8 bytes), atomically."""
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, a in tensors:
+        a = np.ascontiguousarray(a)
+        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    os.replace(tmp, path)
+
+
+def make_tiles(directory, args):
+    """Small segger-tile v1 tiles with what real tiles have: a nucleus with no transcript (a bd without
+    incoming edges), a transcript without incoming kNN edge, negatives paired with wrong nuclei, and one
+    NaN feature (bd.x of the first tile; in embedding mode also tx.x), which readers replace by 0."""
+    os.makedirs(directory, exist_ok=True)
+    rows = []
+    for t in range(args.count):
+        rng = np.random.default_rng([args.seed, t])
+        side, cells, n = 24.0, 3, args.tx_per_tile
+        centers = rng.uniform(5, side - 5, size=(cells, 2))
+        bd_pos = np.vstack([centers, rng.uniform(0, side, size=(1, 2))])          # the last nucleus stays empty
+        cell = rng.integers(-1, cells, size=n)                                      # -1: background
+        pos = np.where(cell[:, None] >= 0, centers[np.maximum(cell, 0)] + rng.normal(0, 3.0, size=(n, 2)),
+                       rng.uniform(0, side, size=(n, 2)))
+        nuclear = (cell >= 0) & (np.linalg.norm(pos - centers[np.maximum(cell, 0)], axis=1) < 2.5)
+        program = rng.random(n) < 0.7
+        tokens = np.where(program & (cell >= 0), (np.maximum(cell, 0) * 10 + rng.integers(0, 10, size=n)) % args.num_tx_tokens,
+                          rng.integers(0, args.num_tx_tokens, size=n)).astype(np.int64)
+        # kNN: the k nearest within 5 um, self first, edges neighbour -> transcript; the last transcript
+        # gets no incoming edge at all.
+        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+        src, dst = [], []
+        for i in range(n - 1):
+            for j in np.argsort(d[i], kind="stable")[:3]:
+                if d[i, j] <= 5.0:
+                    src.append(j); dst.append(i)
+        nn = np.array([src, dst], dtype=np.int64)
+        b_src = np.nonzero(nuclear)[0]
+        belongs = np.array([b_src, cell[b_src]], dtype=np.int64)
+        neg_src = b_src[rng.random(len(b_src)) < 0.6]
+        neg_dst = (cell[neg_src] + rng.integers(1, cells + 1, size=len(neg_src))) % (cells + 1)
+        label_index = np.hstack([belongs, np.array([neg_src, neg_dst], dtype=np.int64)])
+        label = np.concatenate([np.ones(belongs.shape[1]), np.zeros(len(neg_src))]).astype(np.float32)
+        bd_x = rng.uniform(0.2, 2.0, size=(cells + 1, 4)).astype(np.float32)
+        if t == 0:
+            bd_x[0, 2] = np.nan
+        if args.embedding_dim:
+            table = rng.normal(0, 1, size=(args.num_tx_tokens, args.embedding_dim))
+            tx_x = (table[tokens] + rng.normal(0, 0.1, size=(n, args.embedding_dim))).astype(np.float32)
+            if t == 0:
+                tx_x[1, 0] = np.nan
+        else:
+            tx_x = tokens
+        name = f"tile_{t:05d}.safetensors"
+        write_safetensors(os.path.join(directory, name), [
+            ("tx.x", tx_x), ("tx.pos", pos.astype(np.float32)), ("bd.x", bd_x), ("bd.pos", bd_pos.astype(np.float32)),
+            ("tx__neighbors__tx.edge_index", nn), ("tx__belongs__bd.edge_index", belongs),
+            ("tx__belongs__bd.edge_label_index", label_index), ("tx__belongs__bd.edge_label", label)],
+            {"format": "segger-tile", "version": "1"})
+        rows.append({"file": name, "n_tx": n, "n_bd": cells + 1, "e_nn": nn.shape[1], "e_b": belongs.shape[1],
+                     "n_label": label_index.shape[1], "n_neg": int(len(neg_src))})
+    manifest = {"format": "segger-tile", "version": "1", "generator": "Scripts/pyg_reference.py --make-tiles",
+                "args": {"count": args.count, "tx_per_tile": args.tx_per_tile, "num_tx_tokens": args.num_tx_tokens,
+                         "embedding_dim": args.embedding_dim, "seed": args.seed}, "tiles": rows}
+    with open(os.path.join(directory, "manifest.json"), "w") as f:
+        f.write(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps({"made_tiles": directory, "tiles": rows}))
+    return 0
+
+
+def golden_step(directory, tiles, variant, args, torch, pyg, weights=None):
+    """One float64 step of `variant` on the collated `tiles`: returns ({name: array} in the golden layout,
+    float32 starting weights). The weights are PyG's initialization under --seed with the conv biases
+    (zero in PyG) drawn from U(-0.1, 0.1), so that a forward that forgot them shows; or `weights`."""
+    from torch_geometric.data import Batch, HeteroData
+    from torch_geometric.nn import GATv2Conv
+    residual = variant == "documented"
+    cfg = dict(model_config(args), residual=residual, l2_normalize=residual, dtype=torch.float64)
+    batch = Batch.from_data_list([load_tile(p, torch, HeteroData, torch.float64) for p in tiles])
+    torch.manual_seed(args.seed)
+    model = build_model(cfg, torch, pyg)
+    model.to(torch.float64)
+    with torch.no_grad():
+        model(batch.x_dict, batch.edge_index_dict)                                  # materialize lazy shapes
+        if weights is None:
+            g = torch.Generator().manual_seed(args.seed + 1)
+            for name, p in model.named_parameters():
+                if name.startswith("conv_") and name.endswith(".bias") and ".lin_" not in name:
+                    p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float64) * 0.2 - 0.1)
+            weights = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: torch.from_numpy(v).to(torch.float64) for k, v in weights.items()})
+    token_mode = not batch["tx"].x.is_floating_point()
+    dead = {"tx_embedding.bd", "lin0.tx" if token_mode else "tx_embedding.tx"}
+    out = {}
+
+    def keep(name, flatten=True):
+        def hook(module, inputs, output):
+            y = output[0] if isinstance(output, tuple) else output
+            y = y.detach()
+            out[name] = (y.flatten(1) if flatten and y.dim() > 2 else y).numpy().copy()
+        return hook
+    hooks = []
+    for name, m in model.named_modules():
+        if name.count(".") == 1 and name.startswith(("tx_embedding.", "lin0.", "lin_first.", "lin_last.")) and name not in dead:
+            hooks.append(m.register_forward_hook(keep("act." + name)))
+        elif name.startswith("lin_mid_layers.") and name.count(".") == 2:
+            hooks.append(m.register_forward_hook(keep("act." + name)))
+        elif isinstance(m, GATv2Conv):
+            hooks.append(m.register_forward_hook(keep("act." + name)))
+            hooks.append(m.register_edge_update_forward_hook(keep("alpha." + name)))
+            hooks.append(m.lin_l.register_forward_hook(keep(f"act.{name}.lin_l")))
+            hooks.append(m.lin_r.register_forward_hook(keep(f"act.{name}.lin_r")))
+            hooks.append(m.aggr_module.register_forward_hook(keep(f"act.{name}.aggr_module", flatten=False)))
+    z = model(batch.x_dict, batch.edge_index_dict)
+    for h in hooks:
+        h.remove()
+    s = label_logits(z, batch, False, torch)
+    b = batch["tx", "belongs", "bd"]
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(s, b.edge_label)
+    loss.backward()
+    grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}     # before clipping
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    make_optimizer(model.parameters(), optimizer_config(args), torch).step()
+    tensors = [
+        ("input.tx.x", batch["tx"].x.numpy()), ("input.bd.x", batch["bd"].x.numpy()),
+        ("input.tx__neighbors__tx.edge_index", batch["tx", "neighbors", "tx"].edge_index.numpy()),
+        ("input.tx__belongs__bd.edge_index", b.edge_index.numpy()),
+        ("input.tx__belongs__bd.edge_label_index", b.edge_label_index.numpy()),
+        ("input.tx__belongs__bd.edge_label", b.edge_label.numpy()),
+    ] + sorted(out.items()) + [
+        ("out.tx", z["tx"].detach().numpy()), ("out.bd", z["bd"].detach().numpy()),
+        ("logits", s.detach().numpy()), ("loss", loss.detach().reshape(1).numpy()),
+        ("clip.total_norm", norm.detach().reshape(1).numpy()),
+    ] + [("param." + k, v.astype(np.float64)) for k, v in sorted(weights.items())] \
+      + [("grad." + k, v) for k, v in sorted(grads.items())] \
+      + [("step1." + n, p.detach().numpy().copy()) for n, p in sorted(model.named_parameters())]
+    return tensors, weights
+
+
+def write_golden(directory, args, torch, pyg):
+    """Writes weights_<variant>.safetensors (float32) and golden_<variant>.f64.safetensors for both
+    architectures from the first --batch tiles of DIR/tiles (or with --golden-weights DIR2, from DIR2's
+    weights: reproduces another golden directory)."""
+    tiles = list_tiles(os.path.join(directory, "tiles"))[:args.batch]
+    names = [os.path.basename(p) for p in tiles]
+    first, _ = read_safetensors(tiles[0])
+    report = {}
+    for variant in ("main", "documented"):
+        given = None
+        if args.golden_weights:
+            given, _ = read_safetensors(os.path.join(args.golden_weights, f"weights_{variant}.safetensors"))
+        tensors, weights = golden_step(directory, tiles, variant, args, torch, pyg, given)
+        config = {"num_tx_tokens": args.num_tx_tokens, "init_emb": args.init_emb, "hidden_channels": args.hidden_channels,
+                  "out_channels": args.out_channels, "heads": args.heads, "num_mid_layers": args.mid_layers,
+                  "variant": variant, "l2norm": variant == "documented"}
+        optimizer = {"name": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay, "clip": args.grad_clip,
+                     "betas": [0.9, 0.999], "eps": 1e-8}
+        init = (f"weights_{variant}.safetensors of {args.golden_weights}" if given is not None else
+                f"PyG initialization, torch.manual_seed({args.seed}); conv biases U(-0.1, 0.1), seed {args.seed + 1}")
+        meta = {"format": "segger-golden", "version": "1", "dtype": "f64", "tiles": json.dumps(names),
+                "config": json.dumps(config), "optimizer": json.dumps(optimizer), "init": init,
+                "torch": torch.__version__, "torch_geometric": pyg.__version__}
+        write_safetensors(os.path.join(directory, f"golden_{variant}.f64.safetensors"),
+                          [(k, np.asarray(v, dtype=np.int64 if v.dtype.kind == "i" else np.float64)) for k, v in tensors], meta)
+        if given is None:
+            write_safetensors(os.path.join(directory, f"weights_{variant}.safetensors"), sorted(weights.items()),
+                              {"format": "segger-weights", "config": json.dumps(config), "f_bd": str(first["bd.x"].shape[1])})
+        report[variant] = {"tensors": len(tensors), "loss": float(dict(tensors)["loss"][0])}
+    print(json.dumps({"wrote_golden": directory, "tiles": names, "results": report, "torch_version": torch.__version__,
+                      "torch_geometric_version": pyg.__version__}, sort_keys=True))
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -419,7 +609,17 @@ def parse(argv):
     p.add_argument("--tiles", help="tile directory (segger-tile v1 *.safetensors)")
     p.add_argument("--check-golden", "--check_golden", dest="check_golden", metavar="DIR",
                    help="compare one step with PyG's float64 golden files in DIR and exit")
-    p.add_argument("--batch", type=int, default=1, help="tiles per process per step")
+    p.add_argument("--make-tiles", "--make_tiles", dest="make_tiles", metavar="DIR",
+                   help="write --count small tiles for golden files into DIR and exit")
+    p.add_argument("--count", type=int, default=2, help="tiles of --make-tiles")
+    p.add_argument("--tx_per_tile", type=int, default=40, help="transcripts per tile of --make-tiles")
+    p.add_argument("--embedding_dim", type=int, default=0,
+                   help="--make-tiles: embedding-mode tiles (tx.x float [N, C]) of this width instead of token ids")
+    p.add_argument("--write-golden", "--write_golden", dest="write_golden", metavar="DIR",
+                   help="write PyG's float64 step on the first --batch tiles of DIR/tiles (both architectures) into DIR and exit")
+    p.add_argument("--golden-weights", "--golden_weights", dest="golden_weights", metavar="DIR",
+                   help="--write-golden from DIR's weights_<variant>.safetensors instead of a fresh initialization")
+    p.add_argument("--batch", type=int, default=None, help="tiles per process per step (default 1; --write-golden: 2)")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--num_threads", "--threads", dest="num_threads", type=int, default=1,
@@ -453,18 +653,27 @@ def parse(argv):
         args.weight_decay = 0.0 if adam else 1e-4
     if args.grad_clip is None:
         args.grad_clip = 0.0 if adam else 1.0
+    if args.batch is None:
+        args.batch = 2 if args.write_golden else 1
     return args
 
 
 def main(argv):
     args = parse(argv)
+    if args.make_tiles:
+        return make_tiles(args.make_tiles, args)
+    if args.write_golden:
+        import torch
+        import torch_geometric as pyg
+        torch.set_num_threads(args.num_threads)
+        return write_golden(args.write_golden, args, torch, pyg)
     if args.check_golden:
         import torch
         import torch_geometric as pyg
         torch.set_num_threads(args.num_threads)
         return check_golden(args.check_golden, torch, pyg)
     if not args.tiles:
-        raise SystemExit("error: give --tiles DIR (or --check-golden DIR)")
+        raise SystemExit("error: give --tiles DIR (or --check-golden DIR, --write-golden DIR, --make-tiles DIR)")
     if args.ddp <= 1:
         run_rank(0, 1, args, 0, None)
         return 0

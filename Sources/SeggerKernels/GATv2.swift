@@ -1,4 +1,4 @@
-// The fused GATv2 edge kernels over edges grouped by destination (SPEC §3):
+// The fused GATv2 edge kernels over edges grouped by destination (docs/model-and-training.md):
 //   e_k[h]  = Σ_c att[h,c] · leaky_relu(xl[j,h,c] + xr[i,h,c], 0.2)        edge k: j → i
 //   α_k[h]  = exp(e_k[h] − max e[h]) / (Σ exp(e[h] − max e[h]) + 1e-16)    over the edges into i
 //   out_i   = concat_h Σ_k α_k[h] · xl[j,h,:]  + bias
@@ -62,14 +62,14 @@ func llvmPrefetch(_ p: UnsafeRawPointer, _ rw: Int32, _ locality: Int32, _ cache
 
 /// How many destinations ahead the edge kernels prefetch the rows of destination i + distance
 /// (see `prefetchRows` of `gatv2Forward`): the source rows they will read, and for writing the output
-/// rows they will overwrite (out; dxr and dResidual), so that those stores do not wait for the lines to arrive
-/// (measured: −0.3 to −0.5 ms per step; the xr prefetch is neutral, the hardware streams those rows).
+/// rows they will overwrite (out; dxr and dResidual), so that those stores do not wait for the lines to arrive.
+/// The xr rows are not prefetched: the hardware streams them (docs/performance.md).
 public let gatv2PrefetchDistance = 16
 
 /// Calls `prefetch(j)` for each source j of destination i that lies more than 32 rows from i. The
 /// breadth-first order puts most sources next to their destination, where the prefetch of row i + distance
 /// covers them; the rest (~12 % of the kNN edges, mostly across the belongs-sources-first split of the
-/// order) would each miss to memory: prefetching them is −0.6 ms per step (alternating-step A/B).
+/// order) would each miss to memory (docs/performance.md has the measurement).
 @inline(__always) func prefetchFarSources(_ i: Int, _ dstStart: UnsafePointer<Int32>, _ srcByDst: UnsafePointer<Int32>,
                                           _ prefetch: (Int) -> Void) {
     for k in Int(dstStart[i])..<Int(dstStart[i + 1]) {
@@ -90,8 +90,8 @@ public let gatv2PrefetchDistance = 16
 /// The head and channel counts of an edge kernel, fixed at compile time for the usual configurations: the
 /// kernel bodies are generic over it, so each shape gets its own specialized copy with the channel loops
 /// unrolled (three shapes inlined into one dispatcher were too large for the compiler, which then called
-/// the unspecialized body for the 16-channel layer, with run-time loops and overflow checks: its two
-/// kernels took 2.7 ms per step, specialized 1.9).
+/// the unspecialized body for the 16-channel layer, with run-time loops and overflow checks, markedly
+/// slower: docs/performance.md).
 protocol EdgeKernelShape {
     /// nil: the counts passed at run time.
     static var heads: Int? { get }
@@ -173,7 +173,7 @@ public func reluMaskWords(width: Int) -> Int { (width + 15) / 16 }
 
 /// The sum of the 16 lanes by halves: (lanes 0..<8 + 8..<16), then 4, 2, 1. Only for loops whose length
 /// is a run-time value: inlined into a fully unrolled channel loop, LLVM narrows the whole loop to 2-lane
-/// operations (measured +7 ms per step in the attention score).
+/// operations, which made the attention score several times slower.
 @inline(__always) func laneSumByHalves(_ v: F16) -> Float {
     let h8 = v.lowHalf + v.highHalf
     let h4 = h8.lowHalf + h8.highHalf
@@ -404,7 +404,7 @@ public func gatv2Forward(numDst: Int, dstStart: UnsafePointer<Int32>, srcByDst: 
 /// to datt [H, C] and dbias [H·C] (and dbXr, dbResidual below). The caller zeroes what is accumulated.
 /// - `reluMask` [numDst, reluMaskWords(H·C)] (optional): the mask the forward wrote with its relu; dOut is
 ///   then the gradient after the relu and is masked first (the numbers of `reluBackward` from the relu
-///   output, which is not read again: measured −0.7 ms per step).
+///   output, which is then not read again).
 /// - `dResidual` [numDst, H·C] (row stride ldres, optional): receives the (masked) dOut, the gradient of
 ///   a residual added in the forward epilogue (scale does not apply to it). It may be dOut itself (the
 ///   same rows, ldres = lddo): the masked gradient then replaces dOut, whose rows the kernel has just read.

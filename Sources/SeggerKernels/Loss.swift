@@ -1,4 +1,4 @@
-// L2 row normalization (F.normalize) and BCE-with-logits on label pairs (SPEC §4), forward/backward.
+// L2 row normalization (F.normalize) and BCE-with-logits on label pairs (docs/model-and-training.md), forward/backward.
 #if canImport(Glibc)
 import Glibc
 #else

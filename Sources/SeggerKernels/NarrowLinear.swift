@@ -1,8 +1,7 @@
 // Dense layers whose input is 8 columns wide (the first GATv2 layer reading the example config's
-// 8-wide embedding). OpenBLAS runs these shapes at a third of its usual speed (measured at [5000, 8]·[8, 512]:
-// ~40 GFLOP/s for dX and dW against ~160 for the square layers), because each of its packed panels
-// holds only 8 columns of work; these loops keep the narrow side in registers instead and stream the
-// wide side once. Same results as the BLAS path up to the order of the additions.
+// 8-wide embedding). OpenBLAS runs these shapes at about a third of its usual speed (docs/performance.md),
+// because each of its packed panels holds only 8 columns of work; these loops keep the narrow side in
+// registers instead and stream the wide side once. Same results as the BLAS path up to the order of the additions.
 // Plain functions on raw buffers; the wide dimension runs 16 lanes at a time, with a scalar tail.
 
 /// The input width these kernels take (`linearForward` and its backward use them for it).
@@ -53,8 +52,7 @@ func narrowLinearForward(y: UnsafeMutablePointer<Float>, ldy: Int, x: UnsafePoin
         let wide = outDim & ~15
         for r in 0..<n {
             let xr = x + r * ldx, yr = y + r * ldy
-            // The rows are overwritten whole: fetch them for writing ahead, so the stores need not wait
-            // (measured −0.4 ms per step on the [5000, 512] layer).
+            // The rows are overwritten whole: fetch them for writing ahead, so the stores need not wait.
             if r &+ 8 < n { prefetchRow(yr + 8 * ldy, outDim, write: true) }
             let x0 = F16(repeating: xr[0]), x1 = F16(repeating: xr[1]), x2 = F16(repeating: xr[2]), x3 = F16(repeating: xr[3])
             let x4 = F16(repeating: xr[4]), x5 = F16(repeating: xr[5]), x6 = F16(repeating: xr[6]), x7 = F16(repeating: xr[7])

@@ -9,7 +9,7 @@ public enum Aggregation: String, Codable, Sendable, CaseIterable {
     case sum, mean
 }
 
-/// Model hyper-parameters (SPEC §3). Codable so that checkpoints and hparams.yaml carry it.
+/// Model hyper-parameters (docs/model-and-training.md). Codable so that checkpoints and hparams.yaml carry it.
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var numTxTokens: Int = 500
     public var initEmb: Int = 8

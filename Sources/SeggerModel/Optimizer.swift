@@ -1,4 +1,4 @@
-// Global-norm clipping and AdamW / Adam over the flat buffers (SPEC §4).
+// Global-norm clipping and AdamW / Adam over the flat buffers (docs/model-and-training.md).
 import Foundation
 import SafeTensors
 import CVectorMath

@@ -1,20 +1,9 @@
-// The segger model (SPEC §3): parameters in one flat buffer with named views under PyG names, an
-// explicit forward/backward per layer over an activation arena that is sized per batch and reused.
+// The segger model (docs/model-and-training.md): parameters in one flat buffer with named views under
+// PyG names, an explicit forward/backward per layer over an activation arena that is sized per batch and
+// reused.
 import Foundation
-import SafeTensors
 import SeggerKernels
 import SeggerTiles
-
-/// A problem with weights: a missing or mis-shaped tensor, naming the file and the tensor.
-public struct WeightsError: Error, CustomStringConvertible {
-    public let source: String
-    public let message: String
-    public init(source: String, _ message: String) {
-        self.source = source
-        self.message = message
-    }
-    public var description: String { "\(source): \(message)" }
-}
 
 /// Relation names as `to_hetero` spells them.
 public enum RelationName {
@@ -49,167 +38,6 @@ public struct LayerLayout: Sendable {
     public var start = 0
     public var txW = 0, txB = 0, blW = 0, blB = 0, bdW = 0, bdB = 0
     public var nnAtt = 0, nnBias = 0, bAtt = 0, bBias = 0
-}
-
-/// Allocates `count` elements starting `line` 64-byte lines into a 4 KiB page; returns the allocation
-/// (to deallocate) and the buffer.
-///
-/// Large `malloc` blocks all start at the same page offset. Rows i of two buffers with power-of-two
-/// strides (xr and dxr, say), or the same flat offset in the weights and the gradients, then share their
-/// address bits 0–11, and the core's store-to-load check, which compares only those bits, makes a load
-/// from one wait for a pending store to the other ("4K aliasing"). Distinct page offsets avoid that.
-public func allocateAtPageOffset<T>(_ type: T.Type, count: Int, line: Int)
-    -> (UnsafeMutableRawPointer, UnsafeMutableBufferPointer<T>) {
-    let offset = 64 * (line % 64)
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: offset + max(count, 1) * MemoryLayout<T>.stride,
-                                               alignment: 4096)
-    return (raw, UnsafeMutableBufferPointer(start: (raw + offset).bindMemory(to: T.self, capacity: count), count: count))
-}
-
-/// Page offset of the next `GrowableBuffer`, in 64-byte lines (a step coprime with 64 visits all of them).
-nonisolated(unsafe) private var growableBufferNextLine = 0
-
-/// A growable buffer: grows to the largest request and is then reused (no per-step allocation).
-/// Each buffer starts at its own page offset (see `allocateAtPageOffset`).
-final class GrowableBuffer<Element> {
-    private(set) var p: UnsafeMutablePointer<Element>
-    private(set) var capacity: Int
-    private var raw: UnsafeMutableRawPointer
-    private let line: Int
-    init() {
-        line = growableBufferNextLine
-        growableBufferNextLine = (growableBufferNextLine + 23) % 64
-        capacity = 16
-        (raw, p) = GrowableBuffer.allocate(16, line: line)
-    }
-    private static func allocate(_ n: Int, line: Int) -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Element>) {
-        let (raw, b) = allocateAtPageOffset(Element.self, count: n, line: line)
-        return (raw, b.baseAddress!)
-    }
-    deinit { raw.deallocate() }
-    /// At least n elements (contents undefined after a grow).
-    func reserve(_ n: Int) -> UnsafeMutablePointer<Element> {
-        if n > capacity {
-            raw.deallocate()
-            capacity = max(n, capacity + capacity / 4)
-            (raw, p) = GrowableBuffer.allocate(capacity, line: line)
-        }
-        return p
-    }
-    /// Copies `a` in (growing if needed) and returns the pointer.
-    func load(_ a: [Element]) -> UnsafeMutablePointer<Element> {
-        let q = reserve(a.count)
-        a.withUnsafeBufferPointer { if let b = $0.baseAddress { q.update(from: b, count: a.count) } }
-        return q
-    }
-}
-
-/// Activations and gradients.
-typealias Scratch = GrowableBuffer<Float>
-/// Indices (edges, orders, tokens).
-typealias IndexScratch = GrowableBuffer<Int32>
-
-/// One relation of the current batch, copied into reusable index buffers.
-final class RelationBuffers {
-    let dstStart = IndexScratch(), srcByDst = IndexScratch(), edgeByDst = IndexScratch()
-    var numSrc = 0, numDst = 0, count = 0
-    /// Scratch of `markFirstUse`.
-    let seenScratch = IndexScratch()
-    /// `firstUse[k]` is 1 at the first grouped edge of each source (see `gatv2Backward`); `unusedSources`
-    /// lists the numUnused sources without an edge (their source-gradient rows must be zeroed).
-    let firstUse = IndexScratch(), unusedSources = IndexScratch()
-    var numUnused = 0
-    /// Fills `firstUse` and `unusedSources` for grouped sources `sources` [count] numbered 0..<n.
-    func markFirstUse(_ sources: UnsafePointer<Int32>, n: Int) {
-        let seen = seenScratch.reserve(n), flags = firstUse.reserve(count), unused = unusedSources.reserve(n)
-        seen.update(repeating: 0, count: n)
-        for k in 0..<count {
-            let j = Int(sources[k])
-            flags[k] = seen[j] == 0 ? 1 : 0
-            seen[j] = 1
-        }
-        numUnused = 0
-        for j in 0..<n where seen[j] == 0 { unused[numUnused] = Int32(j); numUnused += 1 }
-    }
-    /// Copies `r` in, renumbering its nodes: source j becomes `srcRank[j]`, and destination i of the
-    /// copy is destination `dstOrder[i]` of `r` (nil: unchanged). Each destination keeps its edges in
-    /// their grouped order, so softmax and aggregation see the same sequence per destination.
-    func load(_ r: Relation, srcRank: UnsafePointer<Int32>? = nil, dstOrder: UnsafePointer<Int32>? = nil) {
-        numSrc = r.numSrc; numDst = r.numDst; count = r.count
-        let ds = dstStart.reserve(numDst + 1), sb = srcByDst.reserve(count), eb = edgeByDst.reserve(count)
-        r.dstStart.withUnsafeBufferPointer { start in
-            r.srcByDst.withUnsafeBufferPointer { src in
-                r.edgeByDst.withUnsafeBufferPointer { edge in
-                    var k = 0
-                    ds[0] = 0
-                    for i in 0..<numDst {
-                        let o = dstOrder.map { Int($0[i]) } ?? i
-                        for q in Int(start[o])..<Int(start[o + 1]) {
-                            sb[k] = srcRank.map { $0[Int(src[q])] } ?? src[q]
-                            eb[k] = edge[q]
-                            k += 1
-                        }
-                        ds[i + 1] = Int32(k)
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A locality order of the transcripts: breadth-first over the neighbors graph (a node's edges are its
-/// incoming grouped edges), each connected part started from a pseudo-peripheral node (the last node
-/// reached by a probe search from its lowest-numbered node), so that the rows an edge kernel reads for
-/// a destination lie close to the destination's own row.
-/// Fills `order` [n] (new → old) and `rank` [n] (old → new); `mark` and `queue` [n] are scratch.
-/// Deterministic: depends only on the graph.
-func breadthFirstOrder(n: Int, dstStart: UnsafePointer<Int32>, srcByDst: UnsafePointer<Int32>,
-                       order: UnsafeMutablePointer<Int32>, rank: UnsafeMutablePointer<Int32>,
-                       mark: UnsafeMutablePointer<Int32>, queue: UnsafeMutablePointer<Int32>) {
-    rank.update(repeating: -1, count: n)
-    mark.update(repeating: -1, count: n)
-    var placed = 0
-    var stamp: Int32 = 0
-    for s in 0..<n where rank[s] < 0 {
-        // Probe: the last node a search from s reaches among the unplaced nodes.
-        var head = 0, tail = 1
-        queue[0] = Int32(s); mark[s] = stamp
-        while head < tail {
-            let v = Int(queue[head]); head += 1
-            for k in Int(dstStart[v])..<Int(dstStart[v + 1]) {
-                let u = Int(srcByDst[k])
-                if rank[u] < 0 && mark[u] != stamp { mark[u] = stamp; queue[tail] = Int32(u); tail += 1 }
-            }
-        }
-        stamp += 1
-        // Placement: breadth-first from that node, then from s if the (directed) search did not reach it.
-        for t in [Int(queue[tail - 1]), s] where rank[t] < 0 {
-            var front = placed
-            rank[t] = Int32(placed); order[placed] = Int32(t); placed += 1
-            while front < placed {
-                let v = Int(order[front]); front += 1
-                for k in Int(dstStart[v])..<Int(dstStart[v + 1]) {
-                    let u = Int(srcByDst[k])
-                    if rank[u] < 0 { rank[u] = Int32(placed); order[placed] = Int32(u); placed += 1 }
-                }
-            }
-        }
-    }
-}
-
-/// Moves the nodes with `flag[old] != 0` to the front of `order` [n] (new → old), each part keeping
-/// its order, and refills `rank` (old → new); `moved` [n] is scratch. Returns the size of the front part.
-func moveFlaggedFirst(n: Int, flag: UnsafePointer<Int32>, order: UnsafeMutablePointer<Int32>,
-                      rank: UnsafeMutablePointer<Int32>, moved: UnsafeMutablePointer<Int32>) -> Int {
-    var front = 0, back = 0
-    for p in 0..<n where flag[Int(order[p])] != 0 { front += 1 }
-    for p in 0..<n {
-        let v = order[p]
-        if flag[Int(v)] != 0 { moved[back] = v; back += 1 } else { moved[front + p - back] = v }
-    }
-    order.update(from: moved, count: n)
-    for p in 0..<n { rank[Int(order[p])] = Int32(p) }
-    return front
 }
 
 /// sums[c] += Σ_r x[r, c] for c in 0..<cols, rows in order (x has row stride ld).
@@ -247,34 +75,37 @@ public final class SeggerModel {
     private let scaleBd: Float
 
     // Activation arena (grows to the largest batch, then reused).
-    private var nTx = 0, nBd = 0, nLabels = 0
-    private var hasForward = false
+    // Internal rather than private where the tests read activations (Tests/SeggerModelTests/ModelInspection.swift).
+    private(set) var nTx = 0, nBd = 0
+    private var nLabels = 0
+    private(set) var hasForward = false
     private let tokens = IndexScratch()
     // Transcripts are renumbered at each forward: the sources of belongs edges first, so that the
     // belongs relation's source projection reads and writes rows 0..<nBs of the tx buffers in place,
     // then the others; each part in breadth-first order for locality (`breadthFirstOrder`). Every
     // per-transcript buffer is in the new order; `txOrder` [nTx] maps new → file order, `txRank`
     // file → new. Everything public (outputs, activations, attention, logits) is reported in file order.
-    private let txOrder = IndexScratch(), txRank = IndexScratch(), orderMark = IndexScratch(), orderQueue = IndexScratch()
+    private let txOrder = IndexScratch(), orderMark = IndexScratch(), orderQueue = IndexScratch()
+    let txRank = IndexScratch()
     private let txFeatures = Scratch()
     private let bdFeatures = Scratch()
     private let labelTx = IndexScratch(), labelBd = IndexScratch()
     private let labelY = Scratch()
-    private let nn = RelationBuffers(), bl = RelationBuffers()
-    private let inputTx = Scratch()    // [nTx, I] embedding (or lin0.tx) before relu
-    private let inputBd = Scratch()    // [nBd, I] lin0.bd before relu
-    private let hTx: [Scratch]         // [L+1]: input of layer l; h[L] = output before L2 norm
+    let nn = RelationBuffers(), bl = RelationBuffers()
+    let inputTx = Scratch()    // [nTx, I] embedding (or lin0.tx) before relu
+    let inputBd = Scratch()    // [nBd, I] lin0.bd before relu
+    let hTx: [Scratch]         // [L+1]: input of layer l; h[L] = output before L2 norm
     private let hBd: [Scratch]
-    private let yTx: [Scratch]         // [nTx, 2·width] per layer: [xl | xr] of the neighbors relation
-    private let rTx: [Scratch]         // [nTx, width] per layer: the residual linear lin_X.tx (with residual)
-    private let yBd: [Scratch]         // [nBd, bdCols] per layer
-    private let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
+    let yTx: [Scratch]         // [nTx, 2·width] per layer: [xl | xr] of the neighbors relation
+    let rTx: [Scratch]         // [nTx, width] per layer: the residual linear lin_X.tx (with residual)
+    let yBd: [Scratch]         // [nBd, bdCols] per layer
+    let xlB: [Scratch]         // [nBs, width] per layer: belongs source projection of the
                                        // nBs transcripts that are sources of a belongs edge (rows 0..<nBs)
     private var nBs = 0
     private let reluMaskTx: [GrowableBuffer<UInt16>]   // [L]: where layer l's output > 0 after its relu
     private let reluMaskBd: [GrowableBuffer<UInt16>]   // (reluMaskWords per row; unused for the last layer)
-    private let alphaNN: [Scratch]     // [E_nn, H] grouped order
-    private let alphaB: [Scratch]      // [E_b, H]
+    let alphaNN: [Scratch]     // [E_nn, H] grouped order
+    let alphaB: [Scratch]      // [E_b, H]
     private let zTx = Scratch(), zBd = Scratch()     // L2-normalized outputs
     private let logitBuf = Scratch()
     // Backward scratch.
@@ -376,48 +207,6 @@ public final class SeggerModel {
     deinit {
         weightsRaw.deallocate()
         gradientsRaw.deallocate()
-    }
-
-    /// The parameter with this PyG name.
-    public func parameter(_ name: String) -> ParameterInfo? {
-        parameters.first { $0.name == name }
-    }
-
-    /// Loads weights by PyG name (with or without Lightning's `model.` prefix). Every parameter must be
-    /// present with its shape; extra tensors are ignored. Errors name `source` and the tensor.
-    public func loadWeights(_ tensors: [String: Tensor], source: String) throws {
-        // Validate everything before changing anything.
-        var found: [(ParameterInfo, Tensor)] = []
-        for p in parameters {
-            guard let t = tensors[p.name] ?? tensors["model." + p.name] else {
-                throw WeightsError(source: source, "missing tensor '\(p.name)' (shape \(p.shape))")
-            }
-            guard t.dtype.isFloatingPoint else {
-                throw WeightsError(source: source, "tensor '\(p.name)' has dtype \(t.dtype.rawValue), expected a float type")
-            }
-            guard t.shape == p.shape else {
-                throw WeightsError(source: source, "tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape)")
-            }
-            found.append((p, t))
-        }
-        for (p, t) in found {
-            let v = t.floats()
-            for i in 0..<p.count { weights[p.offset + i] = v[i] }
-        }
-    }
-
-    /// The weights as named tensors (PyG names, with `prefix` prepended), in flat-buffer order.
-    public func weightTensors(prefix: String = "") -> [(String, Tensor)] {
-        parameters.map { p in
-            (prefix + p.name, Tensor(Array(weights[p.range]), shape: p.shape))
-        }
-    }
-
-    /// The gradients as named tensors, in flat-buffer order.
-    public func gradientTensors(prefix: String = "") -> [(String, Tensor)] {
-        parameters.map { p in
-            (prefix + p.name, Tensor(Array(gradients[p.range]), shape: p.shape))
-        }
     }
 
     // MARK: forward
@@ -537,6 +326,16 @@ public final class SeggerModel {
         let D = outputWidth
         return (txRows(finalTx, ld: D, from: 0, count: D),
                 Array(UnsafeBufferPointer(start: finalBd, count: nBd * D)))
+    }
+
+    /// Columns from..<from+count of the per-transcript rows p (row stride ld, internal order), in file order.
+    func txRows(_ p: UnsafePointer<Float>, ld: Int, from: Int, count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: nTx * count)
+        for r in 0..<nTx {
+            let src = p + Int(txRank.p[r]) * ld + from
+            for c in 0..<count { out[r * count + c] = src[c] }
+        }
+        return out
     }
 
     // MARK: backward
@@ -664,104 +463,6 @@ public final class SeggerModel {
         }
         onGradientsReady?(0)
     }
-
-    // MARK: inspection
-
-    /// An activation of the last forward pass by its `to_hetero` module name (as in the golden files
-    /// without the `act.` prefix), e.g. `tx_embedding.tx`, `lin0.bd`, `conv_first.tx__neighbors__tx.lin_l`,
-    /// `conv_first.tx__neighbors__tx.aggr_module`, `conv_first.tx__neighbors__tx`, `lin_first.tx`.
-    /// For tests and `dump-step`; nil when the name is unknown.
-    public func activation(_ name: String) -> [Float]? {
-        guard hasForward else { return nil }
-        let I = config.initEmb
-        if name == (config.txFeatureDim == nil ? "tx_embedding.tx" : "lin0.tx") { return txRows(inputTx.p, ld: I, from: 0, count: I) }
-        if name == "lin0.bd" { return copy(inputBd.p, nBd * I) }
-        for (l, L) in layers.enumerated() {
-            let W = L.width
-            if config.residual {
-                if name == "\(L.lin).tx" { return txRows(rTx[l].p, ld: W, from: 0, count: W) }
-                if name == "\(L.lin).bd" { return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: W, count: W) }
-            }
-            let nnP = "\(L.conv).\(RelationName.neighbors)", bP = "\(L.conv).\(RelationName.belongs)"
-            switch name {
-            case "\(nnP).lin_l": return txRows(yTx[l].p, ld: 2 * W, from: 0, count: W)
-            case "\(nnP).lin_r": return txRows(yTx[l].p, ld: 2 * W, from: W, count: W)
-            case "\(bP).lin_l":    // every transcript's projection (training computes only the sources')
-                var out = [Float](repeating: 0, count: nTx * W)
-                linearForward(y: &out, ldy: W, x: hTx[l].p, ldx: L.inDim, w: weights.baseAddress! + L.blW,
-                              b: weights.baseAddress! + L.blB, n: nTx, inDim: L.inDim, outDim: W)
-                return txRows(out, ld: W, from: 0, count: W)
-            case "\(bP).lin_r": return columns(yBd[l].p, rows: nBd, ld: L.bdCols, from: 0, count: W)
-            case "\(nnP).aggr_module":
-                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: 2 * W, layer: L, bias: nil), ld: W, from: 0, count: W)
-            case "\(bP).aggr_module":
-                return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: nil)
-            case nnP:
-                return txRows(aggregate(nn, sources: nn.srcByDst.p, alpha: alphaNN[l].p, xl: yTx[l].p, ldl: 2 * W, layer: L, bias: L.nnBias), ld: W, from: 0, count: W)
-            case bP:
-                return aggregate(bl, sources: bl.srcByDst.p, alpha: alphaB[l].p, xl: xlB[l].p, ldl: W, layer: L, bias: L.bBias)
-            default: break
-            }
-        }
-        return nil
-    }
-
-    /// Attention after the softmax, [E, H] in the relation's file edge order (`alpha.<conv>.<relation>`).
-    public func attention(layer: String, relation: String) -> [Float]? {
-        guard hasForward, let l = layers.firstIndex(where: { $0.conv == layer }) else { return nil }
-        let (r, a): (RelationBuffers, Scratch)
-        switch relation {
-        case RelationName.neighbors: (r, a) = (nn, alphaNN[l])
-        case RelationName.belongs: (r, a) = (bl, alphaB[l])
-        default: return nil
-        }
-        let H = config.heads
-        var out = [Float](repeating: 0, count: r.count * H)
-        for k in 0..<r.count {
-            let e = Int(r.edgeByDst.p[k])
-            for h in 0..<H { out[e * H + h] = a.p[k * H + h] }
-        }
-        return out
-    }
-
-    private func copy(_ p: UnsafePointer<Float>, _ n: Int) -> [Float] {
-        Array(UnsafeBufferPointer(start: p, count: n))
-    }
-
-    /// Columns from..<from+count of the per-transcript rows p (row stride ld, internal order), in file order.
-    private func txRows(_ p: UnsafePointer<Float>, ld: Int, from: Int, count: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: nTx * count)
-        for r in 0..<nTx {
-            let src = p + Int(txRank.p[r]) * ld + from
-            for c in 0..<count { out[r * count + c] = src[c] }
-        }
-        return out
-    }
-
-    private func columns(_ p: UnsafePointer<Float>, rows: Int, ld: Int, from: Int, count: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: rows * count)
-        for r in 0..<rows { for c in 0..<count { out[r * count + c] = p[r * ld + from + c] } }
-        return out
-    }
-
-    /// Σ_k α_k · xl[j] per destination (+ the conv bias when given), the conv's per-relation output.
-    private func aggregate(_ r: RelationBuffers, sources: UnsafePointer<Int32>, alpha: UnsafePointer<Float>,
-                           xl: UnsafePointer<Float>, ldl: Int,
-                           layer L: LayerLayout, bias: Int?) -> [Float] {
-        let H = config.heads, C = L.channels, W = L.width
-        var out = [Float](repeating: 0, count: r.numDst * W)
-        for i in 0..<r.numDst {
-            for k in Int(r.dstStart.p[i])..<Int(r.dstStart.p[i + 1]) {
-                let j = Int(sources[k])
-                for h in 0..<H {
-                    let a = alpha[k * H + h]
-                    for c in 0..<C { out[i * W + h * C + c] += a * xl[j * ldl + h * C + c] }
-                }
-            }
-            if let bias { for c in 0..<W { out[i * W + c] += weights[bias + c] } }
-        }
-        return out
-    }
 }
 
 /// How a parameter starts (PyG's initializers).
@@ -770,30 +471,4 @@ enum ParameterInit {
     case normal
     /// U(−b, b).
     case uniform(Double)
-}
-
-/// SplitMix64: a small, fast, well-mixed 64-bit generator (deterministic initialization).
-public struct SplitMix64 {
-    private var state: UInt64
-    private var spare: Double? = nil
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-    /// N(0, 1) by Box–Muller.
-    public mutating func normal() -> Double {
-        if let s = spare { spare = nil; return s }
-        var u = unit()
-        while u <= 0 { u = unit() }
-        let v = unit()
-        let r = (-2 * log(u)).squareRoot()
-        spare = r * sin(2 * Double.pi * v)
-        return r * cos(2 * Double.pi * v)
-    }
 }

@@ -176,7 +176,7 @@ public struct Tile: Sendable {
         Double(numNeighbors) * 2 + Double(numTx) + Double(numBelongs) + Double(numLabels)
     }
 
-    /// PyG's disjoint union of tiles (SPEC §2): node rows concatenated, every index of tile k offset
+    /// PyG's disjoint union of tiles (docs/model-and-training.md): node rows concatenated, every index of tile k offset
     /// by the node counts of tiles 0..<k, labels concatenated.
     public static func batch(_ tiles: [Tile]) -> Tile {
         precondition(!tiles.isEmpty, "batch of zero tiles")

@@ -1,4 +1,4 @@
-// Validation metrics over all label pairs (SPEC §5): exact global values, not per-batch averages.
+// Validation metrics over all label pairs (docs/model-and-training.md): exact global values, not per-batch averages.
 import Foundation
 
 /// Loss, AUROC and F1 of a set of scored label pairs.

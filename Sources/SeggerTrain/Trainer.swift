@@ -233,6 +233,7 @@ public final class Trainer {
             var epochLoss = 0.0, epochLabels = 0.0
             timing = EpochTiming()
             let epochStart = monotonicSeconds()
+            progress.startEpoch(epoch, of: options.epochs, batches: batches.count, resumedAt: position.batchInEpoch)
             while position.batchInEpoch < batches.count {
                 let b = position.batchInEpoch
                 let result = try step(batch: batches[b], epoch: epoch, index: b)
@@ -246,11 +247,8 @@ public final class Trainer {
                               "train_loss": RunDirectory.cell(result.lossSum / max(1, result.labels)),
                               "grad_norm": RunDirectory.cell(result.gradNorm), "lr": "\(options.optimizer.lr)"])
                 }
-                let elapsed = monotonicSeconds() - epochStart
-                progress.update(String(format: "epoch %d/%d  batch %d/%d  step %d  loss %.4f  %.1f tiles/s",
-                                       epoch + 1, options.epochs, b + 1, batches.count, position.globalStep,
-                                       epochLoss / max(1, epochLabels),
-                                       Double(timing.tiles * comm.size) / max(elapsed, 1e-9)))
+                progress.batchFinished(b + 1, step: position.globalStep, loss: epochLoss / max(1, epochLabels),
+                                       tilesPerSecond: Double(timing.tiles * comm.size) / max(monotonicSeconds() - epochStart, 1e-9))
                 if result.stop {
                     preempted = true
                     break epochLoop
@@ -261,6 +259,7 @@ public final class Trainer {
             position.epoch += 1
             position.batchInEpoch = 0
             let trainLoss = epochLoss / max(1, epochLabels)
+            progress.finishEpoch()
             try endOfEpoch(epoch: epoch, trainLoss: trainLoss, seconds: monotonicSeconds() - epochStart)
         }
         if preempted || (options.maxSteps != nil && position.batchInEpoch > 0) {
@@ -403,13 +402,19 @@ public final class Trainer {
                 row["validation_f1"] = RunDirectory.cell(m.f1)
             }
             out.log(row)
+            // The picture of the curves so far; failing to draw it does not stop training.
+            do { try writeCurves(metricsPath: out.metricsPath, to: (out.logDir as NSString).appendingPathComponent("curves.svg")) }
+            catch { say("warning: curves.svg not written: \(error)") }
         }
+        // Two lines within 100 columns: the metrics, then where the time went (the slowest rank's figures).
         var text = String(format: "epoch %d/%d  step %d  train_loss %.5f", epoch + 1, options.epochs, position.globalStep, trainLoss)
         if let m = metrics {
-            text += String(format: "  validation_loss %.5f  validation_auroc %.4f  validation_f1 %.4f", m.loss, m.auroc, m.f1)
+            text += String(format: "  validation_loss %.5f  auroc %.4f  f1 %.4f", m.loss, m.auroc, m.f1)
         }
-        text += String(format: "  (%.1f s: load %.2f s, compute %.2f s, communication wait %.2f s, max over ranks; %d bytes all-reduced per step)",
-                       seconds, t[0], t[1], t[2], bytes)
+        text += String(format: "\n  %.1f s: load %.2f, compute %.2f", seconds, t[0], t[1])
+        if comm.size > 1 {
+            text += String(format: ", all-reduce wait %.2f (slowest rank); %.2f MB/step", t[2], Double(bytes) / 1e6)
+        }
         say(text)
         if comm.isRoot, let m = metrics, !m.auroc.isNaN, m.auroc > (position.bestAUROC ?? -1) {
             position.bestAUROC = m.auroc

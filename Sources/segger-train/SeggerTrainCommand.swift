@@ -24,7 +24,7 @@ struct SeggerTrainCommand: ParsableCommand {
           segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a --epochs 10
           mpirun -np 4 segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a
         """,
-        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Bench.self, BenchKernels.self],
+        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Plot.self, Bench.self, BenchKernels.self],
         defaultSubcommand: Train.self
     )
 
@@ -163,7 +163,7 @@ struct Train: ParsableCommand {
         so N ranks × batch b train exactly what 1 rank × batch N·b trains; --loss_reduction rank_mean gives
         PyTorch DDP's semantics (each rank's own mean, gradients averaged).
 
-        Outputs (rank 0): <root>/lightning_logs/version_N/{metrics.csv,hparams.yaml},
+        Outputs (rank 0): <root>/lightning_logs/version_N/{metrics.csv,hparams.yaml,curves.svg},
         <root>/checkpoints/{epoch=E-step=S,last}.safetensors. SIGUSR1/SIGUSR2/SIGTERM: finish the step,
         write last.safetensors, exit 0; `--resume auto` then continues where it stopped.
         """
@@ -288,7 +288,8 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(options: o, comm: comm)
             let summary = try trainer.run()
             if comm.isRoot {
-                print("replicas: \(comm.size) ranks bit-identical (weights digest \(summary.weightsDigest))")
+                print(comm.size > 1 ? "replicas: \(comm.size) ranks bit-identical (weights digest \(summary.weightsDigest))"
+                                    : "weights digest \(summary.weightsDigest)")
                 if let m = summary.lastValidation {
                     print(String(format: "final: validation_loss %.5f validation_auroc %.4f validation_f1 %.4f", m.loss, m.auroc, m.f1))
                 }

@@ -1,8 +1,18 @@
-// The model against PyTorch Geometric's float64 numbers for one training step (shared/golden).
+// The model against PyTorch Geometric's float64 numbers for one training step: the repository's own
+// golden files (Tests/Fixtures/golden, made by Scripts/pyg_reference.py --write-golden; see the README
+// there), in token and embedding mode, for both architectures; and, as an optional cross-check with other
+// tiles and a wider config, ../shared/golden when it exists beside the package.
+import Foundation
 import XCTest
 import SafeTensors
 import SeggerTiles
 @testable import SeggerModel
+
+/// `<package root>/Tests/Fixtures/golden/<name>` (always in the repository).
+func goldenFixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/golden/\(name)").path
+}
 
 /// `<package root>/../shared`, or nil when absent (as on a user's machine).
 func sharedDirectory() -> String? {
@@ -26,30 +36,82 @@ func relativeError(_ a: [Float], _ b: [Double], floor: Double? = nil) -> Double 
     return diff / scale
 }
 
-final class GoldenTests: XCTestCase {
-    func testGoldenMain() throws { try runGolden(variant: "main", residual: false, l2: false) }
-    func testGoldenDocumented() throws { try runGolden(variant: "documented", residual: true, l2: true) }
+/// The config a golden file was made with (its `config` and `optimizer` metadata).
+struct GoldenConfig {
+    var model = ModelConfig()
+    var optimizer = OptimizerConfig()
+    var tiles: [String] = []
 
-    func runGolden(variant: String, residual: Bool, l2: Bool) throws {
-        guard let shared = sharedDirectory() else { throw XCTSkip("shared/golden is absent") }
-        let dir = shared + "/golden"
-        let golden = try SafeTensorsFile.read(path: "\(dir)/golden_\(variant).f64.safetensors")
+    init(_ file: SafeTensorsFile, path: String) throws {
+        func object(_ key: String) throws -> [String: Any] {
+            guard let text = file.metadata[key], let o = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                throw WeightsError(source: path, "no `\(key)` JSON in the metadata")
+            }
+            return o
+        }
+        let c = try object("config"), o = try object("optimizer")
+        func int(_ k: String) throws -> Int {
+            guard let v = c[k] as? Int else { throw WeightsError(source: path, "config has no integer \(k)") }
+            return v
+        }
+        model.numTxTokens = try int("num_tx_tokens"); model.initEmb = try int("init_emb")
+        model.hiddenChannels = try int("hidden_channels"); model.outChannels = try int("out_channels")
+        model.heads = try int("heads"); model.midLayers = try int("num_mid_layers")
+        model.residual = ["documented", "residual"].contains(c["variant"] as? String ?? "")
+        model.l2Normalize = c["l2norm"] as? Bool ?? false
+        guard o["name"] as? String == "adamw", let lr = o["lr"] as? Double, let wd = o["weight_decay"] as? Double,
+              let clip = o["clip"] as? Double else { throw WeightsError(source: path, "optimizer metadata is not AdamW with lr, weight_decay, clip") }
+        optimizer.kind = .adamw; optimizer.lr = Float(lr); optimizer.weightDecay = Float(wd); optimizer.maxNorm = Float(clip)
+        guard let t = file.metadata["tiles"], let names = try JSONSerialization.jsonObject(with: Data(t.utf8)) as? [String] else {
+            throw WeightsError(source: path, "no `tiles` list in the metadata")
+        }
+        tiles = names
+    }
+}
+
+final class GoldenTests: XCTestCase {
+    func testGoldenMainTokenMode() throws { try runGolden(goldenFixture("token"), variant: "main") }
+    func testGoldenDocumentedTokenMode() throws { try runGolden(goldenFixture("token"), variant: "documented") }
+    func testGoldenMainEmbeddingMode() throws { try runGolden(goldenFixture("embedding"), variant: "main") }
+    func testGoldenDocumentedEmbeddingMode() throws { try runGolden(goldenFixture("embedding"), variant: "documented") }
+
+    /// Optional: ../shared/golden (wider layers, 300-transcript tiles) when it is beside the package.
+    func testSharedGoldenMain() throws { try runGolden(try sharedGolden(), variant: "main") }
+    func testSharedGoldenDocumented() throws { try runGolden(try sharedGolden(), variant: "documented") }
+
+    func sharedGolden() throws -> String {
+        guard let shared = sharedDirectory() else {
+            throw XCTSkip("optional cross-check: ../shared/golden is absent (the repository's own golden files in Tests/Fixtures/golden ran)")
+        }
+        return shared + "/golden"
+    }
+
+    /// One step of `variant` from the golden weights, compared tensor by tensor with the README
+    /// tolerances (Tests/Fixtures/golden/README.md): 1e-4 of each tensor's largest value, and for the
+    /// weights after the step 5e-4 of max(value, 0.1).
+    func runGolden(_ dir: String, variant: String) throws {
+        let path = "\(dir)/golden_\(variant).f64.safetensors"
+        let golden = try SafeTensorsFile.read(path: path)
         let weightsFile = try SafeTensorsFile.read(path: "\(dir)/weights_\(variant).safetensors")
         func g(_ name: String) throws -> [Double] { try golden.require(name).doubles() }
+        let setup = try GoldenConfig(golden, path: path)
+        let tag = "\(URL(fileURLWithPath: dir).pathComponents.suffix(2).joined(separator: "/")) \(variant)"
 
-        var config = ModelConfig()
-        config.numTxTokens = 100; config.initEmb = 8; config.hiddenChannels = 16; config.outChannels = 8
-        config.heads = 2; config.midLayers = 1; config.bdFeatureDim = 4
-        config.residual = residual; config.l2Normalize = l2
+        let tiles = try setup.tiles.map { try Tile.read(path: "\(dir)/tiles/\($0)") }
+        let batch = Tile.batch(tiles)
+        var config = setup.model
+        config.txFeatureDim = batch.txFeatureDim
+        config.bdFeatureDim = batch.bdDim
         let model = SeggerModel(config: config, seed: 1)
         try model.loadWeights(weightsFile.tensors, source: "weights_\(variant)")
-        XCTAssertEqual(model.parameters.count, residual ? 52 : 40)
+        let M = config.midLayers
+        XCTAssertEqual(model.parameters.count, 4 + 12 * (M + 2) + (config.residual ? 4 * (M + 2) : 0))
 
         // The batch equals PyG's collated input.
-        let tiles = try ["tile_00000", "tile_00001"].map { try Tile.read(path: "\(dir)/tiles/\($0).safetensors") }
-        let batch = Tile.batch(tiles)
-        guard case .tokens(let tokens) = batch.tx else { return XCTFail("golden tiles are in token mode") }
-        XCTAssertEqual(tokens.map { Int64($0) }, golden["input.tx.x"]?.int64s())
+        switch batch.tx {
+        case .tokens(let tokens): XCTAssertEqual(tokens.map { Int64($0) }, golden["input.tx.x"]?.int64s())
+        case .features(let x, _): XCTAssertEqual(x.map { Double($0) }, try g("input.tx.x"))
+        }
         XCTAssertEqual(batch.bdX.map { Double($0) }, try g("input.bd.x"))
         XCTAssertEqual((batch.neighbors.src + batch.neighbors.dst).map { Int64($0) },
                        golden["input.tx__neighbors__tx.edge_index"]?.int64s())
@@ -66,12 +128,12 @@ final class GoldenTests: XCTestCase {
         var worst: [String: (Double, String)] = [:]
         func check(_ group: String, _ name: String, _ ours: [Float]?, _ theirs: [Double], floor: Double? = nil,
                    tolerance: Double = 1e-4) {
-            guard let ours else { return XCTFail("\(variant): no value for \(name)") }
+            guard let ours else { return XCTFail("\(tag): no value for \(name)") }
             guard ours.count == theirs.count else {
-                return XCTFail("\(variant): \(name) has \(ours.count) values, golden \(theirs.count)")
+                return XCTFail("\(tag): \(name) has \(ours.count) values, golden \(theirs.count)")
             }
             let r = relativeError(ours, theirs, floor: floor)
-            XCTAssertLessThan(r, tolerance, "\(variant): \(name)")
+            XCTAssertLessThan(r, tolerance, "\(tag): \(name)")
             if r >= (worst[group]?.0 ?? -1) { worst[group] = (r, name) }
         }
 
@@ -97,8 +159,10 @@ final class GoldenTests: XCTestCase {
                 alphaCount += 1
             }
         }
-        XCTAssertEqual(actCount, residual ? 32 : 26)
-        XCTAssertEqual(alphaCount, 6)
+        // Every layer's every module: the input layer (2), per layer and relation lin_l, lin_r, aggr_module
+        // and the output, and with residuals the two residual linears per layer.
+        XCTAssertEqual(actCount, 2 + 8 * (M + 2) + (config.residual ? 2 * (M + 2) : 0))
+        XCTAssertEqual(alphaCount, 2 * (M + 2))
 
         // Backward of the mean loss.
         var readyOffsets: [Int] = []
@@ -109,9 +173,7 @@ final class GoldenTests: XCTestCase {
         }
 
         // Clip + AdamW.
-        var oc = OptimizerConfig()
-        oc.kind = .adamw; oc.lr = 1e-4; oc.weightDecay = 1e-4; oc.maxNorm = 1.0
-        let opt = Optimizer(config: oc, parameterCount: model.parameterCount)
+        let opt = Optimizer(config: setup.optimizer, parameterCount: model.parameterCount)
         let norm = opt.clip(model.gradients)
         check("clip", "clip.total_norm", [Float(norm)], try g("clip.total_norm"))
         opt.update(weights: model.weights, gradients: model.gradients)
@@ -120,7 +182,7 @@ final class GoldenTests: XCTestCase {
                   floor: 0.1, tolerance: 5e-4)
         }
         for (group, (r, name)) in worst.sorted(by: { $0.key < $1.key }) {
-            print("golden \(variant): worst \(group) \(String(format: "%.3e", r)) (\(name))")
+            print("golden \(tag): worst \(group) \(String(format: "%.3e", r)) (\(name))")
         }
     }
 }

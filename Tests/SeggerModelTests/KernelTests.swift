@@ -178,7 +178,7 @@ final class KernelTests: XCTestCase {
         var out = [Float](repeating: 0, count: 5 * W)
         gatv2Forward(numDst: 5, dstStart: rel.dstStart, srcByDst: rel.srcByDst, xl: xl, ldl: ldl, xr: xr, ldr: ldr,
                      att: att, bias: bias, heads: H, channels: C, alpha: &alpha, out: &out, ldo: W)
-        // Reference in Double, straight from SPEC §3, over edges in file order.
+        // Reference in Double, straight from docs/model-and-training.md, over edges in file order.
         for i in 0..<5 {
             for h in 0..<H {
                 let edges = (0..<src.count).filter { Int(dst[$0]) == i }

@@ -144,7 +144,7 @@ final class ModelTests: XCTestCase {
     }
 
     func testParameterNamesOrderAndCounts() {
-        // The example config of SPEC §3 (segger main): 40 tensors, 348,520 numbers.
+        // The example config of docs/model-and-training.md (segger main): 40 tensors, 348,520 numbers.
         var c = ModelConfig()
         c.residual = false; c.l2Normalize = false
         let main = SeggerModel(config: c, seed: 0)

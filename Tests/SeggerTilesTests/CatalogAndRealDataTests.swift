@@ -37,7 +37,7 @@ final class CatalogTests: XCTestCase {
     }
 
     func testCatalogEqualsFullReadOnGoldenTiles() throws {
-        try checkCatalogMatchesFullRead(try TileDirectory.list(try requireShared("golden/tiles")))
+        for mode in ["token", "embedding"] { try checkCatalogMatchesFullRead(try TileDirectory.list(goldenFixtureTiles(mode))) }
     }
 
     func testCatalogReadsOnlyTheHeader() throws {
@@ -100,21 +100,31 @@ final class RealDataTests: XCTestCase {
         }
     }
 
+    /// The repository's golden tiles collated equal PyG's collated batch (`input.*` of the golden file).
     func testBatchOfGoldenTilesEqualsPyGCollate() throws {
-        let tilesDir = try requireShared("golden/tiles")
-        let golden = try SafeTensorsFile.read(path: try requireShared("golden/golden_main.f64.safetensors"))
-        let paths = try TileDirectory.list(tilesDir)
-        let batch = Tile.batch([try Tile.read(path: paths[0]), try Tile.read(path: paths[1])])
-        checkInvariants(batch)
-        func ints(_ name: String) throws -> [Int64] { try XCTUnwrap(golden.require("input." + name).int64s()) }
-        guard case .tokens(let tokens) = batch.tx else { return XCTFail("token mode expected") }
-        XCTAssertEqual(tokens.map { Int64($0) }, try ints(TileTensor.txX))
-        XCTAssertEqual(batch.bdX.map { Double($0) }, try golden.require("input." + TileTensor.bdX).doubles())
-        XCTAssertEqual(try golden.require("input." + TileTensor.bdX).shape, [batch.numBd, batch.bdDim])
-        func pairs(_ s: [Int32], _ d: [Int32]) -> [Int64] { (s + d).map { Int64($0) } }
-        XCTAssertEqual(pairs(batch.neighbors.src, batch.neighbors.dst), try ints(TileTensor.neighborsEdgeIndex))
-        XCTAssertEqual(pairs(batch.belongs.src, batch.belongs.dst), try ints(TileTensor.belongsEdgeIndex))
-        XCTAssertEqual(pairs(batch.labelTx, batch.labelBd), try ints(TileTensor.labelIndex))
-        XCTAssertEqual(batch.labels.map { Double($0) }, try golden.require("input." + TileTensor.label).doubles())
+        for mode in ["token", "embedding"] {
+            let tilesDir = goldenFixtureTiles(mode)
+            let golden = try SafeTensorsFile.read(path: (tilesDir as NSString).deletingLastPathComponent + "/golden_main.f64.safetensors")
+            let paths = try TileDirectory.list(tilesDir)
+            let batch = Tile.batch([try Tile.read(path: paths[0]), try Tile.read(path: paths[1])])
+            checkInvariants(batch)
+            func ints(_ name: String) throws -> [Int64] { try XCTUnwrap(golden.require("input." + name).int64s()) }
+            switch batch.tx {
+            case .tokens(let tokens):
+                XCTAssertEqual(mode, "token")
+                XCTAssertEqual(tokens.map { Int64($0) }, try ints(TileTensor.txX))
+            case .features(let x, let dim):
+                XCTAssertEqual(mode, "embedding")
+                XCTAssertEqual(x.map { Double($0) }, try golden.require("input." + TileTensor.txX).doubles())
+                XCTAssertEqual(try golden.require("input." + TileTensor.txX).shape, [batch.numTx, dim])
+            }
+            XCTAssertEqual(batch.bdX.map { Double($0) }, try golden.require("input." + TileTensor.bdX).doubles())
+            XCTAssertEqual(try golden.require("input." + TileTensor.bdX).shape, [batch.numBd, batch.bdDim])
+            func pairs(_ s: [Int32], _ d: [Int32]) -> [Int64] { (s + d).map { Int64($0) } }
+            XCTAssertEqual(pairs(batch.neighbors.src, batch.neighbors.dst), try ints(TileTensor.neighborsEdgeIndex))
+            XCTAssertEqual(pairs(batch.belongs.src, batch.belongs.dst), try ints(TileTensor.belongsEdgeIndex))
+            XCTAssertEqual(pairs(batch.labelTx, batch.labelBd), try ints(TileTensor.labelIndex))
+            XCTAssertEqual(batch.labels.map { Double($0) }, try golden.require("input." + TileTensor.label).doubles())
+        }
     }
 }

@@ -138,7 +138,7 @@ final class MutationTests: XCTestCase {
 
     func testMutatedGoldenTile() throws {
         let tmp = try temporaryDirectory(self)
-        let o = try run([try requireShared("golden/tiles/tile_00000.safetensors")], cases: 200, seed: 3, tmp: tmp)
+        let o = try run([goldenFixtureTiles("token") + "/tile_00000.safetensors"], cases: 200, seed: 3, tmp: tmp)
         XCTAssertEqual(o.errors + o.loads, 200)
         XCTAssertGreaterThan(o.errors, 60)
     }

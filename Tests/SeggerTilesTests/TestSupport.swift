@@ -11,6 +11,12 @@ func sharedDirectory() -> String? {
     return FileManager.default.fileExists(atPath: shared, isDirectory: &isDir) && isDir.boolValue ? shared : nil
 }
 
+/// The tiles of the repository's golden files: `Tests/Fixtures/golden/<mode>/tiles`, mode `token` or `embedding`.
+func goldenFixtureTiles(_ mode: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/golden/\(mode)/tiles").path
+}
+
 func requireShared(_ sub: String) throws -> String {
     guard let s = sharedDirectory() else { throw XCTSkip("shared test data (../shared) is absent") }
     let p = (s as NSString).appendingPathComponent(sub)

@@ -105,6 +105,12 @@ enum Support {
                        timeout: timeout, file: file, line: line)
     }
 
+    /// What a finished run prints with its weights digest: the replica check's line with several ranks,
+    /// the digest alone with one (nothing to compare).
+    static func finalDigestLine(ranks: Int) -> String {
+        ranks > 1 ? "replicas: \(ranks) ranks bit-identical (weights digest " : "\nweights digest "
+    }
+
     /// A fresh temporary directory.
     static func tempDir(_ name: String) -> String {
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("segger-test-\(name)-\(UUID().uuidString.prefix(8))").path

@@ -22,7 +22,7 @@ typedef float segger_float4 __attribute__((ext_vector_type(4)));
 static inline segger_float4 segger_lane_sums4(segger_float16 a, segger_float16 b, segger_float16 c, segger_float16 d) {
 #if defined(__AVX512F__)
     // An empty asm the optimizer cannot see through: inlined into a loop that sums a..d, LLVM otherwise
-    // splits the whole loop into 256-bit halves to match the first shuffle (measured: +25 % kernel time).
+    // splits the whole loop into 256-bit halves to match the first shuffle, a slower kernel.
     __asm__("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d));
 #endif
     // [a_l + a_{l+8} | b_l + b_{l+8}] for l < 8, and the same for c, d.

@@ -1,0 +1,65 @@
+// Progress output: the epoch bar's parts and width, and what a training run prints on a terminal and in a log.
+import Foundation
+@testable import SeggerTrain
+import XCTest
+
+final class ProgressTests: XCTestCase {
+    func testBarShowsPositionTimesRateAndLossWithin100Columns() {
+        let p = Progress(enabled: false, plainInterval: 30)
+        p.startEpoch(2, of: 20, batches: 24, resumedAt: 0)
+        p.started -= 3
+        p.batchFinished(12, step: 60, loss: 0.41234, tilesPerSecond: 8.06)
+        let now = p.started + 3
+        let bar = p.bar(now: now, width: 200)
+        XCTAssertTrue(bar.hasPrefix("epoch 3/20  50%|"), bar)
+        XCTAssertTrue(bar.hasSuffix("| 12/24 [00:03<00:03, 8.1 tiles/s, loss 0.4123]"), bar)
+        XCTAssertEqual(bar.count, 100, "as wide as 100 columns at most")
+        XCTAssertEqual(p.bar(now: now, width: 80).count, 80, "a narrower terminal")
+        XCTAssertEqual(p.plainLine(now: now),
+                       "epoch 3/20  batch 12/24  step 60  loss 0.4123  8.1 tiles/s  elapsed 00:03  left 00:03")
+        // A resumed epoch estimates from the batches done here only.
+        p.startEpoch(0, of: 1, batches: 10, resumedAt: 8)
+        p.started -= 10
+        p.batchFinished(9, step: 9, loss: 1, tilesPerSecond: 1)
+        XCTAssertEqual(p.times(now: p.started + 10).remaining!, 10, accuracy: 1e-9)
+    }
+
+    func testBarCellsAndClock() {
+        XCTAssertEqual(barCells(0, 4), "    ")
+        XCTAssertEqual(barCells(1, 4), "████")
+        XCTAssertEqual(barCells(0.5, 4), "██  ")
+        XCTAssertEqual(barCells(0.55, 4), "██▏ ")
+        XCTAssertEqual(barCells(0.999, 3).count, 3)
+        XCTAssertEqual(clock(0), "00:00")
+        XCTAssertEqual(clock(125.4), "02:05")
+        XCTAssertEqual(clock(3725), "1:02:05")
+    }
+
+    /// A run with its stdout taken for a terminal (SEGGER_PROGRESS=tty) redraws one bar per epoch with
+    /// carriage returns and leaves it finished; in a log, every line — bars and epoch summaries — fits in
+    /// 100 columns, and one rank prints no replica check.
+    func testTrainingOutputOnATerminalAndInALog() throws {
+        let train = try Support.synth(tiles: 4, tx: 300, seed: 33)
+        let args = ["train", "--train_dir", train, "--val_dir", train, "--epochs", "2", "--batch_size_train", "1"] + smallModel
+        let tty = try Support.run(Support.binary, args + ["--default_root_dir", Support.tempDir("tty")],
+                                  env: ["SEGGER_PROGRESS": "tty", "COLUMNS": "100"])
+        XCTAssertEqual(tty.status, 0, tty.output)
+        XCTAssertTrue(tty.stdout.contains("\r\u{1B}[Kepoch 1/2"), tty.stdout)
+        XCTAssertTrue(tty.stdout.contains("100%|"), "the finished bar stays: \(tty.stdout)")
+        let plain = try Support.run(Support.binary, args + ["--default_root_dir", Support.tempDir("log"), "--progress_seconds", "0"])
+        XCTAssertEqual(plain.status, 0, plain.output)
+        XCTAssertFalse(plain.stdout.contains("\r"), "no carriage returns in a log")
+        XCTAssertTrue(plain.stdout.contains("epoch 2/2  batch 4/4"), plain.stdout)
+        for r in [tty, plain] {
+            XCTAssertFalse(r.stdout.contains("replicas:"), "one rank has no replicas to compare")
+            XCTAssertTrue(r.stdout.contains(Support.finalDigestLine(ranks: 1)), r.stdout)
+            let lines = r.stdout.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+                .map { $0.replacingOccurrences(of: "\u{1B}[K", with: "") }
+            let summaries = lines.filter { $0.contains("train_loss") }
+            XCTAssertEqual(summaries.count, 2, r.stdout)
+            for line in lines where line.hasPrefix("epoch") || line.hasPrefix("  ") {
+                XCTAssertLessThanOrEqual(line.count, 100, line)
+            }
+        }
+    }
+}
