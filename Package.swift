@@ -46,8 +46,13 @@ let package = Package(
         .target(name: "SeggerTrain",
                 dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
                 swiftSettings: tunedSwift),
+        // Segmentation (`predict`): the trained model over tiles, candidates, cross-tile merge and components,
+        // distributed over MPI ranks. Uses Model, Tiles and Distributed, never Train.
+        .target(name: "SeggerSegment",
+                dependencies: ["SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors"],
+                swiftSettings: tunedSwift),
         .executableTarget(name: "segger-train",
-                          dependencies: ["SeggerTrain", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors",
+                          dependencies: ["SeggerTrain", "SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: tunedSwift),
         // Multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
@@ -60,6 +65,7 @@ let package = Package(
         .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),
         .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed"]),
         .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SafeTensors"]),
+        .testTarget(name: "SeggerSegmentTests", dependencies: ["SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -236,6 +236,172 @@ public final class Communicator {
     }
 }
 
+// MARK: - Variable-length exchanges of plain values
+
+extension Communicator {
+    /// The most bytes one MPI call moves to or from one rank: counts and displacements are Int32 bytes,
+    /// so a round's whole buffer must stay below 2^31 bytes.
+    private var roundBytesPerRank: Int { max(1, (1 << 30) / size) }
+
+    /// Every rank sends `send[sendStart[r] ..< sendStart[r] + sendCounts[r]]` to rank r (the values grouped
+    /// by destination, in rank order) and receives what each rank sent to it (MPI_Alltoallv), concatenated
+    /// in source-rank order, with the count from each source. Collective: every rank must call it.
+    ///
+    /// Values travel as their bytes (every rank runs the same binary, so layouts agree). Exchanges larger
+    /// than MPI's Int32 counts allow go in several rounds, agreed by an all-reduce, each moving at most
+    /// 2^30 / size bytes between any two ranks.
+    public func alltoallv<T: BitwiseCopyable>(_ send: [T], sendCounts: [Int]) -> (values: [T], counts: [Int]) {
+        precondition(sendCounts.count == size, "alltoallv: one send count per rank")
+        precondition(sendCounts.reduce(0, +) == send.count, "alltoallv: send counts do not add up to the values")
+        let stride = MemoryLayout<T>.stride
+        // Element counts, both ways.
+        var outCounts = sendCounts.map { Int64($0) }
+        var inCounts = [Int64](repeating: 0, count: size)
+        check(MPI_Alltoall(&outCounts, 1, segger_mpi_int64(), &inCounts, 1, segger_mpi_int64(), segger_mpi_comm_world()),
+              "MPI_Alltoall(counts)")
+        let recvCounts = inCounts.map { Int($0) }
+        var sendStart = [Int](repeating: 0, count: size), recvStart = [Int](repeating: 0, count: size)
+        for r in 1..<max(size, 1) {
+            sendStart[r] = sendStart[r - 1] + sendCounts[r - 1]
+            recvStart[r] = recvStart[r - 1] + recvCounts[r - 1]
+        }
+        let total = recvCounts.reduce(0, +)
+        let perRound = max(1, roundBytesPerRank / max(stride, 1))  // elements per pair per round
+        let localRounds = (sendCounts + recvCounts).map { ($0 + perRound - 1) / perRound }.max() ?? 0
+        let rounds = Int(allreduceMax([Double(localRounds)])[0])
+        var out = [T]()
+        out.reserveCapacity(total)
+        send.withUnsafeBytes { sb in
+            // The receive buffer is filled by MPI round by round; each source's block lands at its offset.
+            out = [T](unsafeUninitializedCapacity: total) { ob, initialized in
+                let obRaw = UnsafeMutableRawBufferPointer(ob)
+                var sc = [Int32](repeating: 0, count: size), sd = [Int32](repeating: 0, count: size)
+                var rc = [Int32](repeating: 0, count: size), rd = [Int32](repeating: 0, count: size)
+                var sendRound = [UInt8](), recvRound = [UInt8]()
+                for round in 0..<rounds {
+                    var sTotal = 0, rTotal = 0
+                    for r in 0..<size {
+                        let s = min(perRound, max(0, sendCounts[r] - round * perRound))
+                        let q = min(perRound, max(0, recvCounts[r] - round * perRound))
+                        sc[r] = Int32(s * stride); sd[r] = Int32(sTotal)
+                        rc[r] = Int32(q * stride); rd[r] = Int32(rTotal)
+                        sTotal += s * stride; rTotal += q * stride
+                    }
+                    if sendRound.count < sTotal { sendRound = [UInt8](repeating: 0, count: sTotal) }
+                    if recvRound.count < rTotal { recvRound = [UInt8](repeating: 0, count: rTotal) }
+                    sendRound.withUnsafeMutableBytes { srb in
+                        for r in 0..<size where sc[r] > 0 {
+                            let from = (sendStart[r] + round * perRound) * stride
+                            srb.baseAddress!.advanced(by: Int(sd[r])).copyMemory(from: sb.baseAddress!.advanced(by: from), byteCount: Int(sc[r]))
+                        }
+                    }
+                    sendRound.withUnsafeBytes { srb in
+                        recvRound.withUnsafeMutableBytes { rrb in
+                            // Empty buffers still need a valid address for MPI.
+                            var dummy: UInt8 = 0
+                            withUnsafeMutablePointer(to: &dummy) { d in
+                                check(MPI_Alltoallv(srb.baseAddress ?? UnsafeRawPointer(d), sc, sd, segger_mpi_byte(),
+                                                    rrb.baseAddress ?? UnsafeMutableRawPointer(d), rc, rd, segger_mpi_byte(),
+                                                    segger_mpi_comm_world()), "MPI_Alltoallv")
+                            }
+                        }
+                    }
+                    recvRound.withUnsafeBytes { rrb in
+                        for r in 0..<size where rc[r] > 0 {
+                            let to = (recvStart[r] + round * perRound) * stride
+                            obRaw.baseAddress!.advanced(by: to).copyMemory(from: rrb.baseAddress!.advanced(by: Int(rd[r])), byteCount: Int(rc[r]))
+                        }
+                    }
+                }
+                initialized = total
+            }
+        }
+        return (out, recvCounts)
+    }
+
+    /// `parts[r]` goes to rank r; returns what each rank sent to this one, in source-rank order.
+    public func alltoallv<T: BitwiseCopyable>(_ parts: [[T]]) -> [[T]] {
+        precondition(parts.count == size, "alltoallv: one part per rank")
+        let (values, counts) = alltoallv(parts.flatMap { $0 }, sendCounts: parts.map(\.count))
+        var out: [[T]] = []
+        var at = 0
+        for c in counts {
+            out.append(Array(values[at..<(at + c)]))
+            at += c
+        }
+        return out
+    }
+
+    /// Every rank's `values`, on every rank, in rank order (MPI_Allgatherv). Meant for small arrays
+    /// (samples, summaries): the total must stay below 2^31 bytes.
+    public func allgatherv<T: BitwiseCopyable>(_ values: [T]) -> [[T]] {
+        let stride = MemoryLayout<T>.stride
+        var mine = Int64(values.count)
+        var counts = [Int64](repeating: 0, count: size)
+        check(MPI_Allgather(&mine, 1, segger_mpi_int64(), &counts, 1, segger_mpi_int64(), segger_mpi_comm_world()),
+              "MPI_Allgather(counts)")
+        let totalBytes = counts.reduce(0, +) * Int64(stride)
+        precondition(totalBytes < Int64(Int32.max), "allgatherv: more than 2^31 bytes in total")
+        var rc = [Int32](repeating: 0, count: size), rd = [Int32](repeating: 0, count: size)
+        var at: Int32 = 0
+        for r in 0..<size { rc[r] = Int32(Int(counts[r]) * stride); rd[r] = at; at += rc[r] }
+        var all = [UInt8](repeating: 0, count: max(Int(at), 1))
+        values.withUnsafeBytes { vb in
+            all.withUnsafeMutableBytes { ab in
+                var dummy: UInt8 = 0
+                withUnsafeMutablePointer(to: &dummy) { d in
+                    check(MPI_Allgatherv(vb.baseAddress ?? UnsafeRawPointer(d), Int32(vb.count), segger_mpi_byte(),
+                                         ab.baseAddress, rc, rd, segger_mpi_byte(), segger_mpi_comm_world()), "MPI_Allgatherv")
+                }
+            }
+        }
+        return (0..<size).map { r in
+            let n = Int(counts[r])
+            return [T](unsafeUninitializedCapacity: n) { b, initialized in
+                all.withUnsafeBytes { ab in
+                    UnsafeMutableRawBufferPointer(b).copyMemory(from: UnsafeRawBufferPointer(rebasing: ab[Int(rd[r])..<(Int(rd[r]) + n * stride)]))
+                }
+                initialized = n
+            }
+        }
+    }
+
+    /// Sends `values` to rank `to` (blocking MPI_Send of the count, then the bytes in chunks below 2^30).
+    /// The receiver calls ``receive(from:tag:)`` with the same tag.
+    public func send<T: BitwiseCopyable>(_ values: [T], to: Int, tag: Int = 0) {
+        var count = Int64(values.count)
+        check(MPI_Send(&count, 1, segger_mpi_int64(), Int32(to), Int32(tag), segger_mpi_comm_world()), "MPI_Send(count)")
+        values.withUnsafeBytes { vb in
+            var done = 0
+            while done < vb.count {
+                let n = min(vb.count - done, 1 << 30)
+                check(MPI_Send(vb.baseAddress! + done, Int32(n), segger_mpi_byte(), Int32(to), Int32(tag),
+                               segger_mpi_comm_world()), "MPI_Send")
+                done += n
+            }
+        }
+    }
+
+    /// Receives what rank `from` sent with ``send(_:to:tag:)`` and the same tag.
+    public func receive<T: BitwiseCopyable>(from: Int, tag: Int = 0, as type: T.Type = T.self) -> [T] {
+        var count: Int64 = 0
+        check(MPI_Recv(&count, 1, segger_mpi_int64(), Int32(from), Int32(tag), segger_mpi_comm_world(),
+                       segger_mpi_status_ignore()), "MPI_Recv(count)")
+        let n = Int(count)
+        return [T](unsafeUninitializedCapacity: n) { b, initialized in
+            let raw = UnsafeMutableRawBufferPointer(b)
+            var done = 0
+            while done < n * MemoryLayout<T>.stride {
+                let k = min(n * MemoryLayout<T>.stride - done, 1 << 30)
+                check(MPI_Recv(raw.baseAddress! + done, Int32(k), segger_mpi_byte(), Int32(from), Int32(tag),
+                               segger_mpi_comm_world(), segger_mpi_status_ignore()), "MPI_Recv")
+                done += k
+            }
+            initialized = n
+        }
+    }
+}
+
 /// `exit(0)` (or returning from main): MPI_Finalize. Any other status on a job of several ranks:
 /// MPI_Abort(status), because MPI_Finalize blocks until every rank finalizes and the others may be
 /// waiting for this rank in a collective (measured: `exit(1)` on one of 2 ranks while the other sat in a

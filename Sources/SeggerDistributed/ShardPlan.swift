@@ -139,3 +139,23 @@ extension ShardPlan {
         }
     }
 }
+
+extension ShardPlan {
+    /// Spreads whole work items over `ranks` by cost, once (prediction's tiles): largest first, each to
+    /// the least-loaded rank (ties: lower rank; equal costs: lower index first). Returns the rank of
+    /// each item; a pure function of its inputs, so every rank computes the same assignment.
+    public static func assign(costs: [Double], ranks: Int) -> [Int] {
+        precondition(ranks >= 1, "ranks must be at least 1")
+        precondition(!costs.contains { $0.isNaN }, "cost is NaN")
+        let order = costs.indices.sorted { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }
+        var load = [Double](repeating: 0, count: ranks)
+        var owner = [Int](repeating: 0, count: costs.count)
+        for i in order {
+            var best = 0
+            for r in 1..<ranks where load[r] < load[best] { best = r }
+            owner[i] = best
+            load[best] += costs[i]
+        }
+        return owner
+    }
+}

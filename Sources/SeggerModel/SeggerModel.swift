@@ -338,6 +338,16 @@ public final class SeggerModel {
         return out
     }
 
+    /// The final embeddings of the last forward pass without a copy (for inference, which reads a few
+    /// rows per transcript): `body(tx, txRow, bd)` with `tx` [N_tx, H·Co] in the model's internal row
+    /// order, `txRow[i]` the row of `tx` that holds file-order transcript i, and `bd` [N_bd, H·Co] in file
+    /// order. The pointers are valid inside `body` only, until the next forward.
+    public func withEmbeddings<R>(_ body: (_ tx: UnsafePointer<Float>, _ txRow: UnsafePointer<Int32>,
+                                           _ bd: UnsafePointer<Float>) throws -> R) rethrows -> R {
+        precondition(hasForward, "embeddings without a forward pass")
+        return try body(finalTx, txRank.p, finalBd)
+    }
+
     // MARK: backward
 
     /// Backward of `lossScale · Σ_l bce_l` of the last forward pass: overwrites `gradients`.

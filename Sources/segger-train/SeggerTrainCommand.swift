@@ -24,7 +24,7 @@ struct SeggerTrainCommand: ParsableCommand {
           segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a --epochs 10
           mpirun -np 4 segger-train train --train_dir data/train --val_dir data/val --default_root_dir runs/a
         """,
-        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Plot.self, Bench.self, BenchKernels.self],
+        subcommands: [Train.self, SynthCommand.self, Eval.self, DumpStep.self, Convert.self, Digest.self, Plot.self, Bench.self, BenchKernels.self, Predict.self],
         defaultSubcommand: Train.self
     )
 

@@ -1,0 +1,500 @@
+// segger's prediction over MPI ranks, start to end:
+//   tile files → (rank's share, by cost) read → forward → candidates / scores → rows and edges
+//   → rows to the owner of their id (alltoallv) → best row per id → components (--use_cc)
+//   → cells to the owner of their name → rank 0 writes, receiving each rank's rows in bounded chunks
+//   in rank order (owners hold ascending id ranges, so the file is sorted by transcript id).
+// Every error is agreed by all ranks before anyone stops; outputs appear only when all are complete.
+import Foundation
+import SafeTensors
+import SeggerDistributed
+import SeggerModel
+import SeggerTiles
+
+/// An error every rank reports alike (the run stops on all ranks together, nothing written).
+public struct SegmentError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What `segger-train predict` was asked to do.
+public struct PredictOptions: Sendable {
+    /// Tile directories: safetensors tiles, segger `.pt` tiles, or segger dataset roots (all splits).
+    public var tiles: [String] = []
+    public var checkpoint: String = ""
+    public var out: String = ""
+    public var parameters = SegmentParameters()
+    public var overwrite = false
+    public var format: TableFormat = .parquet
+    /// Rows per message from a rank to the writer (bounds the writer's memory).
+    public var chunkRows = 1 << 16
+
+    public init() {}
+}
+
+/// Where the tiles come from: files (``FileTiles``) or, in tests, memory.
+public protocol TileSource {
+    /// Tile names in run order (the order decides ties between tiles).
+    var names: [String] { get }
+    /// A cost proportional to the tile's work, for balancing ranks (each rank asks for a stride of them).
+    func cost(_ i: Int) throws -> Double
+    func read(_ i: Int) throws -> Tile
+}
+
+/// The tile files of `--tiles` (``listPredictionTiles(_:)``), costed from their headers.
+public struct FileTiles: TileSource {
+    public let names: [String]
+
+    public init(directories: [String]) throws {
+        names = try listPredictionTiles(directories)
+    }
+
+    public func cost(_ i: Int) throws -> Double {
+        let s = try TileCatalog.sizes(path: names[i])
+        return Double(s.numTx) + 2 * Double(s.numNeighbors) + Double(s.numBelongs)
+    }
+
+    public func read(_ i: Int) throws -> Tile { try Tile.read(path: names[i]) }
+}
+
+/// Progress of rank 0's own share of the tiles.
+public struct PredictProgress: Sendable {
+    public var tilesDone: Int
+    public var tilesOfRank: Int
+    public var tilesTotal: Int
+    public var transcripts: Int
+    public var seconds: Double
+}
+
+/// The run's record, written as `segmentation_log.json`.
+public struct SegmentationLog: Codable, Sendable {
+    public struct Parameters: Codable, Sendable {
+        public var scoreCut: Double
+        public var useCc: Bool
+        public var minBd: Int
+        public var receptiveField: [String: Double]
+    }
+    public struct Seconds: Codable, Sendable {
+        public var total: Double
+        /// Slowest rank per phase.
+        public var tiles: Double, merge: Double, components: Double, cells: Double, write: Double
+    }
+    public var tool = "segger-train predict"
+    public var tileDirectories: [String]
+    public var checkpoint: String
+    /// "metadata" or "shapes".
+    public var modelConfigSource: String
+    public var modelConfig: ModelConfig
+    public var parameters: Parameters
+    public var format: String
+    public var outputs: [String]
+    public var cellIds: String
+    public var tilesRead: Int
+    public var tilesSkippedMinBd: Int
+    /// Transcript rows over all tiles (a transcript in the overlap of two tiles counts twice).
+    public var tileTranscripts: Int
+    public var transcriptsWritten: Int
+    public var transcriptsBound: Int
+    public var transcriptsInComponentCells: Int
+    public var transcriptsUnassigned: Int
+    /// Transcripts seen only in tiles below --min_bd (score null).
+    public var transcriptsUnscored: Int
+    public var nucleusCells: Int
+    public var componentCells: Int
+    public var txTxEdges: Int
+    public var componentRounds: Int
+    public var ranks: Int
+    public var seconds: Seconds
+    /// Tile transcripts per second per rank, end to end.
+    public var tileTranscriptsPerSecondPerRank: Double
+    /// Written (distinct) transcripts per second per rank, end to end.
+    public var transcriptsPerSecondPerRank: Double
+    public var peakRssMbPerRank: [Double]
+
+    public var json: String {
+        let enc = JSONEncoder()
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self) + "\n"
+    }
+}
+
+/// The output file names for a format.
+public func outputNames(_ format: TableFormat) -> (transcripts: String, cells: String, log: String) {
+    ("segger_transcripts.\(format.fileExtension)", "segger_cells.\(format.fileExtension)", "segmentation_log.json")
+}
+
+/// The tile files of the `--tiles` arguments, in order: each directory's tiles sorted by name; a segger
+/// dataset root (no tiles of its own) gives its train, val and test splits. Repeats are dropped.
+public func listPredictionTiles(_ dirs: [String]) throws -> [String] {
+    var out: [String] = []
+    var seen = Set<String>()
+    for dir in dirs {
+        var found: [String] = []
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw SegmentError("--tiles \(dir): no such directory")
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        let hasTiles = names.contains { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".pt")) && !$0.hasPrefix(".") }
+        if hasTiles || names.contains("processed") {
+            do { found = try TileDirectory.list(dir) } catch { throw SegmentError("--tiles \(error)") }
+        } else {
+            for split in ["train", "val", "test"] {
+                let d = TileDirectory.resolve(dir, split: split)
+                if d != dir, let files = try? TileDirectory.list(d) { found += files }
+            }
+            if found.isEmpty {
+                throw SegmentError("--tiles \(dir): holds no tiles (*.safetensors or segger's *.pt), nor segger's {train,val,test}_tiles/processed")
+            }
+        }
+        for f in found {
+            let key = URL(fileURLWithPath: f).standardizedFileURL.path
+            if seen.insert(key).inserted { out.append(f) }
+        }
+    }
+    return out
+}
+
+/// Stops every rank alike when any rank has an error (collective): the message lists the distinct errors.
+func agree(_ mine: String?, comm: Communicator, limit: Int = 10) throws {
+    let all = comm.allgather(mine ?? "")
+    var distinct: [String] = []
+    for e in all where !e.isEmpty && !distinct.contains(e) { distinct.append(e) }
+    guard !distinct.isEmpty else { return }
+    let shown = distinct.prefix(limit).joined(separator: "\n  ")
+    let more = distinct.count > limit ? "\n  … and \(distinct.count - limit) more" : ""
+    throw SegmentError(distinct.count == 1 ? distinct[0] : "\(distinct.count) errors:\n  \(shown)\(more)")
+}
+
+/// Peak resident memory of this process in MB (getrusage; Linux reports KB).
+func peakRSSMegabytes() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_maxrss) / 1024
+}
+
+/// Runs the prediction on every rank (collective) and returns the log (the same on every rank).
+/// `source` replaces the files of `o.tiles` (tests).
+public func runPrediction(_ o: PredictOptions, comm: Communicator, source: TileSource? = nil,
+                          progress: ((PredictProgress) -> Void)? = nil) throws -> SegmentationLog {
+    let t0 = monotonicSeconds()
+    let p = o.parameters
+    if let problem = p.problem { throw SegmentError(problem) }
+    let files = outputNames(o.format)
+    // Rank 0 owns the output directory; its verdict goes to everyone before any work.
+    var stage: OutputStage? = nil
+    var stageError: String? = nil
+    if comm.isRoot {
+        do { stage = try OutputStage(directory: o.out, names: [files.transcripts, files.cells, files.log], overwrite: o.overwrite) } catch {
+            stageError = "\(error)"
+        }
+    }
+    do {
+        try agree(stageError, comm: comm)
+        let log = try predictAndWrite(o, comm: comm, source: source, stage: stage, files: files, t0: t0, progress: progress)
+        return log
+    } catch {
+        stage?.abandon()
+        throw error
+    }
+}
+
+private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source given: TileSource?, stage: OutputStage?,
+                             files: (transcripts: String, cells: String, log: String), t0: Double,
+                             progress: ((PredictProgress) -> Void)?) throws -> SegmentationLog {
+    let p = o.parameters
+    let size = comm.size, me = comm.rank
+
+    // The model, on every rank.
+    var loaded: PredictionModel? = nil
+    var loadError: String? = nil
+    do { loaded = try PredictionModel.load(path: o.checkpoint) } catch { loadError = "\(error)" }
+    try agree(loadError, comm: comm)
+    let pm = loaded!
+
+    // The tiles and their costs (headers only; each rank reads a stride of them), then the assignment.
+    var listed: TileSource? = given
+    var listError: String? = nil
+    if listed == nil {
+        do { listed = try FileTiles(directories: o.tiles) } catch { listError = "\(error)" }
+    }
+    try agree(listError, comm: comm)
+    let source = listed!
+    let paths = source.names
+    var costs = [Double](repeating: 0, count: paths.count)
+    var headerError: String? = nil
+    for i in stride(from: me, to: paths.count, by: size) where headerError == nil {
+        do { costs[i] = try source.cost(i) } catch { headerError = "\(error)" }
+    }
+    try agree(headerError, comm: comm)
+    costs = comm.allreduceSum(costs)
+    let owner = ShardPlan.assign(costs: costs, ranks: size)
+    let myTiles = paths.indices.filter { owner[$0] == me }
+
+    // This rank's tiles.
+    let tTiles = monotonicSeconds()
+    var rows: [TranscriptRow] = []
+    var edges: [TranscriptEdge] = []
+    var names = CellNames()
+    var scratch = PredictScratch()
+    var skipped = 0, tileTranscripts = 0
+    var tileError: String? = nil
+    var compactAt = 1 << 22
+    for (k, i) in myTiles.enumerated() {
+        let tile: Tile
+        do { tile = try source.read(i) } catch { tileError = "\(error)"; break }
+        if let problem = predictionProblem(tile, config: pm.config) { tileError = problem; break }
+        let outcome = predictTile(tile, index: Int32(i), model: pm.model, parameters: p, names: &names,
+                                  rows: &rows, edges: &edges, scratch: &scratch)
+        if outcome.skipped { skipped += 1 }
+        tileTranscripts += outcome.transcripts
+        // Overlapping tiles of one rank: keep the best row per id as we go, so memory follows the
+        // distinct transcripts rather than the tile rows.
+        if rows.count >= compactAt {
+            keepBestRows(&rows)
+            compactAt = max(compactAt, 2 * rows.count)
+        }
+        progress?(PredictProgress(tilesDone: k + 1, tilesOfRank: myTiles.count, tilesTotal: paths.count,
+                                  transcripts: tileTranscripts, seconds: monotonicSeconds() - t0))
+    }
+    try agree(tileError, comm: comm)
+    let secondsTiles = monotonicSeconds() - tTiles
+
+    // Rows to the owners of their ids; the best row per id.
+    let tMerge = monotonicSeconds()
+    keepBestRows(&rows)
+    let ranges = transcriptRanges(sortedIDs: rows.map(\.id), comm: comm)
+    var (owned, ownedNames) = exchangeRows(rows, names: names, ranges: ranges, comm: comm)
+    rows = []
+    names = CellNames()
+    keepBestRows(&owned)
+    let secondsMerge = monotonicSeconds() - tMerge
+
+    let tComponents = monotonicSeconds()
+    var cc = ComponentStats()
+    if p.useCC {
+        cc = assignComponents(rows: &owned, names: &ownedNames, localEdges: edges, ranges: ranges, comm: comm)
+    }
+    edges = []
+    let secondsComponents = monotonicSeconds() - tComponents
+
+    let tCells = monotonicSeconds()
+    let (cells, clashes) = aggregateCells(rows: owned, names: ownedNames, comm: comm)
+    try agree(clashes.isEmpty ? nil : "cell id '\(clashes[0])' is both a nucleus id (bd.id) and a component name; rename that nucleus or run without --use_cc",
+              comm: comm)
+    let secondsCells = monotonicSeconds() - tCells
+
+    // Global counts.
+    var bound = 0, unscored = 0, nucleusCells = 0, componentCellCount = 0, anyZ = 0
+    for r in owned {
+        if r.isBound { bound += 1 }
+        if !r.isScored { unscored += 1 }
+        if r.hasZ { anyZ = 1 }
+    }
+    for c in cells { if c.isComponent { componentCellCount += 1 } else { nucleusCells += 1 } }
+    let totals = comm.allreduceSum([Double(myTiles.count), Double(skipped), Double(tileTranscripts), Double(owned.count),
+                                    Double(bound), Double(cc.transcripts), Double(unscored), Double(nucleusCells),
+                                    Double(componentCellCount), Double(cc.edges), Double(anyZ)]).map { Int($0) }
+    let zColumn = totals[10] > 0
+    let geneColumn = pm.config.txFeatureDim == nil
+
+    // Rank 0 writes; every other rank sends its rows (then its cells) in chunks, in rank order.
+    let tWrite = monotonicSeconds()
+    let transcriptSchema = transcriptColumns(z: zColumn, gene: geneColumn)
+    let cellSchema = cellColumns()
+    var writeError: String? = nil
+    if let stage {
+        var tw: TableWriter? = nil
+        var cw: TableWriter? = nil
+        do {
+            tw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.transcripts), schema: transcriptSchema)
+            cw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.cells), schema: cellSchema)
+        } catch { writeError = "\(error)" }
+        func write(_ w: TableWriter?, _ columns: [ColumnValues]) {
+            guard writeError == nil, let w else { return }
+            do { try w.append(columns) } catch { writeError = "\(error)" }
+        }
+        for r in 0..<size {
+            if r == me {
+                var at = 0
+                while at < owned.count {
+                    let end = min(owned.count, at + o.chunkRows)
+                    write(tw, rowColumns(owned[at..<end], name: { ownedNames[$0] }, z: zColumn, gene: geneColumn))
+                    at = end
+                }
+            } else {
+                let chunks: [Int64] = comm.receive(from: r, tag: 1)
+                for _ in 0..<(chunks.first ?? 0) {
+                    let chunk: [TranscriptRow] = comm.receive(from: r, tag: 1)
+                    let table = decodeNames(comm.receive(from: r, tag: 1, as: UInt8.self))
+                    write(tw, rowColumns(chunk[...], name: { table[Int($0)] }, z: zColumn, gene: geneColumn))
+                }
+            }
+        }
+        for r in 0..<size {
+            if r == me {
+                write(cw, cellColumnValues(cells[...]))
+            } else {
+                let chunks: [Int64] = comm.receive(from: r, tag: 2)
+                for _ in 0..<(chunks.first ?? 0) {
+                    write(cw, cellColumnValues(decodeCells(comm.receive(from: r, tag: 2, as: UInt8.self))[...]))
+                }
+            }
+        }
+        if writeError == nil {
+            do {
+                try tw?.close()
+                try cw?.close()
+            } catch { writeError = "\(error)" }
+        }
+        if writeError != nil { tw?.abandon(); cw?.abandon() }
+    } else {
+        var chunks: [Range<Int>] = []
+        var at = 0
+        while at < owned.count { chunks.append(at..<min(owned.count, at + o.chunkRows)); at = min(owned.count, at + o.chunkRows) }
+        comm.send([Int64(chunks.count)], to: 0, tag: 1)
+        for c in chunks {
+            var chunk = Array(owned[c])
+            var table: [Int32: Int32] = [:]
+            var w = ByteWriter()
+            for i in chunk.indices where chunk[i].cell >= 0 {
+                let c = chunk[i].cell
+                if let t = table[c] { chunk[i].cell = t } else {
+                    let t = Int32(table.count)
+                    table[c] = t
+                    w.string(ownedNames[c])
+                    chunk[i].cell = t
+                }
+            }
+            comm.send(chunk, to: 0, tag: 1)
+            comm.send(w.bytes, to: 0, tag: 1)
+        }
+        let cellChunks = stride(from: 0, to: cells.count, by: o.chunkRows).map { $0..<min(cells.count, $0 + o.chunkRows) }
+        comm.send([Int64(cellChunks.count)], to: 0, tag: 2)
+        for c in cellChunks { comm.send(encodeCells(cells[c]), to: 0, tag: 2) }
+    }
+    let secondsWrite = monotonicSeconds() - tWrite
+
+    // The log: slowest rank per phase, memory of every rank.
+    let slowest = comm.allreduceMax([secondsTiles, secondsMerge, secondsComponents, secondsCells, secondsWrite])
+    let rss = comm.allgatherv([peakRSSMegabytes()]).map { $0.first ?? 0 }
+    let rounds = Int(comm.allreduceMax([Double(cc.rounds)])[0])
+    let total = monotonicSeconds() - t0
+    let log = SegmentationLog(
+        tileDirectories: o.tiles, checkpoint: o.checkpoint, modelConfigSource: pm.configSource, modelConfig: pm.config,
+        parameters: .init(scoreCut: p.scoreCut, useCc: p.useCC, minBd: p.minBd,
+                          receptiveField: ["k_bd": Double(p.kBd), "dist_bd": p.distBd, "k_tx": Double(p.kTx), "dist_tx": p.distTx]),
+        format: o.format.rawValue, outputs: [files.transcripts, files.cells, files.log],
+        cellIds: "nucleus cells: the bd.id of the nucleus; component cells: \(componentCellPrefix)<smallest transcript_id among the cell's transcripts>",
+        tilesRead: totals[0], tilesSkippedMinBd: totals[1], tileTranscripts: totals[2], transcriptsWritten: totals[3],
+        transcriptsBound: totals[4], transcriptsInComponentCells: totals[5],
+        transcriptsUnassigned: totals[3] - totals[4] - totals[5], transcriptsUnscored: totals[6],
+        nucleusCells: totals[7], componentCells: totals[8], txTxEdges: totals[9], componentRounds: rounds, ranks: size,
+        seconds: .init(total: total, tiles: slowest[0], merge: slowest[1], components: slowest[2], cells: slowest[3], write: slowest[4]),
+        tileTranscriptsPerSecondPerRank: Double(totals[2]) / total / Double(size),
+        transcriptsPerSecondPerRank: Double(totals[3]) / total / Double(size),
+        peakRssMbPerRank: rss)
+    if let stage, writeError == nil {
+        do {
+            try AtomicWrite.text(log.json, to: stage.stagedPath(files.log))
+            try stage.commit()
+        } catch { writeError = "\(error)" }
+    }
+    try agree(writeError, comm: comm)
+    return log
+}
+
+// MARK: - Tables
+
+func transcriptColumns(z: Bool, gene: Bool) -> [ColumnSpec] {
+    var s = [ColumnSpec("transcript_id", .int64), ColumnSpec("segger_cell_id", .string, nullable: true),
+             ColumnSpec("score", .float32, nullable: true), ColumnSpec("bound", .int8),
+             ColumnSpec("x", .float32), ColumnSpec("y", .float32)]
+    if z { s.append(ColumnSpec("z", .float32, nullable: true)) }
+    if gene { s.append(ColumnSpec("gene", .int32)) }
+    return s
+}
+
+func cellColumns() -> [ColumnSpec] {
+    [ColumnSpec("cell_id", .string), ColumnSpec("transcript_count", .int64), ColumnSpec("centroid_x", .float32),
+     ColumnSpec("centroid_y", .float32), ColumnSpec("source", .string)]
+}
+
+func rowColumns(_ rows: ArraySlice<TranscriptRow>, name: (Int32) -> String, z: Bool, gene: Bool) -> [ColumnValues] {
+    var ids: [Int64] = [], cell: [String] = [], cellValid: [Bool] = [], score: [Float] = [], scored: [Bool] = []
+    var bound: [Int8] = [], xs: [Float] = [], ys: [Float] = [], zs: [Float] = [], hasZ: [Bool] = [], genes: [Int32] = []
+    let n = rows.count
+    ids.reserveCapacity(n); cell.reserveCapacity(n); cellValid.reserveCapacity(n); score.reserveCapacity(n)
+    scored.reserveCapacity(n); bound.reserveCapacity(n); xs.reserveCapacity(n); ys.reserveCapacity(n)
+    for r in rows {
+        ids.append(r.id)
+        if r.cell >= 0 { cell.append(name(r.cell)); cellValid.append(true) } else { cell.append(""); cellValid.append(false) }
+        score.append(r.score)
+        scored.append(r.isScored)
+        bound.append(r.isBound ? 1 : 0)
+        xs.append(r.x)
+        ys.append(r.y)
+        if z { zs.append(r.z); hasZ.append(r.hasZ) }
+        if gene { genes.append(r.gene) }
+    }
+    var c: [ColumnValues] = [.int64(ids), .string(cell, valid: cellValid), .float32(score, valid: scored), .int8(bound),
+                             .float32(xs, valid: nil), .float32(ys, valid: nil)]
+    if z { c.append(.float32(zs, valid: hasZ)) }
+    if gene { c.append(.int32(genes, valid: nil)) }
+    return c
+}
+
+func cellColumnValues(_ cells: ArraySlice<CellRow>) -> [ColumnValues] {
+    [.string(cells.map(\.name), valid: nil), .int64(cells.map { Int64($0.transcripts) }),
+     .float32(cells.map(\.centroidX), valid: nil), .float32(cells.map(\.centroidY), valid: nil),
+     .string(cells.map { $0.isComponent ? "component" : "nucleus" }, valid: nil)]
+}
+
+func decodeNames(_ bytes: [UInt8]) -> [String] {
+    var r = ByteReader(bytes)
+    var out: [String] = []
+    while !r.atEnd { out.append(r.string()) }
+    return out
+}
+
+func encodeCells(_ cells: ArraySlice<CellRow>) -> [UInt8] {
+    var w = ByteWriter()
+    for c in cells {
+        w.string(c.name)
+        w.value(Int64(c.transcripts))
+        w.value(c.centroidX)
+        w.value(c.centroidY)
+        w.value(UInt8(c.isComponent ? 1 : 0))
+    }
+    return w.bytes
+}
+
+func decodeCells(_ bytes: [UInt8]) -> [CellRow] {
+    var r = ByteReader(bytes)
+    var out: [CellRow] = []
+    while !r.atEnd {
+        let name = r.string()
+        let n = Int(r.value(Int64.self))
+        let x = r.value(Float.self), y = r.value(Float.self)
+        out.append(CellRow(name: name, transcripts: n, centroidX: x, centroidY: y, isComponent: r.value(UInt8.self) != 0))
+    }
+    return out
+}
+
+/// Small text files written whole under a temporary name, then renamed.
+enum AtomicWrite {
+    static func text(_ text: String, to path: String) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw SegmentError("\(path): cannot write (\(error.localizedDescription))")
+        }
+        if rename(tmp, path) != 0 {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw SegmentError("\(path): cannot write (\(String(cString: strerror(errno))))")
+        }
+    }
+}

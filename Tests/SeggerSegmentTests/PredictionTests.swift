@@ -1,0 +1,274 @@
+// The whole prediction (one rank, in this process) against the serial reference, on generated
+// overlapping tiles; bad inputs; the checkpoint readers; the output directory.
+import Foundation
+import SafeTensors
+import SeggerDistributed
+import SeggerModel
+@testable import SeggerSegment
+import SeggerTiles
+import XCTest
+
+func tempDir(_ name: String) -> String {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("segger-seg-\(name)-\(UUID().uuidString.prefix(8))").path
+    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+final class PredictionTests: XCTestCase {
+    var comm: Communicator!
+
+    override func setUpWithError() throws {
+        comm = try Communicator.world()
+        if comm.size != 1 { throw XCTSkip("single-rank test run under mpirun with \(comm.size) ranks") }
+    }
+
+    func run(_ world: World, model: SeggerModel, p: SegmentParameters, tiles: [Tile]? = nil) throws -> (SegmentationLog, String) {
+        let dir = tempDir("run")
+        try writeCheckpoint(model, to: dir + "/model.safetensors")
+        var o = PredictOptions()
+        o.checkpoint = dir + "/model.safetensors"
+        o.out = dir + "/out"
+        o.parameters = p
+        o.format = .csv
+        o.chunkRows = 37  // many chunks even for small tiles
+        let log = try runPrediction(o, comm: comm, source: MemoryTiles(tiles: tiles ?? world.tiles))
+        return (log, o.out)
+    }
+
+    func compare(_ world: World, residual: Bool, p: SegmentParameters, file: StaticString = #filePath, line: UInt = #line) throws {
+        let model = SeggerModel(config: smallConfig(residual: residual), seed: 5)
+        let (log, out) = try run(world, model: model, p: p)
+        let want = referencePrediction(tiles: world.tiles, model: model, p: p)
+        let (got, order) = try readOutputs(out)
+        XCTAssertEqual(order, order.sorted(), "rows sorted by transcript id", file: file, line: line)
+        XCTAssertEqual(got.rows.count, Set(world.tiles.flatMap { $0.txIDs! }).count, file: file, line: line)
+        XCTAssertEqual(got.rows.count, want.rows.count, file: file, line: line)
+        var bad = 0
+        for (id, w) in want.rows where got.rows[id] != w {
+            if bad < 5 { XCTFail("transcript \(id): got \(String(describing: got.rows[id])) want \(w)", file: file, line: line) }
+            bad += 1
+        }
+        XCTAssertEqual(bad, 0, file: file, line: line)
+        XCTAssertEqual(got.cells.count, want.cells.count, file: file, line: line)
+        for (name, w) in want.cells where got.cells[name] != w {
+            XCTFail("cell \(name): got \(String(describing: got.cells[name])) want \(w)", file: file, line: line)
+        }
+        let bound = want.rows.values.filter { $0.bound == 1 }.count
+        let inComponents = want.rows.values.filter { $0.cell?.hasPrefix("cc-") == true }.count
+        XCTAssertEqual(log.transcriptsBound, bound, file: file, line: line)
+        XCTAssertEqual(log.transcriptsInComponentCells, inComponents, file: file, line: line)
+        XCTAssertEqual(log.componentCells, want.cells.keys.filter { $0.hasPrefix("cc-") }.count, file: file, line: line)
+        XCTAssertEqual(log.tilesRead, world.tiles.count, file: file, line: line)
+        XCTAssertEqual(log.tileTranscripts, world.tiles.reduce(0) { $0 + $1.numTx }, file: file, line: line)
+        // The check must be able to fail: the run has bound and (with --use_cc) component transcripts,
+        // overlapping tiles, and transcripts left unassigned.
+        XCTAssertGreaterThan(bound, 0, file: file, line: line)
+        XCTAssertLessThan(bound, want.rows.count, file: file, line: line)
+        XCTAssertGreaterThan(log.tileTranscripts, log.transcriptsWritten, "tiles overlap", file: file, line: line)
+        if p.useCC { XCTAssertGreaterThan(inComponents, 0, file: file, line: line) }
+        let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        XCTAssertEqual(files, ["segger_cells.csv", "segger_transcripts.csv", "segmentation_log.json"], "no staging left", file: file, line: line)
+    }
+
+    func testMatchesReferenceDocumentedArchitecture() throws {
+        var p = SegmentParameters()
+        p.minBd = 3
+        try compare(World(seed: 1), residual: true, p: p)
+        p.useCC = true
+        p.scoreCut = 0.52
+        try compare(World(seed: 1), residual: true, p: p)
+    }
+
+    func testMatchesReferenceSeggerMainArchitecture() throws {
+        var p = SegmentParameters()
+        p.minBd = 3
+        p.useCC = true
+        p.scoreCut = 0.5
+        p.kTx = 7
+        p.distTx = 4
+        try compare(World(seed: 2), residual: false, p: p)
+        p.useCC = false
+        p.kBd = 1
+        try compare(World(seed: 2), residual: false, p: p)
+    }
+
+    /// Integer coordinates: candidates tie on distance; and a --min_bd that leaves some tiles unscored.
+    func testTiesAndUnscoredTiles() throws {
+        let world = World(seed: 3, gridCoordinates: true)
+        var p = SegmentParameters()
+        p.useCC = true
+        p.scoreCut = 0.5
+        let counts = world.tiles.map(\.numBd).sorted()
+        p.minBd = counts[counts.count / 2]  // about half the tiles below it
+        try compare(world, residual: true, p: p)
+        let model = SeggerModel(config: smallConfig(residual: true), seed: 5)
+        let (log, out) = try run(world, model: model, p: p)
+        XCTAssertGreaterThan(log.tilesSkippedMinBd, 0)
+        XCTAssertGreaterThan(log.transcriptsUnscored, 0)
+        let (got, _) = try readOutputs(out)
+        XCTAssertEqual(got.rows.values.filter { $0.score == nil }.count, log.transcriptsUnscored)
+    }
+
+    func testRerunIsIdenticalAndOverwriteIsRequired() throws {
+        let world = World(seed: 4)
+        let model = SeggerModel(config: smallConfig(residual: true), seed: 9)
+        let dir = tempDir("rerun")
+        try writeCheckpoint(model, to: dir + "/m.safetensors")
+        var o = PredictOptions()
+        o.checkpoint = dir + "/m.safetensors"
+        o.out = dir + "/out"
+        o.format = .csv
+        o.parameters.useCC = true
+        o.parameters.minBd = 2
+        _ = try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles))
+        let first = try Data(contentsOf: URL(fileURLWithPath: o.out + "/segger_transcripts.csv"))
+        let firstCells = try Data(contentsOf: URL(fileURLWithPath: o.out + "/segger_cells.csv"))
+        XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles))) { e in
+            XCTAssertTrue("\(e)".contains("exists (pass --overwrite"), "\(e)")
+        }
+        o.overwrite = true
+        o.chunkRows = 5  // other chunks to the writer: the same bytes
+        _ = try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.out + "/segger_transcripts.csv")), first)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.out + "/segger_cells.csv")), firstCells)
+    }
+
+    // MARK: bad inputs
+
+    func expectFailure(_ tiles: [Tile], _ fragments: [String], config: ModelConfig = smallConfig(residual: true),
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let dir = tempDir("bad")
+        try writeCheckpoint(SeggerModel(config: config, seed: 1), to: dir + "/m.safetensors")
+        var o = PredictOptions()
+        o.checkpoint = dir + "/m.safetensors"
+        o.out = dir + "/out"
+        o.format = .csv
+        o.parameters.minBd = 0
+        XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: tiles)), file: file, line: line) { e in
+            XCTAssertTrue(e is SegmentError, "\(e)", file: file, line: line)
+            for f in fragments { XCTAssertTrue("\(e)".contains(f), "'\(f)' not in: \(e)", file: file, line: line) }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: o.out), "nothing left behind", file: file, line: line)
+    }
+
+    func testBadTiles() throws {
+        let good = World(seed: 6).tiles
+        var t = good[1]
+        t.txIDs = nil
+        try expectFailure([good[0], t], ["mem:tile_1", "no transcript ids", "segger-train convert"])
+        t = good[1]; t.txPos = []; t.txPosDim = 0
+        try expectFailure([t], ["mem:tile_1", "no transcript positions", "tx.pos"])
+        t = good[1]; t.bdPos = []; t.bdPosDim = 0
+        try expectFailure([t], ["no boundary positions", "bd.pos"])
+        t = good[1]; t.bdIDs = nil
+        try expectFailure([t], ["no boundary ids", "bd.id"])
+        t = good[1]; t.txIDs![3] = t.txIDs![0]
+        try expectFailure([t], ["transcript id \(t.txIDs![0]) appears twice"])
+        t = good[1]; t.txPos[5] = .nan
+        try expectFailure([t], ["tx.pos", "non-finite"])
+        var other = smallConfig(residual: true)
+        other.bdFeatureDim = 3
+        try expectFailure([good[0]], ["mem:tile_0", "4 features", "expects 3", "trained on other tiles"], config: other)
+        other = smallConfig(residual: true)
+        other.numTxTokens = 10
+        try expectFailure([good[0]], ["not below the checkpoint's vocabulary of 10"], config: other)
+        other = smallConfig(residual: true)
+        other.txFeatureDim = 6
+        try expectFailure([good[0]], ["token mode", "embedding mode with 6 features"], config: other)
+    }
+
+    func testBadParametersAndOutputs() throws {
+        for (change, fragment) in [({ (p: inout SegmentParameters) in p.kBd = 0 }, "--k_bd must be at least 1"),
+                                   ({ $0.kTx = -1 }, "--k_tx must be at least 1"),
+                                   ({ $0.distBd = 0 }, "--dist_bd must be a finite distance above 0"),
+                                   ({ $0.distTx = .infinity }, "--dist_tx"),
+                                   ({ $0.scoreCut = 1.5 }, "--score_cut must lie in [0, 1]"),
+                                   ({ $0.scoreCut = .nan }, "--score_cut"),
+                                   ({ $0.minBd = -1 }, "--min_bd")] as [((inout SegmentParameters) -> Void, String)] {
+            var p = SegmentParameters()
+            change(&p)
+            XCTAssertTrue(p.problem?.contains(fragment) == true, "\(String(describing: p.problem))")
+        }
+        let dir = tempDir("outs")
+        FileManager.default.createFile(atPath: dir + "/afile", contents: Data("x".utf8))
+        XCTAssertThrowsError(try OutputStage(directory: dir + "/afile", names: ["a"], overwrite: true)) {
+            XCTAssertTrue("\($0)".contains("not a directory"), "\($0)")
+        }
+        XCTAssertThrowsError(try OutputStage(directory: dir + "/missing/out", names: ["a"], overwrite: true)) {
+            XCTAssertTrue("\($0)".contains("parent directory"), "\($0)")
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/o/segger_transcripts.parquet", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try OutputStage(directory: dir + "/o", names: ["segger_transcripts.parquet"], overwrite: true)) {
+            XCTAssertTrue("\($0)".contains("is a directory"), "\($0)")
+        }
+        // A stage abandoned leaves the directory as it was (it created none of it here) and a file it did
+        // not write untouched.
+        FileManager.default.createFile(atPath: dir + "/o/keep.txt", contents: Data("mine".utf8))
+        let stage = try OutputStage(directory: dir + "/o", names: ["x.csv"], overwrite: false)
+        FileManager.default.createFile(atPath: stage.stagedPath("x.csv"), contents: Data("half".utf8))
+        stage.abandon()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/o").sorted(), ["keep.txt", "segger_transcripts.parquet"])
+        // A missing checkpoint: an error naming it, nothing created.
+        var o = PredictOptions()
+        o.checkpoint = dir + "/nope.safetensors"
+        o.out = dir + "/new"
+        o.format = .csv
+        XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: World(seed: 1).tiles))) {
+            XCTAssertTrue("\($0)".contains("nope.safetensors"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/new"))
+    }
+
+    // MARK: checkpoints
+
+    func testCheckpointConfigFromMetadataAndShapes() throws {
+        let dir = tempDir("ckpt")
+        for residual in [true, false] {
+            let m = SeggerModel(config: smallConfig(residual: residual), seed: 2)
+            try writeCheckpoint(m, to: dir + "/with.safetensors")
+            let a = try PredictionModel.load(path: dir + "/with.safetensors")
+            XCTAssertEqual(a.config, m.config)
+            XCTAssertEqual(a.configSource, "metadata")
+            XCTAssertEqual(Array(a.model.weights), Array(m.weights))
+            // Bare weights (no metadata): the config from the shapes.
+            try SafeTensorsFile.write(m.weightTensors(), metadata: [:], to: dir + "/bare.safetensors")
+            let b = try PredictionModel.load(path: dir + "/bare.safetensors")
+            XCTAssertEqual(b.config, m.config)
+            XCTAssertEqual(b.configSource, "shapes")
+        }
+        // segger's own Lightning checkpoint (segger main architecture).
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/pt/model.ckpt").path
+        let c = try PredictionModel.load(path: fixture)
+        XCTAssertEqual(c.configSource, "shapes")
+        XCTAssertFalse(c.config.residual)
+        XCTAssertFalse(c.config.l2Normalize)
+        let want = try SafeTensorsFile.read(path: fixture.replacingOccurrences(of: "model.ckpt", with: "model.expected.safetensors")).tensors
+        XCTAssertEqual(c.config.numTxTokens, want["model.tx_embedding.tx.weight"]!.shape[0])
+        XCTAssertEqual(c.config.heads, want["model.conv_first.tx__neighbors__tx.att"]!.shape[1])
+        // Hostile: a non-finite weight, a missing tensor, a wrong shape.
+        let m = SeggerModel(config: smallConfig(residual: true), seed: 2)
+        var tensors = m.weightTensors(prefix: "model.")
+        var v = tensors[5].1.floats()
+        v[0] = .nan
+        tensors[5].1 = Tensor(v, shape: tensors[5].1.shape)
+        try SafeTensorsFile.write(tensors, metadata: [:], to: dir + "/nan.safetensors")
+        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/nan.safetensors")) {
+            XCTAssertTrue("\($0)".contains("non-finite weight"), "\($0)")
+        }
+        try SafeTensorsFile.write(Array(m.weightTensors().dropFirst()), metadata: [:], to: dir + "/partial.safetensors")
+        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/partial.safetensors")) {
+            XCTAssertTrue("\($0)".contains("tx_embedding.tx.weight"), "\($0)")
+        }
+        var cfg = smallConfig(residual: true)
+        cfg.heads = 3
+        try writeCheckpoint(m, to: dir + "/lie.safetensors")  // weights of 2 heads …
+        let lie = try SafeTensorsFile.read(path: dir + "/lie.safetensors")
+        let enc = JSONEncoder()
+        try SafeTensorsFile.write(lie.tensors.map { ($0.key, $0.value) }, metadata: ["model_config": String(decoding: try enc.encode(cfg), as: UTF8.self)],
+                                  to: dir + "/lie.safetensors")  // … with a config of 3
+        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/lie.safetensors")) {
+            XCTAssertTrue("\($0)".contains("shape"), "\($0)")
+        }
+    }
+}
