@@ -24,6 +24,9 @@ public final class Communicator {
         self.bf16Sum = bf16Sum
     }
 
+    /// Bytes one ``alltoallv(_:sendCounts:)`` round moves in all (default 2^30); the self-test lowers
+    /// it to exercise exchanges of many rounds. Every rank must use the same value.
+    public var exchangeRoundBytes = 1 << 30
     nonisolated(unsafe) private static var shared: Communicator?
     private static let sharedLock = NSLock()
 
@@ -239,9 +242,9 @@ public final class Communicator {
 // MARK: - Variable-length exchanges of plain values
 
 extension Communicator {
-    /// The most bytes one MPI call moves to or from one rank: counts and displacements are Int32 bytes,
-    /// so a round's whole buffer must stay below 2^31 bytes.
-    private var roundBytesPerRank: Int { max(1, (1 << 30) / size) }
+    /// The most bytes one MPI_Alltoallv round moves between two ranks: counts and displacements are
+    /// Int32 bytes, so a round's whole buffer must stay below 2^31 bytes.
+    private var roundBytesPerRank: Int { max(1, exchangeRoundBytes / size) }
 
     /// Every rank sends `send[sendStart[r] ..< sendStart[r] + sendCounts[r]]` to rank r (the values grouped
     /// by destination, in rank order) and receives what each rank sent to it (MPI_Alltoallv), concatenated

@@ -38,6 +38,7 @@ func runChecks() -> Int32 {
     let report = Report(comm)
     report.info("ranks=\(comm.size)")
     checkBasics(comm, report)
+    checkExchanges(comm, report)
     for count in [1, 7, 1000, 100_003] {
         checkHalfSumOp(comm, report, format: .fp16, count: count)
         checkHalfSumOp(comm, report, format: .bf16, count: count)
@@ -112,6 +113,51 @@ func checkBasics(_ comm: Communicator, _ report: Report) {
 
     comm.barrier()
     report.record("barrier", "")
+}
+
+// MARK: - Variable-length exchanges
+
+/// alltoallv (one round and many), allgatherv and point-to-point send/receive of plain values.
+func checkExchanges(_ comm: Communicator, _ report: Report) {
+    let r = comm.rank, p = comm.size
+    // Rank r sends rank q (r + 2q) % 5 values (some empty), each naming sender, receiver and position.
+    func value(_ from: Int, _ to: Int, _ i: Int) -> Int64 { Int64(from) * 1_000_000 + Int64(to) * 1000 + Int64(i) }
+    func count(_ from: Int, _ to: Int, scale: Int) -> Int { ((from + 2 * to) % 5) * scale }
+    for (name, roundBytes, scale) in [("alltoallv", 1 << 30, 1), ("alltoallv-rounds", 24 * p, 7), ("alltoallv-large", 1 << 30, 60_000)] {
+        comm.exchangeRoundBytes = roundBytes
+        let parts = (0..<p).map { q in (0..<count(r, q, scale: scale)).map { value(r, q, $0) } }
+        let got = comm.alltoallv(parts)
+        var detail = ""
+        if got.count != p { detail = "got \(got.count) parts" }
+        for q in 0..<min(p, got.count) where got[q] != (0..<count(q, r, scale: scale)).map({ value(q, r, $0) }) {
+            detail += "from rank \(q): \(got[q].count) values, wrong "
+        }
+        report.record(name, detail)
+    }
+    comm.exchangeRoundBytes = 1 << 30
+    // A struct travels as its bytes.
+    struct Pair: Equatable { var id: Int64; var score: Float; var flag: UInt8 }
+    let pairs = (0..<p).map { q in [Pair(id: Int64(r * 10 + q), score: Float(r) + 0.5, flag: UInt8(q))] }
+    let gotPairs = comm.alltoallv(pairs)
+    let wantPairs = (0..<p).map { q in [Pair(id: Int64(q * 10 + r), score: Float(q) + 0.5, flag: UInt8(r))] }
+    report.record("alltoallv-struct", gotPairs == wantPairs ? "" : "\(gotPairs)")
+
+    let mine = (0..<(r % 3)).map { Int64(r * 100 + $0) }
+    let all = comm.allgatherv(mine)
+    report.record("allgatherv", all == (0..<p).map { q in (0..<(q % 3)).map { Int64(q * 100 + $0) } } ? "" : "\(all)")
+
+    // Every rank sends rank 0 an array (rank 1 an empty one, the last a large one); rank 0 receives in order.
+    func payload(_ q: Int) -> [Double] { q == 1 ? [] : (0..<(q == p - 1 ? 300_000 : q + 3)).map { Double(q) + Double($0) * 0.25 } }
+    var detail = ""
+    if r == 0 {
+        for q in 1..<max(p, 1) {
+            let got: [Double] = comm.receive(from: q, tag: 9)
+            if got != payload(q) { detail += "from rank \(q): \(got.count) values " }
+        }
+    } else {
+        comm.send(payload(r), to: 0, tag: 9)
+    }
+    report.record("send-receive", detail)
 }
 
 // MARK: - The fp16 / bf16 sum ops

@@ -74,7 +74,8 @@ final class MultiRankTests: XCTestCase {
     func expectedChecks(ranks: Int) -> [String] {
         var names = ["broadcast-floats-root0", "broadcast-floats-root\(ranks - 1)", "broadcast-bytes",
                      "broadcast-bytes-empty", "allreduce-sum", "allreduce-max", "allreduce-min", "gather-root0",
-                     "gather-root\(ranks - 1)", "allgather", "barrier"]
+                     "gather-root\(ranks - 1)", "allgather", "barrier", "alltoallv", "alltoallv-rounds", "alltoallv-large",
+                     "alltoallv-struct", "allgatherv", "send-receive"]
         for count in [1, 7, 1000, 100_003] {
             names += ["fp16-sum-op-exact-n\(count)", "bf16-sum-op-exact-n\(count)"]
         }

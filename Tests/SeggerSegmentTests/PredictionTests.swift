@@ -190,7 +190,7 @@ final class PredictionTests: XCTestCase {
             XCTAssertTrue(p.problem?.contains(fragment) == true, "\(String(describing: p.problem))")
         }
         let dir = tempDir("outs")
-        FileManager.default.createFile(atPath: dir + "/afile", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/afile", contents: Data("x".utf8))
         XCTAssertThrowsError(try OutputStage(directory: dir + "/afile", names: ["a"], overwrite: true)) {
             XCTAssertTrue("\($0)".contains("not a directory"), "\($0)")
         }
@@ -203,9 +203,9 @@ final class PredictionTests: XCTestCase {
         }
         // A stage abandoned leaves the directory as it was (it created none of it here) and a file it did
         // not write untouched.
-        FileManager.default.createFile(atPath: dir + "/o/keep.txt", contents: Data("mine".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/o/keep.txt", contents: Data("mine".utf8))
         let stage = try OutputStage(directory: dir + "/o", names: ["x.csv"], overwrite: false)
-        FileManager.default.createFile(atPath: stage.stagedPath("x.csv"), contents: Data("half".utf8))
+        _ = FileManager.default.createFile(atPath: stage.stagedPath("x.csv"), contents: Data("half".utf8))
         stage.abandon()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/o").sorted(), ["keep.txt", "segger_transcripts.parquet"])
         // A missing checkpoint: an error naming it, nothing created.
