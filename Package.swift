@@ -49,7 +49,7 @@ let package = Package(
         // Segmentation (`predict`): the trained model over tiles, candidates, cross-tile merge and components,
         // distributed over MPI ranks. Uses Model, Tiles and Distributed, never Train.
         .target(name: "SeggerSegment",
-                dependencies: ["SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors"],
+                dependencies: ["SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors", "Parquet"],
                 swiftSettings: tunedSwift),
         .executableTarget(name: "segger-train",
                           dependencies: ["SeggerTrain", "SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors",

@@ -78,6 +78,8 @@ public struct SegmentationLog: Codable, Sendable {
         public var total: Double
         /// Slowest rank per phase.
         public var tiles: Double, merge: Double, components: Double, cells: Double, write: Double
+        /// Within `tiles` (slowest rank each): reading files, the model's forward, candidates/scores/links.
+        public var read: Double, forward: Double, score: Double
     }
     public var tool = "segger-train predict"
     public var tileDirectories: [String]
@@ -110,11 +112,14 @@ public struct SegmentationLog: Codable, Sendable {
     /// Written (distinct) transcripts per second per rank, end to end.
     public var transcriptsPerSecondPerRank: Double
     public var peakRssMbPerRank: [Double]
+    /// CPU time (user + system) of each rank: on a busy machine, transcripts per CPU second are steadier
+    /// than per wall second.
+    public var cpuSecondsPerRank: [Double]
 
     public var json: String {
         let enc = JSONEncoder()
         enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self) + "\n"
     }
 }
@@ -172,6 +177,13 @@ func peakRSSMegabytes() -> Double {
     var u = rusage()
     getrusage(RUSAGE_SELF.rawValue, &u)
     return Double(u.ru_maxrss) / 1024
+}
+
+/// User + system CPU seconds of this process so far.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }
 
 /// Runs the prediction on every rank (collective) and returns the log (the same on every rank).
@@ -239,15 +251,20 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     var names = CellNames()
     var scratch = PredictScratch()
     var skipped = 0, tileTranscripts = 0
+    var readSeconds = 0.0, forwardSeconds = 0.0, scoreSeconds = 0.0
     var tileError: String? = nil
     var compactAt = 1 << 22
     for (k, i) in myTiles.enumerated() {
         let tile: Tile
+        let tRead = monotonicSeconds()
         do { tile = try source.read(i) } catch { tileError = "\(error)"; break }
+        readSeconds += monotonicSeconds() - tRead
         if let problem = predictionProblem(tile, config: pm.config) { tileError = problem; break }
         let outcome = predictTile(tile, index: Int32(i), model: pm.model, parameters: p, names: &names,
                                   rows: &rows, edges: &edges, scratch: &scratch)
         if outcome.skipped { skipped += 1 }
+        forwardSeconds += outcome.forwardSeconds
+        scoreSeconds += outcome.scoreSeconds
         tileTranscripts += outcome.transcripts
         // Overlapping tiles of one rank: keep the best row per id as we go, so memory follows the
         // distinct transcripts rather than the tile rows.
@@ -308,8 +325,9 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         var tw: TableWriter? = nil
         var cw: TableWriter? = nil
         do {
-            tw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.transcripts), schema: transcriptSchema)
-            cw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.cells), schema: cellSchema)
+            let meta = ["created_by": "segger-train predict", "parameters": parametersJSON(p), "checkpoint": o.checkpoint]
+            tw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.transcripts), schema: transcriptSchema, metadata: meta)
+            cw = try TableWriterFactory.make(o.format, path: stage.stagedPath(files.cells), schema: cellSchema, metadata: meta)
         } catch { writeError = "\(error)" }
         func write(_ w: TableWriter?, _ columns: [ColumnValues]) {
             guard writeError == nil, let w else { return }
@@ -377,8 +395,10 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     let secondsWrite = monotonicSeconds() - tWrite
 
     // The log: slowest rank per phase, memory of every rank.
-    let slowest = comm.allreduceMax([secondsTiles, secondsMerge, secondsComponents, secondsCells, secondsWrite])
+    let slowest = comm.allreduceMax([secondsTiles, secondsMerge, secondsComponents, secondsCells, secondsWrite,
+                                     readSeconds, forwardSeconds, scoreSeconds])
     let rss = comm.allgatherv([peakRSSMegabytes()]).map { $0.first ?? 0 }
+    let cpu = comm.allgatherv([cpuSeconds()]).map { $0.first ?? 0 }
     let rounds = Int(comm.allreduceMax([Double(cc.rounds)])[0])
     let total = monotonicSeconds() - t0
     let log = SegmentationLog(
@@ -391,10 +411,11 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         transcriptsBound: totals[4], transcriptsInComponentCells: totals[5],
         transcriptsUnassigned: totals[3] - totals[4] - totals[5], transcriptsUnscored: totals[6],
         nucleusCells: totals[7], componentCells: totals[8], txTxEdges: totals[9], componentRounds: rounds, ranks: size,
-        seconds: .init(total: total, tiles: slowest[0], merge: slowest[1], components: slowest[2], cells: slowest[3], write: slowest[4]),
+        seconds: .init(total: total, tiles: slowest[0], merge: slowest[1], components: slowest[2], cells: slowest[3], write: slowest[4],
+                       read: slowest[5], forward: slowest[6], score: slowest[7]),
         tileTranscriptsPerSecondPerRank: Double(totals[2]) / total / Double(size),
         transcriptsPerSecondPerRank: Double(totals[3]) / total / Double(size),
-        peakRssMbPerRank: rss)
+        peakRssMbPerRank: rss, cpuSecondsPerRank: cpu)
     if let stage, writeError == nil {
         do {
             try AtomicWrite.text(log.json, to: stage.stagedPath(files.log))
@@ -406,6 +427,11 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
 }
 
 // MARK: - Tables
+
+/// The parameters as JSON (segger's names), for the Parquet files' metadata.
+func parametersJSON(_ p: SegmentParameters) -> String {
+    "{\"score_cut\": \(p.scoreCut), \"use_cc\": \(p.useCC), \"k_bd\": \(p.kBd), \"dist_bd\": \(p.distBd), \"k_tx\": \(p.kTx), \"dist_tx\": \(p.distTx), \"min_bd\": \(p.minBd)}"
+}
 
 func transcriptColumns(z: Bool, gene: Bool) -> [ColumnSpec] {
     var s = [ColumnSpec("transcript_id", .int64), ColumnSpec("segger_cell_id", .string, nullable: true),

@@ -2,6 +2,7 @@
 // directory they appear in all at once: files are written into a staging directory inside --out and
 // renamed into place only when every one of them is complete.
 import Foundation
+import Parquet
 
 /// One column's kind.
 public enum ColumnKind: String, Sendable {
@@ -57,22 +58,57 @@ public enum TableFormat: String, Sendable, CaseIterable, Codable {
     public var fileExtension: String { rawValue }
 }
 
-/// Makes a writer of `format` for `path` (the staging directory's file). Parquet goes through
-/// ``TableWriterFactory/parquet`` when the Parquet module provides it.
+/// Makes a writer of `format` for `path` (a file in the staging directory).
 public enum TableWriterFactory {
-    /// Set by the Parquet glue; nil while the build has no Parquet writer.
-    nonisolated(unsafe) public static var parquet: ((_ path: String, _ schema: [ColumnSpec], _ metadata: [String: String]) throws -> TableWriter)? = nil
-
     public static func make(_ format: TableFormat, path: String, schema: [ColumnSpec],
                             metadata: [String: String] = [:]) throws -> TableWriter {
         switch format {
-        case .csv:
-            return try CSVTableWriter(path: path, schema: schema)
-        case .parquet:
-            guard let make = parquet else { throw SegmentError("\(path): this build has no Parquet writer; use --format csv") }
-            return try make(path, schema, metadata)
+        case .csv: return try CSVTableWriter(path: path, schema: schema)
+        case .parquet: return try ParquetTableWriter(path: path, schema: schema, metadata: metadata)
         }
     }
+}
+
+/// A table as one Parquet file (the Parquet module's writer: zstd pages, row groups of up to 2^20 rows).
+public final class ParquetTableWriter: TableWriter {
+    let writer: ParquetWriter
+
+    public init(path: String, schema: [ColumnSpec], metadata: [String: String] = [:]) throws {
+        do {
+            writer = try ParquetWriter(path: path, schema: schema.map { c in
+                let type: ParquetType
+                switch c.kind {
+                case .int64: type = .int64
+                case .int32: type = .int32
+                case .int8: type = .int8
+                case .float32: type = .float32
+                case .string: type = .string
+                }
+                return ParquetColumn(name: c.name, type: type, nullable: c.nullable)
+            }, metadata: metadata)
+        } catch {
+            throw SegmentError("\(error)")
+        }
+    }
+
+    public func append(_ columns: [ColumnValues]) throws {
+        let batch = ParquetBatch(columns: columns.map { c -> ParquetColumnValues in
+            switch c {
+            case .int64(let v): return .int64(v)
+            case .int8(let v): return .int8(v)
+            case .int32(let v, let valid): return valid.map { .int32(v, valid: $0) } ?? .int32(v)
+            case .float32(let v, let valid): return valid.map { .float32(v, valid: $0) } ?? .float32(v)
+            case .string(let v, let valid): return valid.map { .string(v, valid: $0) } ?? .string(v)
+            }
+        })
+        do { try writer.append(batch) } catch { throw SegmentError("\(error)") }
+    }
+
+    public func close() throws {
+        do { try writer.close() } catch { throw SegmentError("\(error)") }
+    }
+
+    public func abandon() { writer.abandon() }
 }
 
 /// A comma-separated table with a header line (RFC 4180 quoting; nulls as empty fields; floats in their

@@ -2,6 +2,7 @@
 // `get_similarity_scores`): the model's embeddings, each transcript's best nearby nucleus and, with
 // --use_cc, the similar pairs among the transcripts this tile leaves unbound.
 import Foundation
+import SeggerDistributed
 import SeggerModel
 import SeggerTiles
 
@@ -117,6 +118,9 @@ public struct TileOutcome: Sendable, Equatable {
     public var transcripts: Int
     public var bound: Int
     public var edges: Int
+    /// Seconds in the model's forward pass, and in candidates, scores and links.
+    public var forwardSeconds = 0.0
+    public var scoreSeconds = 0.0
 }
 
 /// Why a tile cannot be segmented with this model: ids or positions missing, widths or vocabulary of
@@ -212,7 +216,9 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
     guard tile.numBd >= p.minBd else {
         return TileOutcome(skipped: true, transcripts: n, bound: 0, edges: 0)
     }
+    let t0 = monotonicSeconds()
     model.forward(tile)
+    let t1 = monotonicSeconds()
     let D = model.outputWidth
     // Names of this tile's nuclei in the rank's table (each looked up once).
     let cellOf = (tile.bdIDs ?? []).map { names.intern($0) }
@@ -265,5 +271,6 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
             }
         }
     }
-    return TileOutcome(skipped: false, transcripts: n, bound: boundCount, edges: edgeCount)
+    return TileOutcome(skipped: false, transcripts: n, bound: boundCount, edges: edgeCount,
+                       forwardSeconds: t1 - t0, scoreSeconds: monotonicSeconds() - t1)
 }
