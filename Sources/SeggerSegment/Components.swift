@@ -5,9 +5,9 @@
 // ranks: each rank sends the label of the local part to the owner of the other end, which keeps the
 // smaller, round after round until no label changes anywhere (an all-reduce of the changes decides).
 //
-// The label propagated is the smallest id among the component's transcripts that stay unbound (those
-// are the cell's transcripts); a transcript bound elsewhere still links its neighbours but names nothing.
-// The cell is named "cc-<that id>": the same for any rank count and every rerun.
+// The label propagated is the smallest transcript id of the component (all of its transcripts, those
+// bound to a nucleus elsewhere included: they link their neighbours). The component's unbound
+// transcripts form the cell "cc-<that id>": the same for any rank count and every rerun.
 import Foundation
 import SeggerDistributed
 
@@ -15,8 +15,6 @@ import SeggerDistributed
 public struct ComponentStats: Sendable, Equatable {
     /// Distinct tx–tx pairs over all tiles.
     public var edges = 0
-    /// Component cells (counted by the rank that owns their naming transcript).
-    public var cells = 0
     /// Transcripts given a component cell.
     public var transcripts = 0
     /// Label-propagation rounds.
@@ -75,7 +73,7 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
         }
     }
     var label = [Int64](repeating: .max, count: n)
-    for v in 0..<n where onEdge[v] && !rows[v].isBound {
+    for v in 0..<n where onEdge[v] {
         let r = uf.find(v)
         label[r] = min(label[r], rows[v].id)
     }
@@ -85,7 +83,7 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
         var out = [[LabelMessage]](repeating: [], count: size)
         for c in cross {
             let r = uf.find(Int(c.local))
-            if dirty[r] && label[r] != .max { out[Int(c.owner)].append(LabelMessage(id: c.remote, label: label[r])) }
+            if dirty[r] { out[Int(c.owner)].append(LabelMessage(id: c.remote, label: label[r])) }
         }
         for c in cross { dirty[uf.find(Int(c.local))] = false }
         let got = comm.alltoallv(out)
@@ -119,7 +117,6 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
         rows[v].cell = cell
         rows[v].flags |= RowFlags.component
         stats.transcripts += 1
-        if l == rows[v].id { stats.cells += 1 }
     }
     return stats
 }

@@ -3,20 +3,22 @@
 import Foundation
 import SeggerDistributed
 
-/// The merge rule: is `a` the row to keep rather than `b` (same transcript, two tiles)?
-/// Bound beats unbound; scored beats unscored (a tile below --min_bd); then the higher score; then the
-/// tile listed first (segger keeps the first maximum of its concatenated per-batch outputs).
+/// The merge rule: is `a` the row to keep rather than `b` (same transcript, two tiles)? Bound beats
+/// unbound; scored beats unscored (a tile below --min_bd); then the higher score; two bound rows of equal
+/// score keep the smaller cell id (UTF-8 order), whatever the order of the tiles; then the tile listed
+/// first. `names` resolves the rows' `cell` indices.
 @inline(__always)
-public func betterRow(_ a: TranscriptRow, _ b: TranscriptRow) -> Bool {
+public func betterRow(_ a: TranscriptRow, _ b: TranscriptRow, names: CellNames) -> Bool {
     if a.isBound != b.isBound { return a.isBound }
     if a.isScored != b.isScored { return a.isScored }
     if a.score != b.score { return a.score > b.score }
+    if a.isBound && a.cell != b.cell { return CellKey(names[a.cell]) < CellKey(names[b.cell]) }
     return a.tile < b.tile
 }
 
-/// Sorts rows by id and keeps the best row of each id (``betterRow``).
-public func keepBestRows(_ rows: inout [TranscriptRow]) {
-    rows.sort { $0.id != $1.id ? $0.id < $1.id : betterRow($0, $1) }
+/// Sorts rows by id and keeps the best row of each id (``betterRow(_:_:names:)``).
+public func keepBestRows(_ rows: inout [TranscriptRow], names: CellNames) {
+    rows.sort { $0.id != $1.id ? $0.id < $1.id : betterRow($0, $1, names: names) }
     var w = 0
     for i in rows.indices where i == 0 || rows[i].id != rows[w - 1].id {
         rows[w] = rows[i]

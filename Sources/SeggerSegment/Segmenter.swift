@@ -269,7 +269,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         // Overlapping tiles of one rank: keep the best row per id as we go, so memory follows the
         // distinct transcripts rather than the tile rows.
         if rows.count >= compactAt {
-            keepBestRows(&rows)
+            keepBestRows(&rows, names: names)
             compactAt = max(compactAt, 2 * rows.count)
         }
         progress?(PredictProgress(tilesDone: k + 1, tilesOfRank: myTiles.count, tilesTotal: paths.count,
@@ -280,12 +280,12 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
 
     // Rows to the owners of their ids; the best row per id.
     let tMerge = monotonicSeconds()
-    keepBestRows(&rows)
+    keepBestRows(&rows, names: names)
     let ranges = transcriptRanges(sortedIDs: rows.map(\.id), comm: comm)
     var (owned, ownedNames) = exchangeRows(rows, names: names, ranges: ranges, comm: comm)
     rows = []
     names = CellNames()
-    keepBestRows(&owned)
+    keepBestRows(&owned, names: ownedNames)
     let secondsMerge = monotonicSeconds() - tMerge
 
     let tComponents = monotonicSeconds()
@@ -406,7 +406,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         parameters: .init(scoreCut: p.scoreCut, useCc: p.useCC, minBd: p.minBd,
                           receptiveField: ["k_bd": Double(p.kBd), "dist_bd": p.distBd, "k_tx": Double(p.kTx), "dist_tx": p.distTx]),
         format: o.format.rawValue, outputs: [files.transcripts, files.cells, files.log],
-        cellIds: "nucleus cells: the bd.id of the nucleus; component cells: \(componentCellPrefix)<smallest transcript_id among the cell's transcripts>",
+        cellIds: "nucleus cells: the bd.id of the nucleus; component cells: \(componentCellPrefix)<smallest transcript_id of the component, its bound transcripts included>",
         tilesRead: totals[0], tilesSkippedMinBd: totals[1], tileTranscripts: totals[2], transcriptsWritten: totals[3],
         transcriptsBound: totals[4], transcriptsInComponentCells: totals[5],
         transcriptsUnassigned: totals[3] - totals[4] - totals[5], transcriptsUnscored: totals[6],
@@ -443,7 +443,7 @@ func transcriptColumns(z: Bool, gene: Bool) -> [ColumnSpec] {
 }
 
 func cellColumns() -> [ColumnSpec] {
-    [ColumnSpec("cell_id", .string), ColumnSpec("transcript_count", .int64), ColumnSpec("centroid_x", .float32),
+    [ColumnSpec("segger_cell_id", .string), ColumnSpec("transcript_count", .int64), ColumnSpec("centroid_x", .float32),
      ColumnSpec("centroid_y", .float32), ColumnSpec("source", .string)]
 }
 

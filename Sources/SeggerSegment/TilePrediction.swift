@@ -225,7 +225,8 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
     let bdGrid = tile.bdPos.withUnsafeBufferPointer { PointGrid(points: $0, count: tile.numBd, stride: tile.bdPosDim) }
     let txGrid: PointGrid? = p.useCC
         ? tile.txPos.withUnsafeBufferPointer { PointGrid(points: $0, count: n, stride: pd) } : nil
-    let cut = p.scoreCut
+    // Compared in float32, as numpy compares a float32 array with a Python float (NEP 50).
+    let cut = Float(p.scoreCut)
     var boundCount = 0, edgeCount = 0
     scratch.neighbors.reserveCapacity(max(p.kBd, p.kTx))
     if scratch.bound.count < n { scratch.bound = [Bool](repeating: false, count: n) }
@@ -242,7 +243,7 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
                     // The first maximum by boundary index, as argmax over segger's dense score row.
                     if arg < 0 || s > best || (s == best && j < arg) { best = s; arg = j }
                 }
-                let isBound = arg >= 0 && Double(best) >= cut
+                let isBound = arg >= 0 && best >= cut
                 scratch.bound[i] = isBound
                 var r = out[firstRow + i]
                 r.score = best
@@ -264,7 +265,7 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
                 if j == i || scratch.bound[j] { continue }
                 let s = pairScore(dot(zi, ztx + Int(txRow[j]) * D, D))
                 // segger thresholds the scores, then drops the zeros (`eliminate_zeros`).
-                if Double(s) >= cut && s > 0 {
+                if s >= cut && s > 0 {
                     edges.append(TranscriptEdge(ids[i], ids[j]))
                     edgeCount += 1
                 }

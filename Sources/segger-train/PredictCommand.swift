@@ -17,10 +17,10 @@ struct Predict: ParsableCommand {
         (itself excluded) closer than --dist_tx that are unbound too, where sigmoid(<z_i, z_j>) reaches \
         --score_cut.
 
-        Across tiles (they overlap at their margins): per transcript id the best bound row (highest score), \
-        else the best unbound row; ties go to the tile listed first. With --use_cc, the unbound transcripts on \
+        Across tiles (they overlap at their margins): per transcript id the best bound row (highest score; \
+        equal scores: the smaller cell id), else the best unbound row (equal scores: the tile listed first). With --use_cc, the unbound transcripts on \
         links take the cell of their connected component (links through transcripts bound elsewhere count), \
-        named cc-<smallest transcript_id among the cell's transcripts>: the same for any rank count.
+        named cc-<smallest transcript_id of the component> (bound ones included): the same for any rank count.
 
         Inputs: --tiles takes directories of segger-tile safetensors tiles, of segger's .pt tiles, or segger's \
         dataset root (then its train, val and test splits). Tiles need transcript ids (tx.id), positions \
@@ -32,8 +32,8 @@ struct Predict: ParsableCommand {
         Outputs in --out (written under temporary names and moved into place together at the end; existing \
         ones are refused unless --overwrite): segger_transcripts.parquet (transcript_id, segger_cell_id, \
         score, bound, x, y[, z][, gene]; sorted by transcript_id; score is null for transcripts seen only in \
-        tiles below --min_bd), segger_cells.parquet (cell_id, transcript_count, centroid_x, centroid_y, \
-        source nucleus|component), segmentation_log.json (parameters, counts, seconds, memory).
+        tiles below --min_bd), segger_cells.parquet (segger_cell_id, transcript_count, centroid_x, \
+        centroid_y, source nucleus|component), segmentation_log.json (parameters, counts, seconds, memory).
 
         Under `mpirun -np N` the tiles are split over the ranks by size; each rank owns a range of transcript \
         ids, rows and links go to their owners (MPI_Alltoallv), and rank 0 writes the files.

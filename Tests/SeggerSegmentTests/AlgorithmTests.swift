@@ -96,21 +96,29 @@ final class MergeRuleTests: XCTestCase {
     }
 
     func testBetterRow() {
-        XCTAssertTrue(betterRow(row(1, score: 0.5, tile: 3, bound: true, cell: 0), row(1, score: 0.9, tile: 0)),
+        var names = CellNames()
+        let b = names.intern("b-1"), a = names.intern("a-1")
+        func better(_ x: TranscriptRow, _ y: TranscriptRow) -> Bool { betterRow(x, y, names: names) }
+        XCTAssertTrue(better(row(1, score: 0.5, tile: 3, bound: true, cell: b), row(1, score: 0.9, tile: 0)),
                       "a bound row beats a higher unbound score")
-        XCTAssertTrue(betterRow(row(1, score: 0.8, tile: 3, bound: true, cell: 0), row(1, score: 0.6, tile: 0, bound: true, cell: 1)))
-        XCTAssertTrue(betterRow(row(1, score: 0.6, tile: 0, bound: true, cell: 1), row(1, score: 0.6, tile: 2, bound: true, cell: 0)),
-                      "equal scores: the tile listed first")
-        XCTAssertTrue(betterRow(row(1, score: 0, tile: 5), row(1, score: 0, tile: 0, scored: false)),
+        XCTAssertTrue(better(row(1, score: 0.8, tile: 3, bound: true, cell: b), row(1, score: 0.6, tile: 0, bound: true, cell: a)))
+        XCTAssertTrue(better(row(1, score: 0.6, tile: 2, bound: true, cell: a), row(1, score: 0.6, tile: 0, bound: true, cell: b)),
+                      "equal bound scores: the smaller cell id, whatever the tile order")
+        XCTAssertTrue(better(row(1, score: 0.6, tile: 0, bound: true, cell: a), row(1, score: 0.6, tile: 2, bound: true, cell: a)),
+                      "the same cell: the tile listed first")
+        XCTAssertTrue(better(row(1, score: 0.3, tile: 0), row(1, score: 0.3, tile: 2)), "equal unbound scores: the tile listed first")
+        XCTAssertTrue(better(row(1, score: 0, tile: 5), row(1, score: 0, tile: 0, scored: false)),
                       "a scored row beats one from a tile below --min_bd")
-        XCTAssertFalse(betterRow(row(1, score: 0.3, tile: 1), row(1, score: 0.3, tile: 1)))
+        XCTAssertFalse(better(row(1, score: 0.3, tile: 1), row(1, score: 0.3, tile: 1)))
     }
 
     func testKeepBestRows() {
+        var names = CellNames()
+        for c in ["c0", "c1", "c2", "c3", "c4", "c5"] { _ = names.intern(c) }
         var rows = [row(9, score: 0.2, tile: 1), row(4, score: 0.7, tile: 0, bound: true, cell: 2), row(9, score: 0.4, tile: 0),
                     row(4, score: 0.9, tile: 2, bound: true, cell: 5), row(4, score: 0.95, tile: 1), row(-3, score: 0, tile: 0, scored: false),
                     row(9, score: 0.4, tile: 2)]
-        keepBestRows(&rows)
+        keepBestRows(&rows, names: names)
         XCTAssertEqual(rows.map(\.id), [-3, 4, 9])
         XCTAssertEqual(rows[1].cell, 5)
         XCTAssertEqual(rows[2].tile, 0)

@@ -54,7 +54,7 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
                 let s = score(ztx, i, zbd, j)
                 if arg < 0 || s > best { best = s; arg = j }
             }
-            bound[i] = arg >= 0 && Double(best) >= p.scoreCut
+            bound[i] = arg >= 0 && best >= Float(p.scoreCut)
             seen[ids[i], default: []].append(Seen(tile: ti, scored: true, bound: bound[i], score: best,
                                                   cell: bound[i] ? t.bdIDs![arg] : nil, x: t.txPos[2 * i], y: t.txPos[2 * i + 1], gene: genes[i]))
         }
@@ -64,7 +64,7 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
                     let j = Int(nb.index)
                     guard j != i, !bound[j] else { continue }
                     let s = score(ztx, i, ztx, j)
-                    if Double(s) >= p.scoreCut && s > 0 {
+                    if s >= Float(p.scoreCut) && s > 0 {
                         links[ids[i], default: []].insert(ids[j])
                         links[ids[j], default: []].insert(ids[i])
                     }
@@ -80,6 +80,7 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
             if a.bound != b.bound { return a.bound }
             if a.scored != b.scored { return a.scored }
             if a.score != b.score { return a.score > b.score }
+            if a.bound && a.cell != b.cell { return Array(a.cell!.utf8).lexicographicallyPrecedes(Array(b.cell!.utf8)) }
             return a.tile < b.tile
         }[0]
         final[id] = best
@@ -94,9 +95,9 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
             members.append(v)
             for w in links[v] ?? [] where visited.insert(w).inserted { queue.append(w) }
         }
-        let unbound = members.filter { !final[$0]!.bound }
-        guard let name = unbound.min().map({ "cc-\($0)" }) else { continue }
-        for m in unbound { component[m] = name }
+        // Named by the component's smallest id, its bound members included.
+        let name = "cc-\(members.min()!)"
+        for m in members where !final[m]!.bound { component[m] = name }
     }
     var members: [String: [(Int64, Float, Float, Bool)]] = [:]
     for (id, r) in final {
@@ -140,7 +141,7 @@ func readOutputs(_ dir: String) throws -> (Expected, [Int64]) {
                                  x: Float(r["x"]!)!, y: Float(r["y"]!)!, gene: Int32(r["gene"] ?? "-1")!)
     }
     for r in try readCSV(dir + "/segger_cells.csv") {
-        e.cells[r["cell_id"]!] = ExpectedCell(count: Int(r["transcript_count"]!)!, x: Float(r["centroid_x"]!)!,
+        e.cells[r["segger_cell_id"]!] = ExpectedCell(count: Int(r["transcript_count"]!)!, x: Float(r["centroid_x"]!)!,
                                               y: Float(r["centroid_y"]!)!, source: r["source"]!)
     }
     return (e, order)
