@@ -291,7 +291,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     let tComponents = monotonicSeconds()
     var cc = ComponentStats()
     if p.useCC {
-        cc = assignComponents(rows: &owned, names: &ownedNames, localEdges: edges, ranges: ranges, comm: comm)
+        cc = assignComponents(rows: &owned, names: &ownedNames, localEdges: &edges, ranges: ranges, comm: comm)
     }
     edges = []
     let secondsComponents = monotonicSeconds() - tComponents

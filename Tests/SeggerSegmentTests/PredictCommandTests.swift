@@ -157,6 +157,25 @@ final class PredictCommandTests: XCTestCase {
         }
     }
 
+    /// Ranks without a tile still own ids, exchange and write their (empty) share.
+    func testMoreRanksThanTiles() throws {
+        let f = try fixture()
+        let dir = tempDir("few")
+        try FileManager.default.createDirectory(atPath: dir + "/tiles", withIntermediateDirectories: true)
+        for p in try TileDirectory.list(f.tiles).prefix(2) {
+            try FileManager.default.copyItem(atPath: p, toPath: dir + "/tiles/" + (p as NSString).lastPathComponent)
+        }
+        var files: [[Data]] = []
+        for ranks in [1, 4] {
+            let out = dir + "/out\(ranks)"
+            let r = try Binary.run(["predict", "--tiles", dir + "/tiles", "--checkpoint", f.checkpoint, "--out", out, "--min_bd", "2",
+                                    "--use_cc", "--format", "csv"], ranks: ranks)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            files.append(try ["segger_transcripts.csv", "segger_cells.csv"].map { try Data(contentsOf: URL(fileURLWithPath: out + "/" + $0)) })
+        }
+        XCTAssertEqual(files[0], files[1])
+    }
+
     func testBadInputsStopEveryRankAndLeaveNothing() throws {
         let f = try fixture()
         let dir = tempDir("cli-bad")

@@ -109,6 +109,64 @@ final class PredictionTests: XCTestCase {
         XCTAssertEqual(got.rows.values.filter { $0.score == nil }.count, log.transcriptsUnscored)
     }
 
+    /// Embedding-mode tiles (tx.x float features: no gene column) with 3-D positions (a z column).
+    func testEmbeddingModeAnd3DPositions() throws {
+        var world = World(seed: 8)
+        world.tiles = world.tiles.map { t in
+            var u = t
+            guard case .tokens(let g) = t.tx else { return t }
+            var x = [Float](repeating: 0, count: t.numTx * 5)
+            for i in 0..<t.numTx { x[i * 5 + Int(g[i]) % 5] = 1; x[i * 5 + (Int(g[i]) / 5) % 5] += 0.5 }
+            u.tx = .features(x, dim: 5)
+            var pos: [Float] = []
+            for i in 0..<t.numTx { pos += [t.txPos[2 * i], t.txPos[2 * i + 1], Float(t.txIDs![i] % 7)] }
+            u.txPos = pos
+            u.txPosDim = 3
+            return u
+        }
+        var c = smallConfig(residual: true)
+        c.txFeatureDim = 5
+        let model = SeggerModel(config: c, seed: 4)
+        var p = SegmentParameters()
+        p.minBd = 3
+        p.useCC = true
+        p.scoreCut = 0.385  // this untrained model's scores lie around 0.38
+        let dir = tempDir("emb")
+        try writeCheckpoint(model, to: dir + "/m.safetensors")
+        var o = PredictOptions()
+        o.checkpoint = dir + "/m.safetensors"
+        o.out = dir + "/out"
+        o.format = .csv
+        o.parameters = p
+        _ = try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles))
+        let rows = try readCSV(o.out + "/segger_transcripts.csv")
+        XCTAssertNil(rows[0]["gene"], "no gene column in embedding mode")
+        var zOf: [Int64: Float] = [:]
+        for t in world.tiles { for i in 0..<t.numTx { zOf[t.txIDs![i]] = t.txPos[3 * i + 2] } }
+        for r in rows { XCTAssertEqual(Float(r["z"]!), zOf[Int64(r["transcript_id"]!)!]) }
+        let want = referencePrediction(tiles: world.tiles, model: model, p: p)
+        let (got, _) = try readOutputs(o.out)
+        XCTAssertEqual(got.rows.count, want.rows.count)
+        XCTAssertEqual(got.rows.filter { want.rows[$0.key] != $0.value }.count, 0)
+        XCTAssertEqual(got.cells, want.cells)
+        XCTAssertGreaterThan(want.rows.values.filter { $0.bound == 1 }.count, 0)
+        XCTAssertGreaterThan(want.cells.keys.filter { $0.hasPrefix("cc-") }.count, 0)
+    }
+
+    /// Every tile below --min_bd: nothing scored, every transcript written unassigned, an empty cells table.
+    func testAllTilesBelowMinBd() throws {
+        let world = World(seed: 9)
+        var p = SegmentParameters()
+        p.minBd = 1000
+        p.useCC = true
+        let (log, out) = try run(world, model: SeggerModel(config: smallConfig(residual: true), seed: 1), p: p)
+        XCTAssertEqual(log.tilesSkippedMinBd, world.tiles.count)
+        XCTAssertEqual(log.transcriptsUnscored, log.transcriptsWritten)
+        let (got, _) = try readOutputs(out)
+        XCTAssertTrue(got.rows.values.allSatisfy { $0.cell == nil && $0.score == nil && $0.bound == 0 })
+        XCTAssertEqual(got.cells.count, 0)
+    }
+
     func testRerunIsIdenticalAndOverwriteIsRequired() throws {
         let world = World(seed: 4)
         let model = SeggerModel(config: smallConfig(residual: true), seed: 9)

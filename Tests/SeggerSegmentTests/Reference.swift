@@ -31,11 +31,13 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
     let D = model.outputWidth
     for (ti, t) in tiles.enumerated() {
         let ids = t.txIDs!
-        guard case .tokens(let genes) = t.tx else { fatalError("token tiles only") }
-        let xs = (0..<t.numTx).map { Double(t.txPos[2 * $0]) }, ys = (0..<t.numTx).map { Double(t.txPos[2 * $0 + 1]) }
+        var genes = [Int32](repeating: -1, count: t.numTx)
+        if case .tokens(let g) = t.tx { genes = g }
+        let pd = t.txPosDim
+        let xs = (0..<t.numTx).map { Double(t.txPos[pd * $0]) }, ys = (0..<t.numTx).map { Double(t.txPos[pd * $0 + 1]) }
         guard t.numBd >= p.minBd else {
             for i in 0..<t.numTx {
-                seen[ids[i], default: []].append(Seen(tile: ti, scored: false, bound: false, score: 0, cell: nil, x: t.txPos[2 * i], y: t.txPos[2 * i + 1], gene: genes[i]))
+                seen[ids[i], default: []].append(Seen(tile: ti, scored: false, bound: false, score: 0, cell: nil, x: t.txPos[pd * i], y: t.txPos[pd * i + 1], gene: genes[i]))
             }
             continue
         }
@@ -56,7 +58,7 @@ func referencePrediction(tiles: [Tile], model: SeggerModel, p: SegmentParameters
             }
             bound[i] = arg >= 0 && best >= Float(p.scoreCut)
             seen[ids[i], default: []].append(Seen(tile: ti, scored: true, bound: bound[i], score: best,
-                                                  cell: bound[i] ? t.bdIDs![arg] : nil, x: t.txPos[2 * i], y: t.txPos[2 * i + 1], gene: genes[i]))
+                                                  cell: bound[i] ? t.bdIDs![arg] : nil, x: t.txPos[pd * i], y: t.txPos[pd * i + 1], gene: genes[i]))
         }
         if p.useCC {
             for i in 0..<t.numTx where !bound[i] {
