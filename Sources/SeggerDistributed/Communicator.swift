@@ -273,7 +273,27 @@ extension Communicator {
         let localRounds = (sendCounts + recvCounts).map { ($0 + perRound - 1) / perRound }.max() ?? 0
         let rounds = Int(allreduceMax([Double(localRounds)])[0])
         var out = [T]()
-        out.reserveCapacity(total)
+        if rounds <= 1 {
+            // One round: straight from the caller's values into the result, no staging copies.
+            var sc = [Int32](repeating: 0, count: size), sd = [Int32](repeating: 0, count: size)
+            var rc = [Int32](repeating: 0, count: size), rd = [Int32](repeating: 0, count: size)
+            for r in 0..<size {
+                sc[r] = Int32(sendCounts[r] * stride); sd[r] = Int32(sendStart[r] * stride)
+                rc[r] = Int32(recvCounts[r] * stride); rd[r] = Int32(recvStart[r] * stride)
+            }
+            send.withUnsafeBytes { sb in
+                out = [T](unsafeUninitializedCapacity: total) { ob, initialized in
+                    var dummy: UInt8 = 0
+                    withUnsafeMutablePointer(to: &dummy) { d in
+                        check(MPI_Alltoallv(sb.baseAddress ?? UnsafeRawPointer(d), sc, sd, segger_mpi_byte(),
+                                            ob.baseAddress.map { UnsafeMutableRawPointer($0) } ?? UnsafeMutableRawPointer(d),
+                                            rc, rd, segger_mpi_byte(), segger_mpi_comm_world()), "MPI_Alltoallv")
+                    }
+                    initialized = total
+                }
+            }
+            return (out, recvCounts)
+        }
         send.withUnsafeBytes { sb in
             // The receive buffer is filled by MPI round by round; each source's block lands at its offset.
             out = [T](unsafeUninitializedCapacity: total) { ob, initialized in

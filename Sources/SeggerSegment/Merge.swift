@@ -29,12 +29,13 @@ public func keepBestRows(_ rows: inout [TranscriptRow], names: CellNames) {
 
 /// Sends every row to the owner of its id (rows sorted by id, so each destination's rows are one slice)
 /// with the names of the cells they refer to; returns the rows received, their `cell` indices now into
-/// `received` names. Collective.
-func exchangeRows(_ rows: [TranscriptRow], names: CellNames, ranges: KeyRanges<Int64>,
+/// the returned names. `rows` is consumed (left empty). Collective.
+func exchangeRows(_ rows: inout [TranscriptRow], names: CellNames, ranges: KeyRanges<Int64>,
                   comm: Communicator) -> (rows: [TranscriptRow], names: CellNames) {
     let size = comm.size
     var counts = [Int](repeating: 0, count: size)
-    var send = rows
+    var send: [TranscriptRow] = []
+    swap(&send, &rows)  // sent as they are, their cell indices rewritten in place
     var nameBytes = [[UInt8]](repeating: [], count: size)
     var remap = [Int32](repeating: -1, count: names.names.count)
     var start = 0

@@ -62,9 +62,10 @@ func quantileSample<Key>(_ sorted: [Key], count: Int) -> (sample: [Key], weight:
     return ((0..<s).map { sorted[($0 * n) / s] }, Double(n) / Double(s))
 }
 
-/// Key ranges over transcript ids from every rank's sorted, distinct ids. Collective.
-func transcriptRanges(sortedIDs: [Int64], comm: Communicator, samplesPerRank: Int = 2048) -> KeyRanges<Int64> {
-    let (sample, weight) = quantileSample(sortedIDs, count: samplesPerRank)
+/// Key ranges over transcript ids from every rank's rows (sorted by id, one per id). Collective.
+func transcriptRanges(sortedIDs rows: [TranscriptRow], comm: Communicator, samplesPerRank: Int = 2048) -> KeyRanges<Int64> {
+    let (rowSample, weight) = quantileSample(rows, count: samplesPerRank)
+    let sample = rowSample.map(\.id)
     let samples = comm.allgatherv(sample)
     let weights = comm.allgatherv([weight]).map { $0.first ?? 0 }
     return KeyRanges.choose(samples: samples, weights: weights, parts: comm.size)

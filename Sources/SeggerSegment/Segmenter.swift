@@ -281,9 +281,8 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     // Rows to the owners of their ids; the best row per id.
     let tMerge = monotonicSeconds()
     keepBestRows(&rows, names: names)
-    let ranges = transcriptRanges(sortedIDs: rows.map(\.id), comm: comm)
-    var (owned, ownedNames) = exchangeRows(rows, names: names, ranges: ranges, comm: comm)
-    rows = []
+    let ranges = transcriptRanges(sortedIDs: rows, comm: comm)
+    var (owned, ownedNames) = exchangeRows(&rows, names: names, ranges: ranges, comm: comm)
     names = CellNames()
     keepBestRows(&owned, names: ownedNames)
     let secondsMerge = monotonicSeconds() - tMerge
