@@ -1,34 +1,33 @@
 // --use_cc: the weakly connected components of all similar unbound pairs (segger's
-// `connected_components(..., connection="weak")`), distributed. Each rank owns the transcript ids of its
-// key range and receives every edge that touches one of them. Union–find joins the edges whose ends it
-// both owns; each local component then carries a label, the smallest transcript id it has seen of its
-// component. Components that span ranks are joined in rounds of two steps, each an MPI_Alltoallv:
-//   push     a local component whose label fell sends it along its edges to other ranks; the receiving
-//            end keeps the smaller label;
-//   shortcut a local component whose label fell asks the owner of that label's transcript for the label
-//            of the transcript's own local component (also in the component, and maybe smaller yet).
-// Labels only fall and are always ids of the component, so they settle on its smallest id; the
-// shortcut lets a small label jump along chains instead of one rank boundary per round. Work per round
-// follows the labels that changed. The rounds end when no label changed anywhere (an all-reduce).
+// `connected_components(..., connection="weak")`), distributed in two levels.
 //
-// The label is the component's smallest transcript id (all of its transcripts, those bound to a nucleus
-// elsewhere included: they link their neighbours). The component's unbound transcripts form the cell
-// "cc-<that id>": the same for any rank count and every rerun.
+//   1. Each rank joins the pairs its own tiles found (union–find over transcript ids): its local
+//      components, each labelled by its smallest transcript id. Tiles are spatial and a pair lies within
+//      one tile, so most of a component is found here, on one rank.
+//   2. A transcript in tiles of several ranks (the overlap margins) belongs to a local component on each;
+//      each rank sends (transcript, local label) to the transcript's owner, which links the labels it
+//      receives for one transcript. Local components with the same label share that transcript, so a
+//      label stands for all of them.
+//   3. The components of that small label graph (distributedMinima: union–find per owner, then rounds of
+//      label pushes across ranks with shortcuts) give every label its component's smallest id.
+//   4. The owner of each transcript on a pair asks for its label's final value and, if the transcript is
+//      still unbound after the merge, gives it the cell "cc-<that id>".
+//
+// The component's smallest transcript id counts all of its transcripts, those bound to a nucleus elsewhere
+// included (they link their neighbours, as in segger), so the name is the same for any rank count.
 import Foundation
 import SeggerDistributed
 
 /// What the components gave.
 public struct ComponentStats: Sendable, Equatable {
-    /// Distinct tx–tx pairs over all tiles.
-    public var edges = 0
     /// Transcripts given a component cell.
     public var transcripts = 0
-    /// Label-propagation rounds.
+    /// Rounds of the label graph's propagation.
     public var rounds = 0
 }
 
-/// A label for the local component of transcript `id` (push), or a question about it (shortcut: `label`
-/// carries the asking component's token) and its answer.
+/// An id and a label: for the owner of `id` (its local label, or a label pushed to it), or a question
+/// about a label and its answer.
 struct LabelMessage {
     var id: Int64
     var label: Int64
@@ -37,87 +36,163 @@ struct LabelMessage {
 /// Prefix of component cell names.
 public let componentCellPrefix = "cc-"
 
-/// Gives each unbound transcript on an edge the cell of its component. `rows` are this rank's rows
-/// (sorted by id, one per id); `localEdges` the pairs its tiles found (emptied here). Collective.
+/// Gives each unbound transcript on a pair the cell of its component. `rows` are this rank's rows (sorted
+/// by id, one per id); `localEdges` the pairs its tiles found (emptied here). Collective.
 func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, localEdges: inout [TranscriptEdge],
                       ranges: KeyRanges<Int64>, comm: Communicator) -> ComponentStats {
-    let size = comm.size, me = comm.rank
+    let size = comm.size
     var stats = ComponentStats()
+
+    // 1. Local components over this rank's pairs.
     sortUnique(&localEdges)
+    var nodes: [Int64] = []
+    nodes.reserveCapacity(2 * localEdges.count)
+    for e in localEdges { nodes.append(e.a); nodes.append(e.b) }
+    nodes.sort()
+    nodes = uniqueSorted(nodes)
+    var uf = UnionFind(count: nodes.count)
+    nodes.withUnsafeBufferPointer { nb in
+        for e in localEdges { uf.union(sortedIndex(nb, e.a)!, sortedIndex(nb, e.b)!) }
+    }
+    localEdges = []
+    // The root of a set is its smallest index, and nodes are sorted: the root's id is the set's smallest id.
+
+    // 2. (transcript, local label) to the transcript's owner.
+    var out = [[LabelMessage]](repeating: [], count: size)
+    for (i, id) in nodes.enumerated() { out[ranges.owner(id)].append(LabelMessage(id: id, label: nodes[uf.find(i)])) }
+    nodes = []
+    var got = comm.alltoallv(out).flatMap { $0 }
+    out = []
+    got.sort { $0.id != $1.id ? $0.id < $1.id : $0.label < $1.label }
+    var rowLabel = [Int64](repeating: .max, count: rows.count)  // the first local label of each owned transcript
+    var labelEdges: [TranscriptEdge] = []
+    rows.withUnsafeBufferPointer { rb in
+        var k = 0
+        while k < got.count {
+            var end = k
+            while end < got.count && got[end].id == got[k].id { end += 1 }
+            guard let v = rowIndex(rb, got[k].id) else { preconditionFailure("transcript \(got[k].id) on a pair has no row at its owner") }
+            rowLabel[v] = got[k].label
+            for j in (k + 1)..<end where got[j].label != got[j - 1].label { labelEdges.append(TranscriptEdge(got[k].label, got[j].label)) }
+            k = end
+        }
+    }
+    got = []
+
+    // 3. Components of the label graph.
+    let (labelIDs, labelMinima, rounds) = distributedMinima(&labelEdges, ranges: ranges, comm: comm)
+    stats.rounds = rounds
+
+    // 4. Each owned transcript's final label from its label's owner; the cells.
+    var ask = [[LabelMessage]](repeating: [], count: size)
+    for v in rows.indices where rowLabel[v] != .max {
+        ask[ranges.owner(rowLabel[v])].append(LabelMessage(id: rowLabel[v], label: Int64(v)))
+    }
+    let questions = comm.alltoallv(ask)
+    ask = []
+    var answers = [[LabelMessage]](repeating: [], count: size)
+    labelIDs.withUnsafeBufferPointer { lb in
+        for (from, part) in questions.enumerated() {
+            answers[from].reserveCapacity(part.count)
+            for q in part {
+                let final = sortedIndex(lb, q.id).map { labelMinima[$0] } ?? q.id
+                answers[from].append(LabelMessage(id: final, label: q.label))
+            }
+        }
+    }
+    var nameOf: [Int64: Int32] = [:]
+    for part in comm.alltoallv(answers) {
+        for a in part {
+            let v = Int(a.label)
+            precondition(a.id <= rows[v].id, "component label above a member's id")
+            guard !rows[v].isBound else { continue }
+            let cell: Int32
+            if let c = nameOf[a.id] { cell = c } else {
+                cell = names.intern(componentCellPrefix + String(a.id))
+                nameOf[a.id] = cell
+            }
+            rows[v].cell = cell
+            rows[v].flags |= RowFlags.component
+            stats.transcripts += 1
+        }
+    }
+    return stats
+}
+
+/// Connected components of a graph on ids, each id owned by its key range: returns the ids on edges that
+/// this rank owns (ascending) with the smallest id of each one's component, and the rounds taken.
+/// `edges` is emptied. Collective.
+///
+/// Every edge goes to the owners of both ends; union–find joins the edges a rank owns both ends of; then,
+/// in rounds, a local component whose label fell pushes it along its edges to other ranks (the receiver
+/// keeps the smaller), and asks the owner of its new label for the label of that id's own local component
+/// (a shortcut: also an id of the component, maybe smaller). Labels only fall and are always ids of the
+/// component, so they settle on its smallest; the rounds end when no label fell anywhere.
+func distributedMinima(_ edges: inout [TranscriptEdge], ranges: KeyRanges<Int64>,
+                       comm: Communicator) -> (ids: [Int64], minima: [Int64], rounds: Int) {
+    let size = comm.size, me = comm.rank
+    sortUnique(&edges)
     var counts = [Int](repeating: 0, count: size)
-    for e in localEdges {
+    for e in edges {
         let oa = ranges.owner(e.a), ob = ranges.owner(e.b)
         counts[oa] += 1
         if ob != oa { counts[ob] += 1 }
     }
-    var start = [Int](repeating: 0, count: size)
-    for r in 1..<max(size, 1) { start[r] = start[r - 1] + counts[r - 1] }
+    var fill = [Int](repeating: 0, count: size)
+    for r in 1..<max(size, 1) { fill[r] = fill[r - 1] + counts[r - 1] }
     var send = [TranscriptEdge](repeating: TranscriptEdge(0, 0), count: counts.reduce(0, +))
-    var fill = start
-    for e in localEdges {
+    for e in edges {
         let oa = ranges.owner(e.a), ob = ranges.owner(e.b)
         send[fill[oa]] = e; fill[oa] += 1
         if ob != oa { send[fill[ob]] = e; fill[ob] += 1 }
     }
-    localEdges = []
+    edges = []
     var mine = comm.alltoallv(send, sendCounts: counts).values
     send = []
     sortUnique(&mine)
-    // Each distinct edge is held by one rank (both ends there) or two (one end each): count it once,
-    // at the owner of its smaller end.
-    stats.edges = mine.reduce(0) { $0 + (ranges.owner($1.a) == me ? 1 : 0) }
-
-    // Local components; the edges to other ranks' transcripts, by local end.
-    let n = rows.count
+    var ids: [Int64] = []
+    for e in mine {
+        if ranges.owner(e.a) == me { ids.append(e.a) }
+        if ranges.owner(e.b) == me { ids.append(e.b) }
+    }
+    ids.sort()
+    ids = uniqueSorted(ids)
+    let n = ids.count
     var uf = UnionFind(count: n)
-    var onEdge = [Bool](repeating: false, count: n)
     var crossLocal: [Int32] = [], crossRemote: [Int64] = []
-    rows.withUnsafeBufferPointer { rb in
-        func local(_ id: Int64) -> Int? {
-            guard ranges.owner(id) == me else { return nil }
-            guard let v = rowIndex(rb, id) else { preconditionFailure("edge end \(id) owned here but has no row") }
-            return v
-        }
+    ids.withUnsafeBufferPointer { ib in
         for e in mine {
-            switch (local(e.a), local(e.b)) {
-            case let (a?, b?):
-                uf.union(a, b); onEdge[a] = true; onEdge[b] = true
-            case let (a?, nil):
-                crossLocal.append(Int32(a)); crossRemote.append(e.b); onEdge[a] = true
-            case let (nil, b?):
-                crossLocal.append(Int32(b)); crossRemote.append(e.a); onEdge[b] = true
-            case (nil, nil):
-                preconditionFailure("edge \(e.a)–\(e.b) received by a rank that owns neither end")
+            switch (sortedIndex(ib, e.a), sortedIndex(ib, e.b)) {
+            case let (a?, b?): uf.union(a, b)
+            case let (a?, nil): crossLocal.append(Int32(a)); crossRemote.append(e.b)
+            case let (nil, b?): crossLocal.append(Int32(b)); crossRemote.append(e.a)
+            case (nil, nil): preconditionFailure("edge \(e.a)–\(e.b) received by a rank that owns neither end")
             }
         }
     }
     mine = []
+    // Roots are smallest indices and ids ascend: a root's id is its local component's smallest.
     var label = [Int64](repeating: .max, count: n)
-    for v in 0..<n where onEdge[v] {
-        let r = uf.find(v)
-        label[r] = min(label[r], rows[v].id)
+    for v in 0..<n { let r = uf.find(v); label[r] = min(label[r], ids[v]) }
+    // Edges to other ranks grouped by the root of their local end, repeats dropped.
+    let crossRoot = crossLocal.map { Int32(uf.find(Int($0))) }
+    let order = crossLocal.indices.sorted {
+        crossRoot[$0] != crossRoot[$1] ? crossRoot[$0] < crossRoot[$1] : crossRemote[$0] < crossRemote[$1]
     }
-    // Cross edges grouped by the root of their local end (CSR over roots), repeats dropped.
-    var order = Array(crossLocal.indices)
-    var crossRoot = crossLocal.map { Int32(uf.find(Int($0))) }
-    order.sort { crossRoot[$0] != crossRoot[$1] ? crossRoot[$0] < crossRoot[$1] : crossRemote[$0] < crossRemote[$1] }
-    var edgeStart = [Int32](repeating: -1, count: n)  // first cross edge of a root, -1 when none
-    var edgeEnd = [Int32](repeating: -1, count: n)
+    var edgeStart = [Int32](repeating: -1, count: n), edgeEnd = [Int32](repeating: -1, count: n)
     var remote: [Int64] = []
     remote.reserveCapacity(order.count)
     for (k, i) in order.enumerated() {
-        let r = Int(crossRoot[i])
         if k > 0, crossRoot[order[k - 1]] == crossRoot[i], crossRemote[order[k - 1]] == crossRemote[i] { continue }
+        let r = Int(crossRoot[i])
         if edgeStart[r] < 0 { edgeStart[r] = Int32(remote.count) }
         remote.append(crossRemote[i])
         edgeEnd[r] = Int32(remote.count)
     }
-    crossLocal = []; crossRemote = []; crossRoot = []; order = []
     var dirty: [Int32] = (0..<n).filter { edgeStart[$0] >= 0 }.map { Int32($0) }
     var marked = [Bool](repeating: false, count: n)
-
+    var rounds = 0
     while true {
-        // Push: the labels that fell, along the edges to other ranks.
         var out = [[LabelMessage]](repeating: [], count: size)
         for r in dirty where edgeStart[Int(r)] >= 0 {
             let l = label[Int(r)]
@@ -126,10 +201,10 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
             }
         }
         var changed: [Int32] = []
-        rows.withUnsafeBufferPointer { rb in
+        ids.withUnsafeBufferPointer { ib in
             for part in comm.alltoallv(out) {
                 for m in part {
-                    guard let v = rowIndex(rb, m.id) else { preconditionFailure("label for \(m.id), which has no row here") }
+                    guard let v = sortedIndex(ib, m.id) else { preconditionFailure("label for \(m.id), not on an edge here") }
                     let r = uf.find(v)
                     if m.label < label[r] {
                         label[r] = m.label
@@ -138,15 +213,14 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
                 }
             }
         }
-        // Shortcut: ask the owner of each new label for the label of that transcript's component.
         var ask = [[LabelMessage]](repeating: [], count: size)
         for r in changed { ask[ranges.owner(label[Int(r)])].append(LabelMessage(id: label[Int(r)], label: Int64(r))) }
         let questions = comm.alltoallv(ask)
         var answers = [[LabelMessage]](repeating: [], count: size)
-        rows.withUnsafeBufferPointer { rb in
+        ids.withUnsafeBufferPointer { ib in
             for (from, part) in questions.enumerated() {
                 for q in part {
-                    guard let v = rowIndex(rb, q.id) else { preconditionFailure("label \(q.id) has no row at its owner") }
+                    guard let v = sortedIndex(ib, q.id) else { preconditionFailure("label \(q.id) is not on an edge at its owner") }
                     answers[from].append(LabelMessage(id: label[uf.find(v)], label: q.label))
                 }
             }
@@ -156,24 +230,11 @@ func assignComponents(rows: inout [TranscriptRow], names: inout CellNames, local
         }
         for r in changed { marked[Int(r)] = false }
         dirty = changed
-        stats.rounds += 1
+        rounds += 1
         if comm.allreduceSum([Double(changed.count)])[0] == 0 { break }
     }
-    var nameOfRoot: [Int: Int32] = [:]
-    for v in 0..<n where onEdge[v] && !rows[v].isBound {
-        let r = uf.find(v)
-        let l = label[r]
-        precondition(l <= rows[v].id, "component label above a member's id")
-        let cell: Int32
-        if let c = nameOfRoot[r] { cell = c } else {
-            cell = names.intern(componentCellPrefix + String(l))
-            nameOfRoot[r] = cell
-        }
-        rows[v].cell = cell
-        rows[v].flags |= RowFlags.component
-        stats.transcripts += 1
-    }
-    return stats
+    let minima = (0..<n).map { label[uf.find($0)] }
+    return (ids, minima, rounds)
 }
 
 /// Sorts edges by (a, b) and drops repeats.
@@ -185,4 +246,23 @@ func sortUnique(_ edges: inout [TranscriptEdge]) {
         w += 1
     }
     edges.removeLast(edges.count - w)
+}
+
+/// A sorted array without repeats.
+func uniqueSorted(_ v: [Int64]) -> [Int64] {
+    var out: [Int64] = []
+    out.reserveCapacity(v.count)
+    for x in v where out.last != x { out.append(x) }
+    return out
+}
+
+/// Index of `id` in ascending `ids`, or nil.
+@inline(__always)
+func sortedIndex(_ ids: UnsafeBufferPointer<Int64>, _ id: Int64) -> Int? {
+    var lo = 0, hi = ids.count
+    while lo < hi {
+        let mid = (lo + hi) >> 1
+        if ids[mid] < id { lo = mid + 1 } else { hi = mid }
+    }
+    return lo < ids.count && ids[lo] == id ? lo : nil
 }

@@ -103,7 +103,8 @@ public struct SegmentationLog: Codable, Sendable {
     public var transcriptsUnscored: Int
     public var nucleusCells: Int
     public var componentCells: Int
-    public var txTxEdges: Int
+    /// Similar unbound pairs found by the tiles (--use_cc; a pair found by two overlapping tiles counts twice).
+    public var txTxPairsInTiles: Int
     public var componentRounds: Int
     public var ranks: Int
     public var seconds: Seconds
@@ -252,6 +253,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     var scratch = PredictScratch()
     var skipped = 0, tileTranscripts = 0
     var readSeconds = 0.0, forwardSeconds = 0.0, scoreSeconds = 0.0
+    var pairsInTiles = 0
     var tileError: String? = nil
     var compactAt = 1 << 22
     for (k, i) in myTiles.enumerated() {
@@ -264,6 +266,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
                                   rows: &rows, edges: &edges, scratch: &scratch)
         if outcome.skipped { skipped += 1 }
         forwardSeconds += outcome.forwardSeconds
+        pairsInTiles += outcome.edges
         scoreSeconds += outcome.scoreSeconds
         tileTranscripts += outcome.transcripts
         // Overlapping tiles of one rank: keep the best row per id as we go, so memory follows the
@@ -311,7 +314,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     for c in cells { if c.isComponent { componentCellCount += 1 } else { nucleusCells += 1 } }
     let totals = comm.allreduceSum([Double(myTiles.count), Double(skipped), Double(tileTranscripts), Double(owned.count),
                                     Double(bound), Double(cc.transcripts), Double(unscored), Double(nucleusCells),
-                                    Double(componentCellCount), Double(cc.edges), Double(anyZ)]).map { Int($0) }
+                                    Double(componentCellCount), Double(pairsInTiles), Double(anyZ)]).map { Int($0) }
     let zColumn = totals[10] > 0
     let geneColumn = pm.config.txFeatureDim == nil
 
@@ -409,7 +412,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         tilesRead: totals[0], tilesSkippedMinBd: totals[1], tileTranscripts: totals[2], transcriptsWritten: totals[3],
         transcriptsBound: totals[4], transcriptsInComponentCells: totals[5],
         transcriptsUnassigned: totals[3] - totals[4] - totals[5], transcriptsUnscored: totals[6],
-        nucleusCells: totals[7], componentCells: totals[8], txTxEdges: totals[9], componentRounds: rounds, ranks: size,
+        nucleusCells: totals[7], componentCells: totals[8], txTxPairsInTiles: totals[9], componentRounds: rounds, ranks: size,
         seconds: .init(total: total, tiles: slowest[0], merge: slowest[1], components: slowest[2], cells: slowest[3], write: slowest[4],
                        read: slowest[5], forward: slowest[6], score: slowest[7]),
         tileTranscriptsPerSecondPerRank: Double(totals[2]) / total / Double(size),
