@@ -278,8 +278,8 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         progress?(PredictProgress(tilesDone: k + 1, tilesOfRank: myTiles.count, tilesTotal: paths.count,
                                   transcripts: tileTranscripts, seconds: monotonicSeconds() - t0))
     }
+    let secondsTiles = monotonicSeconds() - tTiles  // this rank's own work (waiting for the others comes next)
     try agree(tileError, comm: comm)
-    let secondsTiles = monotonicSeconds() - tTiles
 
     // Rows to the owners of their ids; the best row per id.
     let tMerge = monotonicSeconds()
