@@ -102,7 +102,7 @@ struct Predict: ParsableCommand {
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
         do {
             let o = try options()
-            let progress = Progress(enabled: comm.isRoot, plainInterval: progressSeconds)
+            let progress = PredictProgressLine(enabled: comm.isRoot, plainInterval: progressSeconds)
             let log = try runPrediction(o, comm: comm) { p in
                 progress.update(String(format: "predict: rank 0 tiles %d/%d (%d tiles on %d ranks), %.0f transcripts/s",
                                        p.tilesDone, p.tilesOfRank, p.tilesTotal, comm.size,
@@ -131,5 +131,49 @@ struct Predict: ParsableCommand {
             }
             comm.abort("error on rank \(comm.rank): \(error)")
         }
+    }
+}
+
+/// Rank 0's progress: one line redrawn in place on a terminal, a plain line every `plainInterval` seconds
+/// otherwise (a log file, mpirun, SLURM), as training's progress does.
+final class PredictProgressLine {
+    let enabled: Bool
+    let isTerminal: Bool
+    let interval: Double
+    var lastPrint = 0.0
+    var lineOpen = false
+
+    init(enabled: Bool, plainInterval: Double) {
+        self.enabled = enabled
+        let env = ProcessInfo.processInfo.environment
+        if let mode = env["SEGGER_PROGRESS"] {
+            isTerminal = mode == "tty"
+        } else {
+            isTerminal = isatty(STDOUT_FILENO) == 1 && env["SLURM_JOB_ID"] == nil && env["OMPI_COMM_WORLD_SIZE"] == nil
+        }
+        interval = isTerminal ? 0.1 : plainInterval
+    }
+
+    /// Shows `text` (rate-limited unless `force`).
+    func update(_ text: @autoclosure () -> String, force: Bool = false) {
+        guard enabled else { return }
+        let now = monotonicSeconds()
+        guard force || now - lastPrint >= interval else { return }
+        lastPrint = now
+        if isTerminal {
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text()).utf8))
+            lineOpen = true
+        } else {
+            print(text())
+            fflush(stdout)
+        }
+    }
+
+    /// A full line, after ending any live line.
+    func line(_ text: String) {
+        guard enabled else { return }
+        if lineOpen { FileHandle.standardOutput.write(Data("\n".utf8)); lineOpen = false }
+        print(text)
+        fflush(stdout)
     }
 }
