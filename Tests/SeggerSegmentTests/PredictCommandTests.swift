@@ -157,6 +157,65 @@ final class PredictCommandTests: XCTestCase {
         }
     }
 
+    /// The Parquet outputs read by pyarrow and by DuckDB hold what the CSV outputs of the same run hold
+    /// (needs $SEGGER_TEST_PYTHON with pyarrow and duckdb, which Scripts/test provides).
+    func testParquetOutputsReadBackWithPyarrowAndDuckDB() throws {
+        guard let python = ProcessInfo.processInfo.environment["SEGGER_TEST_PYTHON"], !python.isEmpty,
+              FileManager.default.isExecutableFile(atPath: python) else {
+            throw XCTSkip("SEGGER_TEST_PYTHON is not set to a Python with pyarrow and duckdb (Scripts/test sets it)")
+        }
+        let dir = tempDir("pq")
+        for format in ["csv", "parquet"] {
+            let r = try predict(["--format", format, "--use_cc"], ranks: 2, out: dir + "/" + format)
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        let script = """
+        import json, sys, duckdb, pyarrow.parquet as pq
+        d = sys.argv[1]
+        out = {}
+        for name in ("segger_transcripts", "segger_cells"):
+            t = pq.read_table(f"{d}/{name}.parquet")
+            out[name + ".arrow"] = [str(f.type) + ("?" if f.nullable else "") for f in t.schema]
+            out[name] = t.to_pylist()
+            out[name + ".duck"] = [list(r) for r in duckdb.sql(f"select * from '{d}/{name}.parquet'").fetchall()]
+        print(json.dumps(out))
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", script, dir + "/parquet"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let got = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        XCTAssertEqual(got["segger_transcripts.arrow"] as? [String], ["int64", "string?", "float?", "int8", "float", "float", "int32"])
+        XCTAssertEqual(got["segger_cells.arrow"] as? [String], ["string", "int64", "float", "float", "string"])
+        let csv = try readCSV(dir + "/csv/segger_transcripts.csv")
+        let arrow = got["segger_transcripts"] as! [[String: Any]]
+        let duck = got["segger_transcripts.duck"] as! [[Any]]
+        XCTAssertEqual(arrow.count, csv.count)
+        XCTAssertEqual(duck.count, csv.count)
+        for (i, c) in csv.enumerated() where i < arrow.count && i < duck.count {
+            let a = arrow[i]
+            XCTAssertEqual((a["transcript_id"] as! NSNumber).int64Value, Int64(c["transcript_id"]!)!)
+            XCTAssertEqual((duck[i][0] as! NSNumber).int64Value, Int64(c["transcript_id"]!)!)
+            XCTAssertEqual(a["segger_cell_id"] as? String ?? "", c["segger_cell_id"]!)
+            XCTAssertEqual(duck[i][1] as? String ?? "", c["segger_cell_id"]!)
+            XCTAssertEqual(Float((a["score"] as! NSNumber).doubleValue), Float(c["score"]!)!)
+            XCTAssertEqual((a["bound"] as! NSNumber).intValue, Int(c["bound"]!)!)
+            XCTAssertEqual(Float((a["x"] as! NSNumber).doubleValue), Float(c["x"]!)!)
+            XCTAssertEqual((a["gene"] as! NSNumber).intValue, Int(c["gene"]!)!)
+        }
+        let cells = try readCSV(dir + "/csv/segger_cells.csv")
+        let arrowCells = got["segger_cells"] as! [[String: Any]]
+        XCTAssertEqual(arrowCells.map { $0["segger_cell_id"] as! String }, cells.map { $0["segger_cell_id"]! })
+        XCTAssertEqual(arrowCells.map { ($0["transcript_count"] as! NSNumber).intValue }, cells.map { Int($0["transcript_count"]!)! })
+        XCTAssertEqual(arrowCells.map { $0["source"] as! String }, cells.map { $0["source"]! })
+        XCTAssertTrue(arrowCells.contains { $0["source"] as? String == "component" })
+    }
+
     /// Ranks without a tile still own ids, exchange and write their (empty) share.
     func testMoreRanksThanTiles() throws {
         let f = try fixture()
