@@ -1,4 +1,4 @@
-// The public face of Distributed, agreed with Train. Only Train talks to the communicator.
+// The public face of Distributed, agreed with Train and Segment (the only modules that talk to the communicator).
 // Communicator.swift (MPI_COMM_WORLD), ReductionOps.swift (fp16/bf16 sums), GradientBuckets.swift and
 // ShardPlan.swift hold the bodies.
 import Foundation

@@ -3,7 +3,6 @@ import ArgumentParser
 import Foundation
 import SeggerDistributed
 import SeggerSegment
-import SeggerTrain
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
