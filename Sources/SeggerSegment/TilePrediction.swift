@@ -207,7 +207,8 @@ public func predictTile(_ tile: Tile, index: Int32, model: SeggerModel, paramete
     if case .tokens(let t) = tile.tx { gene = t }
     let baseFlags: UInt8 = pd >= 3 ? RowFlags.hasZ : 0
     let firstRow = rows.count
-    rows.reserveCapacity(rows.count + n)
+    // Grow geometrically: reserving exactly count + n would reallocate, and copy every row so far, per tile.
+    if rows.capacity < rows.count + n { rows.reserveCapacity(max(2 * rows.capacity, rows.count + n)) }
     for i in 0..<n {
         rows.append(TranscriptRow(id: ids[i], score: 0, x: tile.txPos[i * pd], y: tile.txPos[i * pd + 1],
                                   z: pd >= 3 ? tile.txPos[i * pd + 2] : 0, gene: gene.isEmpty ? -1 : gene[i],

@@ -38,8 +38,8 @@ struct Predict: ParsableCommand {
         ids, rows and links go to their owners (MPI_Alltoallv), and rank 0 writes the files.
 
         Example:
-          mpirun -np 4 segger-train predict --tiles data/tiles --checkpoint runs/a/checkpoints/last.safetensors \\
-              --out runs/a/segmentation --use_cc
+          mpirun -np 4 segger-train predict --tiles data/tiles --use_cc \\
+              --checkpoint runs/a/checkpoints/last.safetensors --out runs/a/seg
         """)
 
     @Option(name: .customLong("tiles"), parsing: .upToNextOption, help: "Tile directories (safetensors or segger .pt tiles, or a segger dataset root).")
@@ -64,7 +64,7 @@ struct Predict: ParsableCommand {
     var minBd: Int = 10
     @Flag(name: .customLong("overwrite"), help: "Replace existing outputs in --out.")
     var overwrite = false
-    @Option(name: .customLong("format"), help: "parquet (default) or csv.")
+    @Option(name: .customLong("format"), help: "parquet or csv.")
     var format: String = "parquet"
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).")
     var numThreads: Int?
