@@ -164,4 +164,25 @@ final class ShardPlanTests: XCTestCase {
         XCTAssertLessThan(mean, 1.03, "mean max-load / optimum")
         print("split quality on small batches: mean max-load / optimum \(mean), worst \(ratios.max()!)")
     }
+
+    /// Whole tiles over ranks by cost (prediction): every tile once, deterministic, and the largest load
+    /// within 4/3 of a lower bound of the best one (the mean load, the largest tile) — LPT guarantees 4/3
+    /// of the optimum itself; these inputs keep within it of the bound.
+    func testAssignSpreadsTilesByCost() {
+        var rng = ShardPlan.SplitMix64(seed: 9)
+        for ranks in [1, 2, 3, 7] {
+            for n in [0, 1, 5, 40, 1000] {
+                let costs = (0..<n).map { _ in 1000 + Double(rng.below(9000)) }
+                let owner = ShardPlan.assign(costs: costs, ranks: ranks)
+                XCTAssertEqual(owner, ShardPlan.assign(costs: costs, ranks: ranks))
+                XCTAssertEqual(owner.count, n)
+                XCTAssertTrue(owner.allSatisfy { (0..<ranks).contains($0) })
+                guard n > 0 else { continue }
+                var load = [Double](repeating: 0, count: ranks)
+                for (i, r) in owner.enumerated() { load[r] += costs[i] }
+                let lower = max(costs.reduce(0, +) / Double(ranks), costs.max()!)
+                XCTAssertLessThanOrEqual(load.max()!, lower * 4 / 3 + 1e-9, "\(n) tiles on \(ranks) ranks")
+            }
+        }
+    }
 }
