@@ -155,17 +155,10 @@ public final class Communicator {
         return out
     }
 
-    /// In-place element-wise fp32 sum over ranks (MPI_SUM), every rank gets the result.
-    public func allreduceSum(inPlace buffer: UnsafeMutableBufferPointer<Float>) {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        check(MPI_Allreduce(segger_mpi_in_place(), base, Int32(buffer.count), segger_mpi_float(),
-                            segger_mpi_sum(), segger_mpi_comm_world()), "MPI_Allreduce(float sum)")
-    }
-
     /// In-place element-wise sum over ranks of fp16 (`.fp16`) or bf16 (`.bf16`) bit patterns, added in
     /// fp32 and rounded back by the user-defined op (`h ← fp16(fp32(in) + fp32(inout))`).
     public func allreduceSum(inPlace halves: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
-        precondition(format != .none, "fp32 data goes through allreduceSum(inPlace:) on Float")
+        precondition(format != .none, "uncompressed gradients travel as fp64 (GradientBuckets), not through this op")
         guard let base = halves.baseAddress, halves.count > 0 else { return }
         check(MPI_Allreduce(segger_mpi_in_place(), base, Int32(halves.count), segger_mpi_uint16(),
                             sumOp(format), segger_mpi_comm_world()), "MPI_Allreduce(\(format) sum)")

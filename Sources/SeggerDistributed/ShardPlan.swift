@@ -1,35 +1,50 @@
-// Which tiles each rank trains on. The global sequence of batches depends only on (seed, epoch,
-// globalBatch) — never on the number of ranks — and the split of one global batch over ranks is a pure
-// function of its inputs, so every rank computes the same plan without talking to the others.
+// Which tiles each rank trains on. The order of the tiles in an epoch depends only on (seed, epoch) —
+// the rank count only decides how far the epoch is padded (to a multiple of the ranks, as PyTorch's
+// DistributedSampler pads) — and the split of one global batch over ranks is a pure function of its
+// inputs, so every rank computes the same plan without talking to the others.
 
 /// Which tiles each rank trains on, step by step.
 public enum ShardPlan {
-    /// The epoch's sequence of global batches (indices into the sorted tile list): a seeded shuffle
-    /// that depends only on `seed`, `epoch` and `globalBatch`, never on the rank count. The last
-    /// partial batch is padded by repeating tiles from the start of the permutation (as PyTorch's
-    /// DistributedSampler does), or dropped when `dropLast`.
-    public static func globalBatches(tileCount: Int, globalBatch: Int, seed: UInt64, epoch: Int,
+    /// The epoch's sequence of global batches (indices into the sorted tile list), as PyTorch's
+    /// `DistributedSampler` + `DataLoader` make them: a seeded shuffle that depends only on `seed` and
+    /// `epoch`, padded to a multiple of `ranks` by repeating tiles from the start of the permutation
+    /// (as `DistributedSampler` does; nothing is padded with one rank), then cut into batches of
+    /// `globalBatch`. The last batch is smaller when the padded epoch does not divide evenly (still a
+    /// multiple of `ranks`, so every rank gets its share), or dropped when `dropLast`. A `globalBatch`
+    /// above the tile count makes one batch of every tile.
+    ///
+    /// Tile order does not depend on the rank count, so runs with different rank counts and the same
+    /// global batch size train on the same batches whenever the tile count is a multiple of every
+    /// rank count involved (no padding).
+    public static func globalBatches(tileCount: Int, globalBatch: Int, ranks: Int, seed: UInt64, epoch: Int,
                                      dropLast: Bool) -> [[Int]] {
         precondition(globalBatch >= 1, "globalBatch must be at least 1")
+        precondition(ranks >= 1, "ranks must be at least 1")
         precondition(tileCount >= 0)
         guard tileCount > 0 else { return [] }
-        let order = permutation(count: tileCount, seed: seed, epoch: epoch)
+        var order = permutation(count: tileCount, seed: seed, epoch: epoch)
+        let padded = (tileCount + ranks - 1) / ranks * ranks
+        var k = 0
+        while order.count < padded {  // wraps around when there are fewer tiles than ranks
+            order.append(order[k % tileCount])
+            k += 1
+        }
         var batches: [[Int]] = []
         var start = 0
-        while start + globalBatch <= tileCount {
-            batches.append(Array(order[start..<(start + globalBatch)]))
-            start += globalBatch
-        }
-        if start < tileCount && !dropLast {
-            var last = Array(order[start..<tileCount])
-            var k = 0
-            while last.count < globalBatch {  // wraps around when there are fewer tiles than one batch
-                last.append(order[k % tileCount])
-                k += 1
-            }
-            batches.append(last)
+        while start < padded {
+            let end = min(start + globalBatch, padded)
+            if end - start < globalBatch && dropLast { break }
+            batches.append(Array(order[start..<end]))
+            start = end
         }
         return batches
+    }
+
+    /// Number of global batches `globalBatches` returns, without building them.
+    public static func batchCount(tileCount: Int, globalBatch: Int, ranks: Int, dropLast: Bool) -> Int {
+        guard tileCount > 0, globalBatch >= 1, ranks >= 1 else { return 0 }
+        let padded = (tileCount + ranks - 1) / ranks * ranks
+        return padded / globalBatch + (dropLast || padded % globalBatch == 0 ? 0 : 1)
     }
 
     /// A seeded permutation of 0..<count (Fisher–Yates driven by SplitMix64 keyed by seed and epoch).

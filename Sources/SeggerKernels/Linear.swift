@@ -146,8 +146,3 @@ public func reluBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Floa
     }
     while i < n { dx[i] = y[i] > 0 ? dy[i] : 0; i += 1 }
 }
-
-/// Sets the number of OpenBLAS threads of this process.
-public func setBLASThreads(_ n: Int) {
-    openblas_set_num_threads(Int32(n))
-}

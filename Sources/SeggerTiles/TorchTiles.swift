@@ -114,21 +114,38 @@ public enum TorchTiles {
             }
         }
         guard !jobs.isEmpty else {
-            throw TileError(path: from, "no segger .pt tiles here (nor in processed/, {train,val,test}_tiles/processed or {train,val,test}/)")
+            throw TileError(path: from, "--from holds no segger .pt tiles (nor does processed/, {train,val,test}_tiles/processed or {train,val,test}/)")
+        }
+        // The output must not meet the input: tiles written next to (or above, or below) their source are
+        // read twice by a later run, or read back as input by this one.
+        let fromDir = resolvedPath(from)
+        for job in jobs {
+            let src = resolvedPath((job.files[0] as NSString).deletingLastPathComponent)
+            let dst = resolvedPath(job.out)
+            for (what, dir) in [("--from", fromDir), ("the source tiles' directory", src)] {
+                if dst == dir || isInside(dst, dir) || isInside(dir, dst) {
+                    let relation = dst == dir ? "is" : isInside(dst, dir) ? "lies inside" : "contains"
+                    throw TileError(path: job.out, "--to \(to) \(relation) \(what) (\(dir)): write the safetensors tiles to a directory apart from the .pt tiles (e.g. \((from as NSString).standardizingPath)-safetensors)")
+                }
+            }
+            let existing = job.files.map { outputName($0, in: job.out) }.filter { FileManager.default.fileExists(atPath: $0) }
+            if !existing.isEmpty {
+                let shown = existing.prefix(3).map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
+                throw TileError(path: job.out, "--to already holds \(existing.count) of the files convert would write (\(shown)\(existing.count > 3 ? ", …" : "")); not overwriting them: remove them or pick another --to")
+            }
         }
         var written = 0
         for job in jobs {
             do {
                 try FileManager.default.createDirectory(atPath: job.out, withIntermediateDirectories: true)
             } catch {
-                throw TileError(path: job.out, "cannot create directory (\(error.localizedDescription))")
+                throw TileError(path: job.out, "--to: cannot create the directory (\(error.localizedDescription))")
             }
             for file in job.files {
                 let c: TorchTileContents
                 do { c = try readTensors(path: file) } catch let e as TorchFileError { throw TileError(path: e.path, e.message) }
                 let tile = try Tile(tensors: c.tensors, path: file)
-                let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
-                let out = (job.out as NSString).appendingPathComponent(base + ".safetensors")
+                let out = outputName(file, in: job.out)
                 do {
                     try tile.write(to: out)
                 } catch let e as AtomicFile.WriteError {
@@ -138,6 +155,33 @@ public enum TorchTiles {
             }
         }
         return written
+    }
+
+    /// `<dir>/<name of file without .pt>.safetensors`.
+    static func outputName(_ file: String, in dir: String) -> String {
+        let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        return (dir as NSString).appendingPathComponent(base + ".safetensors")
+    }
+
+    /// An absolute path with `.`/`..` and symbolic links resolved as far as it exists (the rest appended).
+    static func resolvedPath(_ p: String) -> String {
+        let absolute = p.hasPrefix("/") ? p : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(p)
+        var head = (absolute as NSString).standardizingPath
+        var tail: [String] = []
+        while head != "/" && !head.isEmpty {
+            if let r = realpath(head, nil) {
+                defer { free(r) }
+                return tail.reversed().reduce(String(cString: r)) { ($0 as NSString).appendingPathComponent($1) }
+            }
+            tail.append((head as NSString).lastPathComponent)
+            head = (head as NSString).deletingLastPathComponent
+        }
+        return tail.reversed().reduce("/") { ($0 as NSString).appendingPathComponent($1) }
+    }
+
+    /// Whether `a` lies strictly inside directory `b` (both resolved).
+    static func isInside(_ a: String, _ b: String) -> Bool {
+        a.hasPrefix(b.hasSuffix("/") ? b : b + "/")
     }
 
     // MARK: HeteroData → tensors

@@ -3,7 +3,9 @@ import Foundation
 
 /// OpenBLAS threads of this process (one rank). Ranks, not BLAS threads, should fill the cores.
 public enum BLASThreads {
-    public static func set(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    public static func set(_ n: Int) { openblas_set_num_threads(Int32(clamping: min(max(1, n), BLASThreads.maximum))) }
+    /// The most threads a rank may ask for (`--num_threads`, `OPENBLAS_NUM_THREADS`).
+    public static let maximum = 1024
     public static var current: Int { Int(openblas_get_num_threads()) }
 }
 

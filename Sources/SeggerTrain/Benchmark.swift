@@ -44,9 +44,11 @@ extension Trainer {
     /// (MB) when the timed steps begin.
     public func timedSteps(warmup: Int, steps: Int) throws -> (times: [Double], waits: [Double], rssAtStart: Double) {
         let globalBatch = options.batchSizeTrain * comm.size
-        let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, seed: options.seed,
-                                              epoch: 0, dropLast: true)
-        guard !batches.isEmpty else { throw CollectiveError("bench: fewer tiles than one global batch") }
+        let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, ranks: comm.size,
+                                              seed: options.seed, epoch: 0, dropLast: true)
+        guard !batches.isEmpty else {
+            throw CollectiveError("bench: a step takes \(globalBatch) tile(s) (\(comm.size) rank(s) × --batch \(options.batchSizeTrain)) but --tiles \(train.directory) has \(train.count)")
+        }
         var times: [Double] = [], waits: [Double] = []
         var rssAtStart = MachineProbe.currentRSSMB()
         for i in 0..<(warmup + steps) {

@@ -18,11 +18,16 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
     public var batchSizeTrain: Int
     public var skippedSteps: Int
     public var bestAUROC: Double?
+    /// File name (inside `<root>/checkpoints`) of the best epoch checkpoint so far. Read back only as a
+    /// name to compare, never as a path to act on (older checkpoints stored a full path).
     public var bestCheckpoint: String?
+    /// The run's lineage: created at a fresh start, carried over by a resume within the same root. A run
+    /// removes only epoch checkpoints whose metadata carries its own id.
+    public var runID: String?
 
     public init(epoch: Int = 0, batchInEpoch: Int = 0, globalStep: Int = 0, batchesSeen: Int = 0, seed: UInt64,
                 worldSize: Int, batchSizeTrain: Int, skippedSteps: Int = 0, bestAUROC: Double? = nil,
-                bestCheckpoint: String? = nil) {
+                bestCheckpoint: String? = nil, runID: String? = nil) {
         self.epoch = epoch
         self.batchInEpoch = batchInEpoch
         self.globalStep = globalStep
@@ -33,6 +38,42 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
         self.skippedSteps = skippedSteps
         self.bestAUROC = bestAUROC
         self.bestCheckpoint = bestCheckpoint
+        self.runID = runID
+    }
+
+    /// Largest epoch or step count accepted from a checkpoint (counters stay far from overflow).
+    static let counterLimit = 1 << 40
+
+    /// Checks a position read from `source` against this run: every field in range and the fields
+    /// consistent with each other, `batchInEpoch` below this run's `batchesPerEpoch`, and the optimizer's
+    /// step count equal to the steps taken. Errors name the field.
+    public func validate(source: String, batchesPerEpoch: Int, optimizerStep: Int) throws {
+        func bad(_ field: String, _ value: String, _ why: String) -> CollectiveError {
+            CollectiveError("\(source): training position field '\(field)' is \(value): \(why) (was the checkpoint edited or damaged?)")
+        }
+        for (field, v) in [("epoch", epoch), ("globalStep", globalStep), ("batchesSeen", batchesSeen),
+                           ("skippedSteps", skippedSteps), ("batchInEpoch", batchInEpoch)] where !(0...TrainingPosition.counterLimit).contains(v) {
+            throw bad(field, "\(v)", "must lie in 0…\(TrainingPosition.counterLimit)")
+        }
+        guard (1...(1 << 24)).contains(worldSize) else { throw bad("worldSize", "\(worldSize)", "must lie in 1…\(1 << 24)") }
+        guard (1...Int(Int32.max)).contains(batchSizeTrain) else {
+            throw bad("batchSizeTrain", "\(batchSizeTrain)", "must lie in 1…\(Int32.max)")
+        }
+        guard batchesSeen == globalStep + skippedSteps else {
+            throw bad("batchesSeen", "\(batchesSeen)", "must equal globalStep + skippedSteps = \(globalStep) + \(skippedSteps)")
+        }
+        guard batchInEpoch < max(1, batchesPerEpoch) else {
+            throw bad("batchInEpoch", "\(batchInEpoch)", "this run has \(batchesPerEpoch) global batch(es) per epoch, so it must be below that")
+        }
+        if let a = bestAUROC, !(a.isFinite && (0...1).contains(a)) {
+            throw bad("bestAUROC", "\(a)", "an AUROC lies in [0, 1]")
+        }
+        if let id = runID, !CheckpointDirectory.isValidRunID(id) {
+            throw bad("runID", "'\(id.prefix(80))'", "expected 16 to 64 lowercase hex digits")
+        }
+        guard optimizerStep == globalStep else {
+            throw CollectiveError("\(source): optimizer.step is \(optimizerStep) but the training position has taken \(globalStep) step(s): they must be equal (was the checkpoint edited or damaged?)")
+        }
     }
 }
 
@@ -75,24 +116,49 @@ public struct Checkpoint {
         var model: ModelConfig
         if let json = file.metadata[modelKey] {
             do { model = try ModelConfig.fromJSON(json) } catch {
-                throw OutputError("\(path): metadata '\(modelKey)' is not a valid model config")
+                throw OutputError("\(path): metadata '\(modelKey)' is not a valid model config: \(describe(error))")
             }
         } else if let fallbackConfig {
             model = fallbackConfig
         } else {
             throw OutputError("\(path): not a segger-train checkpoint (no '\(modelKey)' metadata)")
         }
+        if let problem = model.sizeProblem {
+            throw OutputError("\(path): metadata '\(modelKey)': \(problem)")
+        }
         var optimizer: OptimizerConfig?
         if let json = file.metadata[optimizerKey] {
             optimizer = try? JSONDecoder().decode(OptimizerConfig.self, from: Data(json.utf8))
         }
-        var position: TrainingPosition?
-        if let json = file.metadata[positionKey] {
-            do { position = try JSONDecoder().decode(TrainingPosition.self, from: Data(json.utf8)) } catch {
-                throw OutputError("\(path): metadata '\(positionKey)' is not valid")
-            }
+        return Checkpoint(path: path, model: model, optimizer: optimizer, position: try position(file.metadata, path: path),
+                          tensors: file.tensors)
+    }
+
+    /// The training position in a checkpoint's metadata (nil when it has none).
+    static func position(_ metadata: [String: String], path: String) throws -> TrainingPosition? {
+        guard let json = metadata[positionKey] else { return nil }
+        do { return try JSONDecoder().decode(TrainingPosition.self, from: Data(json.utf8)) } catch {
+            throw OutputError("\(path): metadata '\(positionKey)' is not valid: \(describe(error))")
         }
-        return Checkpoint(path: path, model: model, optimizer: optimizer, position: position, tensors: file.tensors)
+    }
+
+    /// The run id in a checkpoint file's metadata (its header alone is read); nil when the file has none
+    /// or cannot be read.
+    public static func runID(ofFile path: String) -> String? {
+        guard let header = try? SafeTensorsFile.readHeader(path: path) else { return nil }
+        return (try? position(header.metadata, path: path))?.runID
+    }
+
+    /// A decoding error as "field 'x': what" rather than Foundation's debug text.
+    static func describe(_ error: Error) -> String {
+        func path(_ c: [CodingKey]) -> String { c.map(\.stringValue).joined(separator: ".") }
+        switch error as? DecodingError {
+        case .typeMismatch(_, let c)?: return "field '\(path(c.codingPath))' has the wrong type (\(c.debugDescription))"
+        case .valueNotFound(_, let c)?: return "field '\(path(c.codingPath))' is null"
+        case .keyNotFound(let k, let c)?: return "field '\(path(c.codingPath + [k]))' is missing"
+        case .dataCorrupted(let c)?: return c.codingPath.isEmpty ? "not valid JSON" : "field '\(path(c.codingPath))': \(c.debugDescription)"
+        default: return "\(error)"
+        }
     }
 
     /// Weight tensors only, keyed by PyG name (the `model.` prefix removed).
@@ -102,6 +168,63 @@ public struct Checkpoint {
             out[k.hasPrefix("model.") ? String(k.dropFirst(6)) : k] = v
         }
         return out
+    }
+}
+
+// MARK: - Untrusted tensors
+
+/// Checks for weights and optimizer state read from a file, made before they are loaded: what a loader
+/// would take silently (NaN, inf, a negative second moment, state of another precision) is an error that
+/// names the file and the tensor.
+public enum TensorChecks {
+    /// Every parameter tensor present in `tensors` (PyG name, with or without `model.`) holds finite values.
+    public static func requireFiniteWeights(_ tensors: [String: Tensor], parameters: [ParameterInfo], source: String) throws {
+        for p in parameters {
+            let key = tensors[p.name] != nil ? p.name : "model." + p.name
+            guard let t = tensors[key], t.dtype.isFloatingPoint else { continue }  // absent or mistyped: loadWeights names it
+            if let problem = nonFinite(t.floats()) {
+                throw WeightsError(source: source, "tensor '\(key)' \(problem): refusing to start from non-finite weights")
+            }
+        }
+    }
+
+    /// The optimizer state of a checkpoint: `optimizer.exp_avg` / `exp_avg_sq` F32 [count], finite, the
+    /// second moment non-negative, `optimizer.step` a non-negative integer. Returns the step.
+    @discardableResult
+    public static func requireValidOptimizerState(_ tensors: [String: Tensor], count: Int, source: String) throws -> Int {
+        for name in ["optimizer.exp_avg", "optimizer.exp_avg_sq"] {
+            guard let t = tensors[name] else {
+                throw WeightsError(source: source, "optimizer state missing: no tensor '\(name)' (a checkpoint written by segger-train train has optimizer.exp_avg, optimizer.exp_avg_sq and optimizer.step)")
+            }
+            guard t.dtype == .F32 else {
+                throw WeightsError(source: source, "tensor '\(name)' has dtype \(t.dtype.rawValue); segger-train keeps the optimizer state in F32 and does not convert it")
+            }
+            guard t.shape == [count] else {
+                throw WeightsError(source: source, "tensor '\(name)' has shape \(t.shape); the model has \(count) parameters, so it must be [\(count)]")
+            }
+            let v = t.floats()
+            if let problem = nonFinite(v) { throw WeightsError(source: source, "tensor '\(name)' \(problem)") }
+            if name == "optimizer.exp_avg_sq", let i = v.firstIndex(where: { $0 < 0 }) {
+                throw WeightsError(source: source, "tensor '\(name)' holds a negative value (\(v[i]) at index \(i)); a second moment is never negative")
+            }
+        }
+        guard let s = tensors["optimizer.step"] else {
+            throw WeightsError(source: source, "optimizer state missing: no tensor 'optimizer.step'")
+        }
+        guard let steps = s.int64s(), steps.count == 1, let step = steps.first else {
+            throw WeightsError(source: source, "tensor 'optimizer.step' has dtype \(s.dtype.rawValue) and shape \(s.shape); expected one integer")
+        }
+        guard (0...Int64(TrainingPosition.counterLimit)).contains(step) else {
+            throw WeightsError(source: source, "tensor 'optimizer.step' is \(step); it must lie in 0…\(TrainingPosition.counterLimit)")
+        }
+        return Int(step)
+    }
+
+    /// "holds N non-finite value(s) of M (first: nan at index i)", or nil when all are finite.
+    static func nonFinite(_ v: [Float]) -> String? {
+        guard let first = v.firstIndex(where: { !$0.isFinite }) else { return nil }
+        let n = v.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        return "holds \(n) non-finite value(s) of \(v.count) (first: \(v[first]) at index \(first))"
     }
 }
 

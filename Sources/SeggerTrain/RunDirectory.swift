@@ -26,39 +26,28 @@ public final class RunDirectory {
                                  "validation_auroc", "validation_f1", "grad_norm", "lr", "skipped_steps",
                                  "elapsed_s"]
 
-    /// Creates the directories (a new `version_N` each run, as Lightning does) and checks that they
-    /// are writable, so a bad `--default_root_dir` fails before any training.
-    public init(root: String) throws {
+    /// Creates `lightning_logs/version_N` (a new N each run, as Lightning does) and its metrics.csv under
+    /// the root whose checkpoints directory `checkpoints` holds (created and locked before, so that a
+    /// start that must be refused leaves no trace in the root).
+    public init(checkpoints: CheckpointDirectory, root: String) throws {
         self.root = root
-        checkpoints = (root as NSString).appendingPathComponent("checkpoints")
+        self.checkpoints = checkpoints.path
         let logs = (root as NSString).appendingPathComponent("lightning_logs")
+        try OutputPaths.makeDirectories(logs, flag: "default_root_dir", given: root)
         let fm = FileManager.default
-        do {
-            try fm.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
-            try fm.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        } catch {
-            throw OutputError("cannot create output directories under --default_root_dir \(root): \(error.localizedDescription)")
-        }
         let existing = (try? fm.contentsOfDirectory(atPath: logs)) ?? []
         let versions = existing.compactMap { $0.hasPrefix("version_") ? Int($0.dropFirst(8)) : nil }
         version = (versions.max() ?? -1) + 1
         logDir = (logs as NSString).appendingPathComponent("version_\(version)")
         metricsPath = (logDir as NSString).appendingPathComponent("metrics.csv")
-        do {
-            try fm.createDirectory(atPath: logDir, withIntermediateDirectories: true)
-            let probe = (checkpoints as NSString).appendingPathComponent(".write-test-\(getpid())")
-            try AtomicFile.write("ok\n", to: probe)
-            unlink(probe)
-            guard fm.createFile(atPath: metricsPath, contents: Data((RunDirectory.columns.joined(separator: ",") + "\n").utf8)) else {
-                throw OutputError("cannot create \(metricsPath)")
-            }
-            metrics = FileHandle(forWritingAtPath: metricsPath)
-            metrics?.seekToEndOfFile()
-        } catch let e as OutputError {
-            throw e
-        } catch {
-            throw OutputError("--default_root_dir \(root) is not writable: \(error)")
+        try OutputPaths.makeDirectories(logDir, flag: "default_root_dir", given: root)
+        // O_EXCL: a version directory another process just created is never written over.
+        let fd = open(metricsPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw OutputError("--default_root_dir \(root) is not writable: cannot create \(metricsPath): \(String(cString: strerror(errno)))")
         }
+        metrics = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        metrics?.write(Data((RunDirectory.columns.joined(separator: ",") + "\n").utf8))
     }
 
     /// Appends one row; `values` maps column names to already formatted cells.
@@ -67,20 +56,15 @@ public final class RunDirectory {
         metrics?.write(Data(row.utf8))
     }
 
-    /// Writes hparams.yaml (flat `key: value` lines, strings quoted).
-    public func writeHyperparameters(_ pairs: [(String, String)]) throws {
-        var text = ""
-        for (k, v) in pairs {
-            let plain = Double(v) != nil || ["true", "false", "null"].contains(v) || v.hasPrefix("[")
-            text += "\(k): \(plain ? v : "'\(v.replacingOccurrences(of: "'", with: "''"))'")\n"
-        }
+    /// Writes hparams.yaml: flat `key: value` lines, every string double-quoted (a path such as `nan`,
+    /// `1e3`, `[x]` or `true` stays a string), numbers, bools, null and lists plain.
+    public func writeHyperparameters(_ pairs: [(String, HyperparameterValue)]) throws {
+        let text = RunDirectory.yaml(pairs)
         try AtomicFile.write(text, to: (logDir as NSString).appendingPathComponent("hparams.yaml"))
     }
 
-    public var lastCheckpoint: String { (checkpoints as NSString).appendingPathComponent("last.safetensors") }
-
-    public func checkpointPath(epoch: Int, step: Int) -> String {
-        (checkpoints as NSString).appendingPathComponent("epoch=\(epoch)-step=\(step).safetensors")
+    public static func yaml(_ pairs: [(String, HyperparameterValue)]) -> String {
+        pairs.map { "\($0.0): \($0.1.yaml)\n" }.joined()
     }
 
     /// Formats a metric the way CSV readers expect (full float precision, NaN as empty-safe "nan").

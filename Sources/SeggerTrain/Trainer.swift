@@ -35,12 +35,15 @@ public final class Trainer {
     /// and ids (training uses neither).
     let readOptions: TileReadOptions
     let stepReadOptions: TileReadOptions
+    /// Rank 0 only: the log directory and the checkpoints directory (locked for this run).
     let out: RunDirectory?
+    let checkpoints: CheckpointDirectory?
     let progress: Progress
     var position: TrainingPosition
     /// Double accumulator for the gradients of a rank's tiles within one step.
     let accumulator: UnsafeMutableBufferPointer<Double>
     var lastValidation: BinaryMetrics?
+    /// This lineage's epoch checkpoint names, oldest first (rotated by --save_top_k).
     var savedCheckpoints: [String] = []
     var consecutiveOverflow = 0
     var timing = EpochTiming()
@@ -52,10 +55,18 @@ public final class Trainer {
     /// Prints on rank 0 only.
     func say(_ text: String) { progress.line(text) }
 
+    /// Global batches per epoch of this run.
+    var batchesPerEpoch: Int {
+        ShardPlan.batchCount(tileCount: train.count, globalBatch: options.batchSizeTrain * comm.size, ranks: comm.size,
+                             dropLast: options.dropLast)
+    }
+
     // MARK: - Start-up
 
-    /// Prepares a run: scans the tiles, builds the model (rank 0's weights broadcast to all), restores
-    /// a checkpoint when resuming, and checks that every rank agrees on config and data.
+    /// Prepares a run: takes the output root (refusing one that holds another run's checkpoints), scans
+    /// the tiles, checks that the model fits in memory, builds the model (rank 0's weights broadcast to
+    /// all), restores a checkpoint when resuming, and checks that every rank agrees on config and data.
+    /// Every check that can fail runs before the first step; each is decided alike on every rank.
     public init(options: TrainOptions, comm: Communicator) throws {
         var options = options
         self.comm = comm
@@ -63,98 +74,87 @@ public final class Trainer {
         readOptions = TileReadOptions(numTxTokens: options.model.txFeatureDim == nil ? options.model.numTxTokens : nil)
         stepReadOptions = TileReadOptions(numTxTokens: readOptions.numTxTokens, positionsAndIDs: false)
 
-        // Output directory first: a bad --default_root_dir fails before any work.
-        var outError: String? = nil
-        var runDir: RunDirectory? = nil
-        if comm.isRoot {
-            do { runDir = try RunDirectory(root: options.rootDir) } catch { outError = "\(error)" }
+        // Rank 0 takes the root and picks the checkpoint to resume and the lineage; all ranks learn them.
+        var held: (dir: CheckpointDirectory, checkpoint: Checkpoint?)? = nil
+        let start = try comm.rootDecides { () -> StartDecision in
+            let (dir, checkpoint, decision) = try CheckpointDirectory.start(options: options)
+            held = (dir, checkpoint)
+            return decision
         }
-        let outStatus = comm.broadcast(bytes: Array((outError ?? "").utf8))
-        if !outStatus.isEmpty { throw CollectiveError(String(decoding: outStatus, as: UTF8.self)) }
-        out = runDir
-
-        // Resume: rank 0 looks at the disk and reads the checkpoint; the others receive its contents.
-        var resumeError = ""
-        var resumeFrom = ""
-        if comm.isRoot {
-            let last = ((options.rootDir as NSString).appendingPathComponent("checkpoints") as NSString)
-                .appendingPathComponent("last.safetensors")
-            switch options.resume {
-            case .none: break
-            case .auto: if FileManager.default.fileExists(atPath: last) { resumeFrom = last }
-            case .last:
-                if FileManager.default.fileExists(atPath: last) { resumeFrom = last } else {
-                    resumeError = "--resume last: no checkpoint at \(last)"
-                }
-            case .path(let p): resumeFrom = p
-            }
-        }
-        let rs = comm.broadcast(bytes: Array(resumeError.utf8))
-        if !rs.isEmpty { throw CollectiveError(String(decoding: rs, as: UTF8.self)) }
-        let resumePath = String(decoding: comm.broadcast(bytes: Array(resumeFrom.utf8)), as: UTF8.self)
-
-        var checkpoint: Checkpoint? = nil
-        var ckptError: String? = nil
-        if comm.isRoot, !resumePath.isEmpty {
-            let path = resumePath
-            do { checkpoint = try Checkpoint.read(path: path) } catch { ckptError = "cannot resume: \(error)" }
-            if let c = checkpoint {
-                let diff = c.model.differences(from: options.model)
-                if !diff.isEmpty {
-                    ckptError = "cannot resume from \(path): its model config differs from the flags:\n  "
-                        + diff.joined(separator: "\n  ")
-                }
-            }
-        }
-        let ckStatus = comm.broadcast(bytes: Array((ckptError ?? "").utf8))
-        if !ckStatus.isEmpty { throw CollectiveError(String(decoding: ckStatus, as: UTF8.self)) }
+        checkpoints = held?.dir
+        for note in start.notes { progress.line(note) }
 
         // Tiles: validated once, the reading split over the ranks.
         let t0 = monotonicSeconds()
         options.trainDir = TileDirectory.resolve(options.trainDir, split: "train")
         options.valDir = options.valDir.map { TileDirectory.resolve($0, split: "val") }
-        train = try TileSet.scan(options.trainDir, options: readOptions, skipBad: options.skipBadTiles, comm: comm)
+        train = try TileSet.scan(options.trainDir, flag: "train_dir", options: readOptions, skipBad: options.skipBadTiles, comm: comm)
         if let v = options.valDir {
-            val = try TileSet.scan(v, options: readOptions, skipBad: options.skipBadTiles, comm: comm)
+            val = try TileSet.scan(v, flag: "val_dir", options: readOptions, skipBad: options.skipBadTiles, comm: comm)
         } else {
             val = nil
         }
         if train.count < comm.size {
-            throw CollectiveError("\(options.trainDir) has \(train.count) tile(s), fewer than the \(comm.size) ranks: every rank needs at least one tile")
+            throw CollectiveError("--train_dir \(options.trainDir) has \(train.count) tile(s), fewer than the \(comm.size) ranks: every rank needs at least one tile")
         }
         // The tiles decide embedding mode and feature widths.
         options.model.txFeatureDim = train.txFeatureDim
         options.model.bdFeatureDim = train.bdFeatureDim ?? options.model.bdFeatureDim
         if let v = val, v.txFeatureDim != train.txFeatureDim || v.bdFeatureDim != train.bdFeatureDim {
-            throw CollectiveError("validation tiles (\(v.directory)) have different feature widths than the training tiles")
+            throw CollectiveError("validation tiles (--val_dir \(v.directory)) have different feature widths than the training tiles")
         }
         self.options = options
 
-        // Model: rank 0 initializes (or loads), every rank receives the same weights.
-        model = SeggerModel(config: options.model, seed: options.seed)
-        optimizer = Optimizer(config: options.optimizer, parameterCount: model.parameterCount)
-        var loadError: String? = nil
-        if comm.isRoot {
-            do {
-                if let c = checkpoint {
-                    try model.loadWeights(c.weights, source: c.path)
-                    try optimizer.loadState(c.tensors, source: c.path)
-                } else if let w = options.initWeights {
-                    try model.loadWeights(try Trainer.readWeights(w), source: w)
-                }
-            } catch { loadError = "\(error)" }
+        // A run that could take no optimizer step is refused here rather than "trained".
+        if !train.labelCounts.contains(where: { $0 > 0 }) {
+            throw CollectiveError("--train_dir \(options.trainDir): none of the \(train.count) training tile(s) has label pairs (\(TileTensor.labelIndex)): there is nothing to train on")
         }
-        let loadStatus = comm.broadcast(bytes: Array((loadError ?? "").utf8))
-        if !loadStatus.isEmpty { throw CollectiveError(String(decoding: loadStatus, as: UTF8.self)) }
+        let globalBatch = options.batchSizeTrain * comm.size
+        let perEpoch = ShardPlan.batchCount(tileCount: train.count, globalBatch: globalBatch, ranks: comm.size,
+                                            dropLast: options.dropLast)
+        if perEpoch == 0 {
+            throw CollectiveError("--drop_last with a global batch of \(globalBatch) tile(s) (\(comm.size) rank(s) × --batch_size_train \(options.batchSizeTrain)) and \(train.count) training tiles: an epoch has no full batch, so nothing would be trained; lower --batch_size_train or drop --drop_last")
+        }
+
+        // The checkpoint must fit this run: model config, then its position.
+        if let path = start.resumePath, let theirs = start.checkpointModel {
+            let diff = theirs.differences(from: options.model)
+            if !diff.isEmpty {
+                throw CollectiveError("cannot resume from \(path): its model config differs from this run's (checkpoint vs flags and tiles):\n  "
+                                      + diff.joined(separator: "\n  "))
+            }
+            try start.position?.validate(source: path, batchesPerEpoch: perEpoch, optimizerStep: start.optimizerStep)
+        }
+
+        // Memory: every rank checks its own budget before the model is allocated.
+        let estimate = MemoryEstimate(config: options.model, tile: train.extent.union(val?.extent ?? TileExtent()))
+        try comm.agree(estimate.problem(what: "the model (\(options.model.flagSummary)) with the largest tile"))
+
+        // Model: rank 0 initializes (or loads), every rank receives the same weights.
+        let model = SeggerModel(config: options.model, seed: options.seed)
+        let optimizer = Optimizer(config: options.optimizer, parameterCount: model.parameterCount)
+        self.model = model
+        self.optimizer = optimizer
+        try comm.rootDecides {
+            if let c = held?.checkpoint {
+                try TensorChecks.requireFiniteWeights(c.weights, parameters: model.parameters, source: c.path)
+                try model.loadWeights(c.weights, source: c.path)
+                try TensorChecks.requireValidOptimizerState(c.tensors, count: model.parameterCount, source: c.path)
+                try optimizer.loadState(c.tensors, source: c.path)
+            } else if let w = options.initWeights {
+                let tensors = try Trainer.readWeights(w)
+                try TensorChecks.requireFiniteWeights(tensors, parameters: model.parameters, source: w)
+                try model.loadWeights(tensors, source: w)
+            }
+        }
+        held?.checkpoint = nil  // its tensors are no longer needed
         comm.broadcast(model.weights)
         comm.broadcast(optimizer.expAvg)
         comm.broadcast(optimizer.expAvgSq)
-        var pos = checkpoint?.position ?? TrainingPosition(seed: options.seed, worldSize: comm.size,
-                                                           batchSizeTrain: options.batchSizeTrain)
-        if comm.isRoot { pos.worldSize = checkpoint?.position?.worldSize ?? comm.size }
-        let posBytes = comm.broadcast(bytes: Array(String(decoding: try JSONEncoder().encode(pos), as: UTF8.self).utf8))
-        position = try JSONDecoder().decode(TrainingPosition.self, from: Data(posBytes))
-        optimizer.step = Int(comm.broadcastInt(optimizer.step))
+        optimizer.step = start.optimizerStep
+        var pos = start.position ?? TrainingPosition(seed: options.seed, worldSize: comm.size, batchSizeTrain: options.batchSizeTrain)
+        pos.runID = start.runID
+        position = pos
 
         // Every rank must agree on config, parameters and data; say what differs.
         let signature = [
@@ -164,6 +164,7 @@ public final class Trainer {
             "train tiles \(train.count) digest \(train.listingDigest)",
             "val tiles \(val?.count ?? 0) digest \(val?.listingDigest ?? "-")",
             "batch \(options.batchSizeTrain) seed \(options.seed) compression \(options.compression.rawValue) reduction \(options.lossReduction.rawValue)",
+            "run \(start.runID)",
         ]
         let everyone = comm.allgather(signature.joined(separator: "\n"))
         for (r, text) in everyone.enumerated() where text != everyone[0] {
@@ -181,9 +182,17 @@ public final class Trainer {
         accumulator = .allocate(capacity: model.parameterCount)
         accumulator.initialize(repeating: 0)
 
-        if comm.isRoot, let out {
-            try out.writeHyperparameters(options.hyperparameters)
+        // Logs last: a start refused above leaves no new version directory behind.
+        let hparams = options.hyperparameters + [("run_id", HyperparameterValue.string(start.runID))]
+        var runDirectory: RunDirectory? = nil
+        try comm.rootDecides {
+            guard let dir = held?.dir else { return }
+            let o = try RunDirectory(checkpoints: dir, root: options.rootDir)
+            try o.writeHyperparameters(hparams)
+            runDirectory = o
         }
+        out = runDirectory
+        savedCheckpoints = held?.dir.ownEpochFiles() ?? []
         let scan = monotonicSeconds() - t0
         say("segger-train: \(comm.size) rank(s), \(train.count) training tiles" +
             (val.map { ", \($0.count) validation tiles" } ?? "") +
@@ -195,10 +204,13 @@ public final class Trainer {
         if bad > 0 { say("skipped \(bad) bad tile(s) (--skip_bad_tiles); first: \(train.bad.first?.error ?? val?.bad.first?.error ?? "")") }
         let replaced = train.nonFiniteReplaced + (val?.nonFiniteReplaced ?? 0)
         if replaced > 0 { say("warning: replaced \(replaced) NaN/inf feature value(s) as torch.nan_to_num does") }
-        if let c = checkpoint {
-            say("resumed from \(c.path): epoch \(position.epoch), batch \(position.batchInEpoch), step \(position.globalStep)")
-            if position.worldSize != comm.size {
-                say("warning: the checkpoint was written by \(position.worldSize) rank(s), this run has \(comm.size): the global batch size changes, so the run will not reproduce an uninterrupted one")
+        if let path = start.resumePath {
+            say("resumed from \(path): epoch \(position.epoch), batch \(position.batchInEpoch), step \(position.globalStep) (run id \(start.runID))")
+            if position.worldSize != comm.size || position.batchSizeTrain != options.batchSizeTrain {
+                say("warning: the checkpoint was written by \(position.worldSize) rank(s) × batch \(position.batchSizeTrain), this run has \(comm.size) × \(options.batchSizeTrain): the global batches change, so the run will not reproduce an uninterrupted one")
+            }
+            if position.seed != options.seed {
+                say("warning: the checkpoint was written with --seed \(position.seed), this run has --seed \(options.seed): the shuffle of the remaining epochs differs from the original run's")
             }
         }
     }
@@ -226,10 +238,16 @@ public final class Trainer {
     public func run() throws -> TrainSummary {
         let globalBatch = options.batchSizeTrain * comm.size
         var preempted = false
+        var trainedAnything = false
+        if position.epoch >= options.epochs || options.maxSteps.map({ position.globalStep >= $0 }) == true {
+            say("nothing to train: the checkpoint is at epoch \(position.epoch), step \(position.globalStep), which already reaches --epochs \(options.epochs)"
+                + (options.maxSteps.map { " / --max_steps \($0)" } ?? "") + "; raise it to train further")
+        }
         epochLoop: while position.epoch < options.epochs {
+            if let m = options.maxSteps, position.globalStep >= m { break }
             let epoch = position.epoch
-            let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, seed: options.seed,
-                                                  epoch: epoch, dropLast: options.dropLast)
+            let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, ranks: comm.size,
+                                                  seed: options.seed, epoch: epoch, dropLast: options.dropLast)
             var epochLoss = 0.0, epochLabels = 0.0
             timing = EpochTiming()
             let epochStart = monotonicSeconds()
@@ -237,6 +255,11 @@ public final class Trainer {
             while position.batchInEpoch < batches.count {
                 let b = position.batchInEpoch
                 let result = try step(batch: batches[b], epoch: epoch, index: b)
+                if result.interrupted {  // stopped between tiles: the batch is redone on resume
+                    preempted = true
+                    break epochLoop
+                }
+                trainedAnything = true
                 position.batchInEpoch += 1
                 position.batchesSeen += 1
                 if result.taken { position.globalStep += 1 } else { position.skippedSteps += 1 }
@@ -249,11 +272,18 @@ public final class Trainer {
                 }
                 progress.batchFinished(b + 1, step: position.globalStep, loss: epochLoss / max(1, epochLabels),
                                        tilesPerSecond: Double(timing.tiles * comm.size) / max(monotonicSeconds() - epochStart, 1e-9))
-                if result.stop {
-                    preempted = true
-                    break epochLoop
+                // Stop (signal or --max_steps) now; after the epoch's last batch, only after its end
+                // (validation, epoch checkpoint), so that a checkpoint never sits between the two.
+                let done = options.maxSteps.map { position.globalStep >= $0 } ?? false
+                if result.stop { preempted = true }
+                if result.stop || done {
+                    if position.batchInEpoch < batches.count { break epochLoop } else { break }
                 }
-                if let m = options.maxSteps, position.globalStep >= m { break epochLoop }
+            }
+            // An epoch without a single optimizer step since the start of the lineage trained nothing:
+            // stop rather than write an "epoch" checkpoint of an untrained model.
+            if position.globalStep == 0 {
+                throw CollectiveError("epoch \(epoch) ended without a single optimizer step (\(batches.count) global batch(es), \(position.skippedSteps) skipped: no label pairs or non-finite gradients); nothing was trained, no checkpoint written")
             }
             // End of epoch: validation, metrics, checkpoint, replica check.
             position.epoch += 1
@@ -261,8 +291,9 @@ public final class Trainer {
             let trainLoss = epochLoss / max(1, epochLabels)
             progress.finishEpoch()
             try endOfEpoch(epoch: epoch, trainLoss: trainLoss, seconds: monotonicSeconds() - epochStart)
+            if preempted { break }
         }
-        if preempted || (options.maxSteps != nil && position.batchInEpoch > 0) {
+        if preempted || (trainedAnything && position.batchInEpoch > 0) {
             try saveCheckpoint(epochFile: false)
             if preempted {
                 say("preempted: checkpoint written at epoch \(position.epoch) step \(position.globalStep)")
@@ -279,6 +310,8 @@ public final class Trainer {
         var labels: Double
         var gradNorm: Double
         var stop: Bool
+        /// A stop signal arrived between tiles: the step was abandoned on every rank (nothing applied).
+        var interrupted = false
     }
 
     /// One optimizer step over one global batch.
@@ -305,12 +338,14 @@ public final class Trainer {
         buckets.begin(preScale: preScale, accumulated: work.count > 1 ? accumulator : nil)
         var lossSum = 0.0
         var nanTile: String? = nil
+        var interrupted = false
         let g = model.gradients
-        if work.isEmpty {
-            for i in 0..<g.count { g[i] = 0 }
-            buckets.gradientsReady(from: 0)
-        }
         for (k, tileIndex) in work.enumerated() {
+            // A stop signal is honoured between tiles: a long step ends within one tile's time.
+            if k > 0 && StopSignals.received != 0 {
+                interrupted = true
+                break
+            }
             let tl = monotonicSeconds()
             let tile: Tile
             do { tile = try Tile.read(path: train.paths[tileIndex], options: stepReadOptions) } catch {
@@ -336,20 +371,29 @@ public final class Trainer {
             }
             timing.compute += monotonicSeconds() - tc
         }
+        if work.isEmpty || interrupted {
+            // No tile (or an abandoned step): the buckets still go out, so every rank's collectives match.
+            for i in 0..<g.count { g[i] = 0 }
+            if interrupted { for i in 0..<accumulator.count { accumulator[i] = 0 } }
+            buckets.gradientsReady(from: 0)
+        }
 
-        // Step-wide agreement: loss, NaN, stop requests (one small all-reduce).
+        // Step-wide agreement: loss, NaN, stop requests, abandoned steps (one small all-reduce).
         let tw = monotonicSeconds()
         let flags = comm.allreduceSum([lossSum.isFinite ? lossSum : 0, nanTile == nil ? 0 : 1,
-                                       StopSignals.received != 0 ? 1 : 0])
+                                       StopSignals.received != 0 ? 1 : 0, interrupted ? 1 : 0])
         let ok = buckets.finish()
         timing.wait += monotonicSeconds() - tw
         timing.steps += 1
         if flags[1] > 0 {
             let msg = nanTile.map { "rank \(comm.rank): non-finite loss at epoch \(epoch), step \(position.globalStep) on tiles \(mine.map { train.paths[$0] }) (first: \($0))" }
             if let msg { FileHandle.standardError.write(Data((msg + "\n").utf8)) }
-            throw CollectiveError("non-finite loss at epoch \(epoch), step \(position.globalStep) (batch \(index)); the ranks with the NaN printed their tiles above; stopping")
+            throw CollectiveError("non-finite loss at epoch \(epoch), step \(position.globalStep) (batch \(index)) with --lr \(options.optimizer.lr); the ranks with the NaN printed their tiles above; stopping")
         }
         let stop = flags[2] > 0
+        if flags[3] > 0 {
+            return StepResult(taken: false, lossSum: 0, labels: 0, gradNorm: 0, stop: true, interrupted: true)
+        }
         guard globalLabels > 0 else {
             return StepResult(taken: false, lossSum: 0, labels: 0, gradNorm: 0, stop: stop)
         }
@@ -416,43 +460,53 @@ public final class Trainer {
             text += String(format: ", all-reduce wait %.2f (slowest rank); %.2f MB/step", t[2], Double(bytes) / 1e6)
         }
         say(text)
+        var isBest = false
         if comm.isRoot, let m = metrics, !m.auroc.isNaN, m.auroc > (position.bestAUROC ?? -1) {
             position.bestAUROC = m.auroc
+            isBest = true
         }
-        try saveCheckpoint(epochFile: true)
+        try saveCheckpoint(epochFile: true, isBest: isBest)
         if options.checkReplicas { _ = try checkReplicas() }
     }
 
-    /// Rank 0 writes `epoch=E-step=S` (when `epochFile`) and `last`, keeping the newest K plus the best.
-    func saveCheckpoint(epochFile: Bool) throws {
-        guard comm.isRoot, let out else { return }
-        let hp = options.hyperparameters
+    /// Rank 0 writes `last` and (when `epochFile`) `epoch=E-step=S`, then removes this lineage's epoch
+    /// files beyond the newest `--save_top_k` (never the best). `last` goes first: a kill between the two
+    /// writes leaves a `last` to resume from, never epoch files without one.
+    func saveCheckpoint(epochFile: Bool, isBest: Bool = false) throws {
+        guard comm.isRoot, let dir = checkpoints else { return }
+        let hp = options.hyperparameters.map { ($0.0, $0.1.text) } + [("run_id", dir.runID)]
+        var removals: [String] = []
         do {
-            if epochFile {
-                let path = out.checkpointPath(epoch: position.epoch - 1, step: position.globalStep)
-                var isBest = false
-                if let m = lastValidation, !m.auroc.isNaN, m.auroc >= (position.bestAUROC ?? -1) {
-                    isBest = true
-                }
-                let previousBest = position.bestCheckpoint
-                if isBest { position.bestCheckpoint = path }
-                try Checkpoint.write(to: path, model: model, optimizer: optimizer, optimizerConfig: options.optimizer,
-                                     position: position, hyperparameters: hp)
-                savedCheckpoints.append(path)
-                // Keep the newest K epoch checkpoints and the best one.
-                while savedCheckpoints.count > max(0, options.saveTopK) {
+            let name = CheckpointDirectory.epochFileName(epoch: position.epoch - 1, step: position.globalStep)
+            let previousBest = position.bestCheckpoint.map { ($0 as NSString).lastPathComponent }
+            if epochFile && isBest { position.bestCheckpoint = name }
+            try dir.ensureWritable(CheckpointDirectory.lastName)
+            try Checkpoint.write(to: (dir.path as NSString).appendingPathComponent(CheckpointDirectory.lastName),
+                                 model: model, optimizer: optimizer, optimizerConfig: options.optimizer,
+                                 position: position, hyperparameters: hp)
+            guard epochFile else { return }
+            try dir.ensureWritable(name)
+            try Checkpoint.write(to: (dir.path as NSString).appendingPathComponent(name), model: model, optimizer: optimizer,
+                                 optimizerConfig: options.optimizer, position: position, hyperparameters: hp)
+            savedCheckpoints.removeAll { $0 == name }
+            savedCheckpoints.append(name)
+            // Keep the newest K epoch checkpoints (all with -1) and the best one.
+            if options.saveTopK >= 0 {
+                while savedCheckpoints.count > options.saveTopK {
                     let old = savedCheckpoints.removeFirst()
-                    if old != position.bestCheckpoint { unlink(old) }
-                }
-                if let prev = previousBest, prev != position.bestCheckpoint, !savedCheckpoints.contains(prev) {
-                    unlink(prev)
+                    if old != position.bestCheckpoint, let line = dir.remove(old, reason: "--save_top_k \(options.saveTopK)") {
+                        removals.append(line)
+                    }
                 }
             }
-            try Checkpoint.write(to: out.lastCheckpoint, model: model, optimizer: optimizer, optimizerConfig: options.optimizer,
-                                 position: position, hyperparameters: hp)
+            if let prev = previousBest, prev != position.bestCheckpoint, !savedCheckpoints.contains(prev),
+               let line = dir.remove(prev, reason: "no longer the best by validation AUROC") {
+                removals.append(line)
+            }
         } catch {
             throw RankError("rank 0: writing a checkpoint failed: \(error) (the previous checkpoint files are intact)")
         }
+        for line in removals { say(line) }
     }
 
     /// Compares a digest of the weights across ranks; differing replicas stop the run.
@@ -471,12 +525,4 @@ public struct RankError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
-}
-
-extension Communicator {
-    /// Broadcasts one integer from rank 0.
-    func broadcastInt(_ v: Int) -> Int {
-        let bytes = broadcast(bytes: Array(String(v).utf8))
-        return Int(String(decoding: bytes, as: UTF8.self)) ?? v
-    }
 }

@@ -23,34 +23,43 @@ struct Bench: ParsableCommand {
     var steps: Int = 20
     @Option(name: .customLong("warmup"), help: "Untimed steps first.")
     var warmup: Int = 3
-    @Option(name: .customLong("grad_compression"), help: "fp16, bf16 or none.")
-    var gradCompression: String = "fp16"
+    @Option(name: .customLong("grad_compression"), help: "Gradient exchange format.")
+    var gradCompression: GradientCompression = .fp16
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default 1).")
     var numThreads: Int?
     @OptionGroup var model: ModelOptions
     @OptionGroup var opt: OptimizerOptions
 
     func run() throws {
-        configureThreads(numThreads)
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
         runOnEveryRank(comm) {
+            // Checked on every rank, not in validate(), for the reason given at Train.options.
+            try Flags.path("tiles", tiles)
+            try Flags.int("batch", batch, 1...65_536)
+            try Flags.int("steps", steps, 1...1_000_000)
+            try Flags.int("warmup", warmup, 0...1_000_000)
+            try checkThreads(numThreads)
+            configureThreads(numThreads)
             var o = TrainOptions()
             o.trainDir = tiles
-            o.rootDir = FileManager.default.temporaryDirectory.appendingPathComponent("segger-bench-\(getpid())").path
+            // A directory of its own for the trainer's outputs (removed at the end).
+            o.rootDir = FileManager.default.temporaryDirectory
+                .appendingPathComponent("segger-bench-\(getpid())-\(UUID().uuidString.prefix(8))").path
             o.batchSizeTrain = batch
             o.model = try model.config()
             o.optimizer = try opt.config()
-            guard let c = GradientCompression(rawValue: gradCompression) else { throw ValidationError("--grad_compression must be fp16, bf16 or none") }
-            o.compression = c
+            o.compression = gradCompression
             o.epochs = 1
             o.progressSeconds = 1e9
+            // Only rank 0 creates the directory (the trainer's outputs); it goes whatever happens next.
+            defer { if comm.isRoot { try? FileManager.default.removeItem(atPath: o.rootDir) } }
             let rssStart = MachineProbe.currentRSSMB()
             let trainer = try Trainer(options: o, comm: comm)
             let (times, waits, rssTimed) = try trainer.timedSteps(warmup: warmup, steps: steps)
             let rssAfter = MachineProbe.currentRSSMB()
             let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart, rssAfter - rssTimed])
-            guard comm.isRoot else { try? FileManager.default.removeItem(atPath: o.rootDir); return }
+            guard comm.isRoot else { return }
             // Per-tile work and the floor, from the tiles actually used.
             let set = trainer.trainingTiles
             var flops = 0.0, gemmSeconds = 0.0, edgeBytes = 0.0, tx = 0.0, edges = 0.0, labels = 0.0
@@ -104,7 +113,6 @@ struct Bench: ParsableCommand {
             report.meanTileEdges = edges / n
             report.meanTileLabels = labels / n
             try printJSONLine(report)
-            try? FileManager.default.removeItem(atPath: o.rootDir)
         }
     }
 }
@@ -139,9 +147,22 @@ struct BenchKernels: ParsableCommand {
     var seed: UInt64 = 1
 
     func validate() throws {
-        guard rows > 0, degree > 0, heads > 0, channels > 0 else { throw ValidationError("--rows, --degree, --heads and --channels must be positive") }
-        guard reps > 3 else { throw ValidationError("--reps must be more than 3 (three untimed passes first)") }
-        guard far >= 0 && far <= 1 else { throw ValidationError("--far must be between 0 and 1") }
+        try Flags.int("rows", rows, 1...(1 << 24))
+        try Flags.int("degree", degree, 1...1024)
+        try Flags.int("heads", heads, 1...1024)
+        try Flags.int("channels", channels, 1...65_536)
+        try Flags.int("reps", reps, 4...1_000_000, "three untimed passes first")
+        try Flags.real("far", far, 0...1)
+        guard Double(rows) * Double(degree) < Double(Int32.max) else {
+            throw ValidationError("--rows \(rows) × --degree \(degree) edges exceed the kernels' 32-bit edge indices")
+        }
+        // Buffers: y, dy [rows, 2·W], out, dOut [rows, W], alpha [E, H], edge lists [E] (×2 while growing).
+        let W = Double(heads) * Double(channels), E = Double(rows) * Double(degree)
+        let need = 4 * (Double(rows) * 6 * W + E * (Double(heads) + 4)) + 64 * 1_048_576
+        let budget = MachineMemory.budget()
+        if need > budget.bytes {
+            throw ValidationError("--rows \(rows) --degree \(degree) --heads \(heads) --channels \(channels) need an estimated \(MachineMemory.format(need)), more than the \(MachineMemory.format(budget.bytes)) available (\(budget.source))")
+        }
     }
 
     func run() throws {

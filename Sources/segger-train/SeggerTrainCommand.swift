@@ -56,13 +56,15 @@ struct ModelOptions: ParsableArguments {
     var heads: Int = 4
     @Option(name: .customLong("mid_layers"), help: "Number of middle GATv2 layers.")
     var midLayers: Int = 1
-    @Option(name: .customLong("aggr"), help: "How to_hetero sums relations into a node type: sum or mean.")
-    var aggr: String = "sum"
+    @Option(name: .customLong("aggr"), help: "How to_hetero sums relations into a node type.")
+    var aggr: Aggregation = .sum
     @Flag(name: .customLong("no-residual"), help: "segger main (2025) architecture: no residual linears.")
     var noResidual = false
     @Flag(name: .customLong("no-l2-normalize"), help: "segger main (2025) architecture: no L2 normalization of the output embeddings.")
     var noL2Normalize = false
 
+    /// The config, each size in its range (`ModelConfig.sizeLimits`) and the parameters within the
+    /// memory this rank may use; errors name the flag.
     func config() throws -> ModelConfig {
         var c = ModelConfig()
         c.numTxTokens = numTxTokens
@@ -71,15 +73,14 @@ struct ModelOptions: ParsableArguments {
         c.outChannels = outChannels
         c.heads = heads
         c.midLayers = midLayers
-        guard let a = Aggregation(rawValue: aggr) else { throw ValidationError("--aggr must be sum or mean, not '\(aggr)'") }
-        c.aggr = a
+        c.aggr = aggr
         c.residual = !noResidual
         c.l2Normalize = !noL2Normalize
-        for (name, v) in [("num_tx_tokens", numTxTokens), ("init_emb", initEmb), ("hidden_channels", hiddenChannels),
-                          ("out_channels", outChannels), ("heads", heads)] where v < 1 {
-            throw ValidationError("--\(name) must be at least 1")
+        for limit in c.sizeLimits { try Flags.int(limit.name, limit.value, limit.range) }
+        // Parameters alone (tiles are not read yet); the trainer checks again with the largest tile.
+        if let problem = MemoryEstimate(config: c, tile: TileExtent()).problem(what: "the model (\(c.flagSummary))") {
+            throw ValidationError(problem)
         }
-        if midLayers < 0 { throw ValidationError("--mid_layers must be 0 or more") }
         return c
     }
 }
@@ -87,7 +88,7 @@ struct ModelOptions: ParsableArguments {
 /// Optimizer settings.
 struct OptimizerOptions: ParsableArguments {
     @Option(name: .customLong("optimizer"), help: "adamw (segger since May 2025) or adam (earlier segger: with no other flag, lr 1e-3, no weight decay, no clipping).")
-    var optimizer: String = "adamw"
+    var optimizer: OptimizerConfig.Kind = .adamw
     @Option(name: .customLong("lr"), help: "Learning rate (default 1e-4; 1e-3 for --optimizer adam).")
     var lr: Float?
     @Option(name: .customLong("weight_decay"), help: "Weight decay (default 1e-4: decoupled for adamw; 0 for adam, where it is L2).")
@@ -97,23 +98,34 @@ struct OptimizerOptions: ParsableArguments {
 
     func config() throws -> OptimizerConfig {
         var c = OptimizerConfig()
-        guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else {
-            throw ValidationError("--optimizer must be adamw or adam, not '\(optimizer)'")
+        c.kind = optimizer
+        if optimizer == .adam { c.lr = 1e-3; c.weightDecay = 0; c.maxNorm = nil }
+        if let lr {
+            try Flags.real("lr", Double(lr), 0...Double(Float.greatestFiniteMagnitude), openBelow: true)
+            c.lr = lr
         }
-        c.kind = kind
-        if kind == .adam { c.lr = 1e-3; c.weightDecay = 0; c.maxNorm = nil }
-        if let lr { c.lr = lr }
-        if let weightDecay { c.weightDecay = weightDecay }
-        if let gradClip { c.maxNorm = gradClip > 0 ? gradClip : nil }
-        guard c.lr > 0 else { throw ValidationError("--lr must be positive") }
+        if let weightDecay {
+            try Flags.real("weight_decay", Double(weightDecay), 0...Double(Float.greatestFiniteMagnitude))
+            c.weightDecay = weightDecay
+        }
+        if let gradClip {
+            try Flags.real("grad_clip", Double(gradClip), 0...Double(Float.greatestFiniteMagnitude))
+            c.maxNorm = gradClip > 0 ? gradClip : nil
+        }
         return c
     }
 }
 
-/// Sets OpenBLAS threads per rank (default 1: ranks, not threads, use the cores).
+/// Sets OpenBLAS threads per rank (default 1: ranks, not threads, use the cores). `requested` is
+/// validated by the caller; an out-of-range `OPENBLAS_NUM_THREADS` is clamped by `BLASThreads.set`.
 func configureThreads(_ requested: Int?) {
     let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
     BLASThreads.set(requested ?? env ?? 1)
+}
+
+/// Checks `--num_threads`.
+func checkThreads(_ n: Int?) throws {
+    if let n { try Flags.int("num_threads", n, 1...BLASThreads.maximum) }
 }
 
 /// Runs `body` on every rank and ends the process as its error demands: an error every rank raised
@@ -169,26 +181,26 @@ struct Train: ParsableCommand {
         """
     )
 
-    @Option(name: .customLong("train_dir"), help: "Directory of training tiles (*.safetensors).")
+    @Option(name: .customLong("train_dir"), help: "Directory of training tiles (*.safetensors or segger's *.pt).")
     var trainDir: String
     @Option(name: .customLong("val_dir"), help: "Directory of validation tiles; metrics are computed once per epoch.")
     var valDir: String?
-    @Option(name: .customLong("batch_size_train"), help: "Tiles per step per rank (global batch = ranks × this).")
+    @Option(name: .customLong("batch_size_train"), help: "Tiles per step per rank (global batch = ranks × this; the epoch's last batch may be smaller).")
     var batchSizeTrain: Int = 4
     @Option(name: .customLong("batch_size_val"), help: "Validation tiles per forward pass (results do not depend on it).")
     var batchSizeVal: Int = 4
     @Option(name: .customLong("epochs"), help: "Number of epochs.")
     var epochs: Int = 100
-    @Option(name: .customLong("default_root_dir"), help: "Output directory (Lightning layout).")
+    @Option(name: .customLong("default_root_dir"), help: "Output directory (Lightning layout). A new run refuses a root whose checkpoints/ holds another run's checkpoints.")
     var rootDir: String = "./runs"
     @OptionGroup var model: ModelOptions
     @OptionGroup var opt: OptimizerOptions
-    @Option(name: .customLong("precision"), help: "16-mixed (default), bf16-mixed or 32; see the discussion.")
-    var precision: String = "16-mixed"
-    @Option(name: .customLong("grad_compression"), help: "fp16, bf16 or none (exact: fp32 gradients summed in fp64, so N ranks give 1 rank's weights bit for bit); overrides what --precision implies.")
-    var gradCompression: String?
+    @Option(name: .customLong("precision"), help: "Gradient exchange implied (compute is fp32); see the discussion.")
+    var precision: Precision = .mixed16
+    @Option(name: .customLong("grad_compression"), help: "none is exact (fp32 gradients summed in fp64, so N ranks give 1 rank's weights bit for bit); overrides what --precision implies.")
+    var gradCompression: GradientCompression?
     @Option(name: .customLong("loss_reduction"), help: "global_mean (default) or rank_mean (DDP).")
-    var lossReduction: String = "global_mean"
+    var lossReduction: LossReduction = .globalMean
     @Option(name: .customLong("bucket_cap_mb"), help: "Gradient bucket size cap in MB of fp32 gradient.")
     var bucketCapMB: Double = 0.25
     @Option(name: .customLong("accelerator"), help: "cpu (the only choice).")
@@ -199,32 +211,42 @@ struct Train: ParsableCommand {
     var devices: String = "auto"
     @Option(name: .customLong("seed"), help: "Seed of initialization and of the per-epoch shuffle.")
     var seed: UInt64 = 0
-    @Option(name: .customLong("init_weights"), help: "Start from these weights (safetensors, PyG names with or without `model.`).")
+    @Option(name: .customLong("init_weights"), help: "Start from these weights (safetensors with PyG names, with or without `model.`, or a Lightning .ckpt); not with --resume.")
     var initWeights: String?
-    @Option(name: .customLong("resume"), help: "Continue from a checkpoint: `last`, `auto` (last if present, else fresh) or a path.")
-    var resume: String?
-    @Flag(name: .customLong("drop_last"), help: "Drop the last partial global batch instead of padding it by repetition.")
+    @Option(name: .customLong("resume"), help: "Continue from a checkpoint: `last` (<root>/checkpoints/last.safetensors, which must exist), `auto` (last if present, else a fresh start) or a checkpoint path.")
+    var resume: ResumeMode?
+    @Flag(name: .customLong("drop_last"), help: "Drop the epoch's last, smaller global batch.")
     var dropLast = false
     @Flag(name: .customLong("skip_bad_tiles"), help: "Skip (and count) tiles that fail validation instead of stopping.")
     var skipBadTiles = false
-    @Option(name: .customLong("save_top_k"), help: "Epoch checkpoints to keep besides last and the best by validation AUROC.")
+    @Option(name: .customLong("save_top_k"), parsing: .unconditional, help: "Epoch checkpoints to keep besides last and the best by validation AUROC; -1 keeps all.")
     var saveTopK: Int = 3
     @Option(name: .customLong("log_every_n_steps"), help: "Write a training-loss row to metrics.csv every N steps.")
     var logEveryNSteps: Int = 50
-    @Option(name: .customLong("max_steps"), help: "Stop after this many optimizer steps in total.")
-    var maxSteps: Int?
+    @Option(name: .customLong("max_steps"), parsing: .unconditional, help: "Stop after this many optimizer steps in total; -1: no limit (Lightning).")
+    var maxSteps: Int = -1
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).")
     var numThreads: Int?
     @Option(name: .customLong("progress_seconds"), help: "Seconds between progress lines when stdout is not a terminal.")
     var progressSeconds: Double = 30
 
+    /// The run's settings, every flag checked. This runs on every rank inside `runOnEveryRank`, not in
+    /// `validate()`: `validate()` runs before MPI is initialized, where each of N ranks would print the
+    /// error and exit on its own (mpirun then reports an abnormal end); here rank 0 prints it once and all
+    /// ranks finalize and exit 64 together. (`--devices` also needs the world size.)
     func options(worldSize: Int) throws -> TrainOptions {
         var o = TrainOptions()
+        try Flags.path("train_dir", trainDir)
+        if let v = valDir { try Flags.path("val_dir", v) }
+        try Flags.path("default_root_dir", rootDir)
+        if let w = initWeights { try Flags.path("init_weights", w) }
         o.trainDir = trainDir
         o.valDir = valDir
         o.rootDir = rootDir
-        guard batchSizeTrain >= 1, batchSizeVal >= 1 else { throw ValidationError("batch sizes must be at least 1") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+        let counts = 1...Int(Int32.max)
+        try Flags.int("batch_size_train", batchSizeTrain, counts)
+        try Flags.int("batch_size_val", batchSizeVal, counts)
+        try Flags.int("epochs", epochs, counts)
         o.batchSizeTrain = batchSizeTrain
         o.batchSizeVal = batchSizeVal
         o.epochs = epochs
@@ -242,37 +264,40 @@ struct Train: ParsableCommand {
         }
         let known = ["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "mpi"]
         guard known.contains(strategy) else { throw ValidationError("--strategy \(strategy): training is always MPI data-parallel; use auto or ddp") }
-        let implied: GradientCompression
-        switch precision {
-        case "16-mixed", "16", "16-true": implied = .fp16
-        case "bf16-mixed", "bf16", "bf16-true": implied = .bf16
-        case "32", "32-true": implied = .none
-        default: throw ValidationError("--precision must be 16-mixed, bf16-mixed or 32, not '\(precision)'")
-        }
-        if let gc = gradCompression {
-            guard let c = GradientCompression(rawValue: gc) else { throw ValidationError("--grad_compression must be fp16, bf16 or none") }
-            if implied == .none && c != .none { throw ValidationError("--precision 32 means no gradient compression; drop --grad_compression \(gc) or use --precision 16-mixed") }
+        if let c = gradCompression {
+            if precision.impliedCompression == .none && c != .none {
+                throw ValidationError("--precision \(precision.rawValue) means no gradient compression; drop --grad_compression \(c.rawValue) or use --precision 16-mixed")
+            }
             o.compression = c
         } else {
-            o.compression = implied
+            o.compression = precision.impliedCompression
         }
-        guard let r = LossReduction(rawValue: lossReduction) else { throw ValidationError("--loss_reduction must be global_mean or rank_mean") }
-        o.lossReduction = r
-        guard bucketCapMB > 0 else { throw ValidationError("--bucket_cap_mb must be positive") }
+        o.lossReduction = lossReduction
+        try Flags.real("bucket_cap_mb", bucketCapMB, 0...1_048_576, openBelow: true)
         o.bucketCapMB = bucketCapMB
         o.dropLast = dropLast
         o.skipBadTiles = skipBadTiles
-        o.resume = ResumeMode(resume)
+        if resume != nil && initWeights != nil {
+            throw ValidationError("--init_weights and --resume exclude each other: --resume restores the weights (and optimizer state and position) of its checkpoint; drop one of them")
+        }
+        o.resume = resume ?? .none
         o.initWeights = initWeights
+        try Flags.int("save_top_k", saveTopK, -1...Int(Int32.max), "-1 keeps every epoch checkpoint")
         o.saveTopK = saveTopK
+        try Flags.int("log_every_n_steps", logEveryNSteps, counts)
         o.logEveryNSteps = logEveryNSteps
-        o.maxSteps = maxSteps
+        if maxSteps == 0 {
+            throw ValidationError("--max_steps 0 would train nothing; give a positive number of steps, or -1 for no limit")
+        }
+        try Flags.int("max_steps", maxSteps, -1...(1 << 40), "-1 means no limit")
+        o.maxSteps = maxSteps == -1 ? nil : maxSteps
+        try checkThreads(numThreads)
+        try Flags.real("progress_seconds", progressSeconds, 0...1e9)
         o.progressSeconds = progressSeconds
         return o
     }
 
     func run() throws {
-        configureThreads(numThreads)
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
         if let n = ProcessInfo.processInfo.environment["SLURM_NTASKS"].flatMap(Int.init), n != comm.size,
@@ -285,6 +310,7 @@ struct Train: ParsableCommand {
         StopSignals.install()
         runOnEveryRank(comm) {
             let o = try options(worldSize: comm.size)
+            configureThreads(numThreads)
             let trainer = try Trainer(options: o, comm: comm)
             let summary = try trainer.run()
             if comm.isRoot {
@@ -301,6 +327,30 @@ struct Train: ParsableCommand {
 
 // MARK: - eval
 
+/// What `eval` prints (one JSON object; a metric that is undefined, e.g. AUROC with one class, is null).
+struct EvalReport: Encodable {
+    var validationLoss: Double?
+    var validationAuroc: Double?
+    var validationF1: Double?
+    var pairs: Int
+    var tiles: Int
+
+    enum CodingKeys: String, CodingKey {
+        case validationLoss = "validation_loss", validationAuroc = "validation_auroc", validationF1 = "validation_f1"
+        case pairs, tiles
+    }
+
+    /// Undefined metrics as explicit nulls (the synthesized encoder would leave the keys out).
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(validationLoss, forKey: .validationLoss)
+        try c.encode(validationAuroc, forKey: .validationAuroc)
+        try c.encode(validationF1, forKey: .validationF1)
+        try c.encode(pairs, forKey: .pairs)
+        try c.encode(tiles, forKey: .tiles)
+    }
+}
+
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Validation metrics of a checkpoint on a tile directory, as JSON.")
 
@@ -311,25 +361,37 @@ struct Eval: ParsableCommand {
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads.")
     var numThreads: Int?
 
+    func validate() throws {
+        try Flags.path("tiles", tiles)
+        try Flags.path("checkpoint", checkpoint)
+        try checkThreads(numThreads)
+    }
+
     func run() throws {
         configureThreads(numThreads)
         do {
-            let ck = try Checkpoint.read(path: checkpoint)
-            let model = SeggerModel(config: ck.model, seed: 0)
-            try model.loadWeights(ck.weights, source: checkpoint)
-            let options = TileReadOptions(numTxTokens: ck.model.txFeatureDim == nil ? ck.model.numTxTokens : nil)
+            let paths = try TileFiles.list(tiles, flag: "tiles")
+            let extent: TileExtent
+            do { extent = try ModelFile.extent(of: paths) } catch { throw OutputError("--tiles \(error)") }
+            let (model, ck) = try ModelFile.load(path: checkpoint, flag: "checkpoint", largestTile: extent)
             var logits: [Float] = [], labels: [Float] = []
-            let paths = try TileDirectory.list(tiles)
             for p in paths {
-                let t = try Tile.read(path: p, options: options)
+                // Token ids are checked against the checkpoint's vocabulary below (the reader's own check
+                // would cite a train flag).
+                let t: Tile
+                do { t = try Tile.read(path: p) } catch { throw OutputError("--tiles \(error)") }
+                if let problem = ck.model.incompatibility(with: t, path: p) {
+                    throw OutputError("--tiles: \(problem) (--checkpoint \(checkpoint))")
+                }
                 guard t.numLabels > 0 else { continue }
                 model.forward(t)
                 logits += model.logits
                 labels += t.labels
             }
             let m = BinaryMetrics(logits: logits, labels: labels)
-            func j(_ x: Double) -> String { x.isNaN ? "null" : String(format: "%.9g", x) }
-            print("{\"validation_loss\": \(j(m.loss)), \"validation_auroc\": \(j(m.auroc)), \"validation_f1\": \(j(m.f1)), \"pairs\": \(m.count), \"tiles\": \(paths.count)}")
+            func j(_ x: Double) -> Double? { x.isFinite ? x : nil }
+            try printJSONLine(EvalReport(validationLoss: j(m.loss), validationAuroc: j(m.auroc), validationF1: j(m.f1),
+                                         pairs: m.count, tiles: paths.count))
         } catch {
             fail("\(error)")
         }
@@ -355,18 +417,37 @@ struct DumpStep: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var opt: OptimizerOptions
 
+    func validate() throws {
+        try Flags.path("tiles", tiles)
+        try Flags.int("batch", batch, 1...65_536)
+        try Flags.path("weights", weights)
+        try Flags.path("out", out)
+        _ = try model.config()
+        _ = try opt.config()
+    }
+
     func run() throws {
         configureThreads(1)
         do {
             var config = try model.config()
-            let paths = Array(try TileDirectory.list(tiles).prefix(max(1, batch)))
+            let paths = Array(try TileFiles.list(tiles, flag: "tiles").prefix(batch))
             let first = try Tile.read(path: paths[0])
             config.txFeatureDim = first.txFeatureDim
             config.bdFeatureDim = first.bdDim
             let options = TileReadOptions(numTxTokens: config.txFeatureDim == nil ? config.numTxTokens : nil)
-            let b = Tile.batch(try paths.map { try Tile.read(path: $0, options: options) })
+            let read = try paths.map { try Tile.read(path: $0, options: options) }
+            for (t, p) in zip(read, paths) {
+                if let problem = config.incompatibility(with: t, path: p) { throw OutputError("--tiles: \(problem) (the first tile decides)") }
+            }
+            let b = Tile.batch(read)
+            let extent = TileExtent(nodes: b.numTx + b.numBd, edges: b.neighbors.count + b.belongs.count, labels: b.numLabels)
+            if let problem = MemoryEstimate(config: config, tile: extent).problem(what: "the model (\(config.flagSummary)) with this batch") {
+                throw OutputError(problem)
+            }
             let m = SeggerModel(config: config, seed: 0)
-            try m.loadWeights(try SafeTensorsFile.read(path: weights).tensors, source: weights)
+            let tensors = try SafeTensorsFile.read(path: weights).tensors
+            try TensorChecks.requireFiniteWeights(tensors, parameters: m.parameters, source: weights)
+            try m.loadWeights(tensors, source: weights)
             let lossSum = m.forward(b)
             let L = max(1, b.numLabels)
             let (tx, bd) = m.outputs()
@@ -403,11 +484,14 @@ struct Digest: ParsableCommand {
     @Option(name: .customLong("checkpoint"), help: "A checkpoint written by train.")
     var checkpoint: String
 
+    func validate() throws {
+        try Flags.path("checkpoint", checkpoint)
+    }
+
     func run() throws {
         do {
-            let ck = try Checkpoint.read(path: checkpoint)
-            let m = SeggerModel(config: ck.model, seed: 0)
-            try m.loadWeights(ck.weights, source: checkpoint)
+            // The digest is of the bytes as they are: non-finite weights are reported, not refused.
+            let (m, _) = try ModelFile.load(path: checkpoint, flag: "checkpoint", requireFinite: false)
             print(weightsDigest(m.weights))
         } catch {
             fail("\(error)")

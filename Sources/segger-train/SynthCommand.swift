@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SeggerTiles
+import SeggerTrain
 
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,13 +25,14 @@ struct SynthCommand: ParsableCommand {
         position and gene, as in segger's tiles. Each tile's kNN, belongs and label
         edges are built within the tile. --tx_per_tile is then the mean per core (a
         tile holds more: its margins); manifest.json records the grid and the cores.
+        --out must be a new or empty directory: tiles of an earlier synth are never overwritten or mixed in.
         """)
 
-    @Option(name: .customLong("out"), help: "Output directory (created).")
+    @Option(name: .customLong("out"), help: "Output directory (created; must hold no tiles yet).")
     var out: String
     @Option(name: .customLong("tiles"), help: "Number of tiles.")
     var tiles: Int = 8
-    @Option(name: .customLong("tx_per_tile"), help: "Transcripts per tile (approximately).")
+    @Option(name: .customLong("tx_per_tile"), help: "Transcripts per tile.")
     var txPerTile: Int = 5000
     @Option(name: .customLong("seed"), help: "Seed of the tiles' layout and sampling.")
     var seed: UInt64 = 0
@@ -45,14 +47,34 @@ struct SynthCommand: ParsableCommand {
     @Option(name: .customLong("overlap_margin"), help: "Overlap mode: cut one region into overlapping tiles, each holding everything within this many µm of its core (see below).")
     var overlapMargin: Double?
 
+    /// Memory of generating `transcripts` transcripts at once, an upper bound measured on the generator
+    /// (bytes per transcript: a fixed part, per neighbour, per embedding feature) plus the runtime.
+    static func estimatedBytes(transcripts: Double, k: Int, embeddingDim: Int?) -> Double {
+        transcripts * (600 + 64 * Double(k) + 16 * Double(embeddingDim ?? 0)) + 64 * 1_048_576
+    }
+
+    func validate() throws {
+        try Flags.path("out", out)
+        try Flags.int("tiles", tiles, 1...100_000)
+        try Flags.int("tx_per_tile", txPerTile, 10...10_000_000)
+        try Flags.int("num_tx_tokens", numTxTokens, 1...Int(Int32.max))
+        try Flags.int("k", k, 1...64)
+        if let d = embeddingDim { try Flags.int("embedding_dim", d, 1...4096) }
+        if let m = overlapMargin { try Flags.real("overlap_margin", m, 0...1e9) }
+        try Flags.real("tx_per_cell", txPerCell, 1...1e9)
+        // Overlap mode generates the whole region (tiles × tx_per_tile transcripts), and a wide margin
+        // puts all of it in each tile: twice the region bounds both.
+        let transcripts = overlapMargin == nil ? Double(txPerTile) : 2 * Double(tiles) * Double(txPerTile)
+        let need = SynthCommand.estimatedBytes(transcripts: transcripts, k: k, embeddingDim: embeddingDim)
+        let budget = MachineMemory.budget()
+        if need > budget.bytes {
+            let flags = "--tx_per_tile \(txPerTile) with --k \(k)" + (embeddingDim.map { ", --embedding_dim \($0)" } ?? "")
+                + (overlapMargin.map { ", --tiles \(tiles) and --overlap_margin \($0)" } ?? "")
+            throw ValidationError("\(flags) needs an estimated \(MachineMemory.format(need)), more than the \(MachineMemory.format(budget.bytes)) available (\(budget.source))")
+        }
+    }
+
     func run() throws {
-        guard tiles >= 1, txPerTile >= 10, numTxTokens >= 1, k >= 1 else {
-            throw ValidationError("--tiles ≥ 1, --tx_per_tile ≥ 10, --num_tx_tokens ≥ 1 and --k ≥ 1 are required")
-        }
-        guard txPerCell >= 1, txPerCell.isFinite else { throw ValidationError("--tx_per_cell must be a finite number ≥ 1 (got \(txPerCell))") }
-        if let m = overlapMargin, !(m >= 0 && m.isFinite) {
-            throw ValidationError("--overlap_margin must be a finite number of µm ≥ 0 (got \(m))")
-        }
         var c = SynthConfig()
         c.tiles = tiles
         c.txPerTile = txPerTile
@@ -63,6 +85,17 @@ struct SynthCommand: ParsableCommand {
         c.overlapMargin = overlapMargin
         c.txPerCell = txPerCell
         do {
+            // Never write over (or mix with) tiles already there.
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+            let existing = names.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".pt") || $0 == "manifest.json" }.sorted()
+            if !existing.isEmpty {
+                let shown = existing.prefix(4).joined(separator: ", ") + (existing.count > 4 ? ", …" : "")
+                throw TileError(path: out, "--out already holds \(existing.count) tile file(s) (\(shown)); synth writes into a new or empty directory: remove them or pick another --out")
+            }
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), !isDir.boolValue {
+                throw TileError(path: out, "--out is a file, not a directory")
+            }
             try SeggerTiles.Synth.writeDirectory(config: c, to: out)
         } catch {
             fail("\(error)")

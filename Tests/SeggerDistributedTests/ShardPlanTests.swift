@@ -2,39 +2,64 @@ import XCTest
 @testable import SeggerDistributed
 
 final class ShardPlanTests: XCTestCase {
-    func testEveryTileOncePerEpochWithPaddingFromTheStart() {
-        let batches = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, seed: 42, epoch: 0, dropLast: false)
-        XCTAssertEqual(batches.count, 13)
-        XCTAssertTrue(batches.allSatisfy { $0.count == 8 })
-        let flat = batches.flatMap { $0 }
+    /// DistributedSampler: the epoch is padded only to a multiple of the rank count (from the start of the
+    /// permutation); the last global batch is smaller, not padded up to the batch size.
+    func testEveryTileOncePerEpochPaddedToAMultipleOfTheRanks() {
+        let one = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, ranks: 1, seed: 42, epoch: 0, dropLast: false)
+        XCTAssertEqual(one.count, 13)
+        XCTAssertEqual(one.map(\.count), Array(repeating: 8, count: 12) + [7], "one rank: no padding, a last batch of 7")
+        XCTAssertEqual(one.flatMap { $0 }.sorted(), Array(0..<103), "every tile exactly once")
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 103, globalBatch: 8, ranks: 1, dropLast: false), 13)
+
+        let four = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, ranks: 4, seed: 42, epoch: 0, dropLast: false)
+        XCTAssertEqual(four.map(\.count), Array(repeating: 8, count: 12) + [8], "104 = 13 × 8 after padding to 4 ranks")
+        let flat = four.flatMap { $0 }
         XCTAssertEqual(flat.prefix(103).sorted(), Array(0..<103), "the first 103 entries are a permutation")
         XCTAssertEqual(Array(flat.suffix(1)), Array(flat.prefix(1)), "padding repeats the start of the permutation")
+        XCTAssertEqual(Array(flat.prefix(103)), one.flatMap { $0 }, "the same order whatever the rank count")
+
+        let three = ShardPlan.globalBatches(tileCount: 103, globalBatch: 12, ranks: 3, seed: 42, epoch: 0, dropLast: false)
+        XCTAssertEqual(three.map(\.count), Array(repeating: 12, count: 8) + [9], "105 = 8 × 12 + 9: each of 3 ranks gets 3 in the last step")
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 103, globalBatch: 12, ranks: 3, dropLast: false), 9)
     }
 
     func testDropLastKeepsOnlyFullBatchesOfDistinctTiles() {
-        let batches = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, seed: 42, epoch: 0, dropLast: true)
+        let batches = ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, ranks: 1, seed: 42, epoch: 0, dropLast: true)
         XCTAssertEqual(batches.count, 12)
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 103, globalBatch: 8, ranks: 1, dropLast: true), 12)
         let flat = batches.flatMap { $0 }
         XCTAssertEqual(Set(flat).count, 96)
         XCTAssertTrue(flat.allSatisfy { (0..<103).contains($0) })
+        // Two ranks pad the epoch to 104 = 13 full batches of 8 first: nothing is left to drop.
+        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 103, globalBatch: 8, ranks: 2, seed: 42, epoch: 0, dropLast: true).count, 13)
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 103, globalBatch: 8, ranks: 2, dropLast: true), 13)
     }
 
-    func testFewerTilesThanOneBatchWrapAround() {
-        let batches = ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, seed: 1, epoch: 2, dropLast: false)
+    /// A batch larger than the epoch is one (smaller) batch of every tile, never tiles repeated up to
+    /// the batch size; with --drop_last there is no full batch at all.
+    func testABatchLargerThanTheTilesIsOneBatchOfEveryTile() {
+        let batches = ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, ranks: 1, seed: 1, epoch: 2, dropLast: false)
         XCTAssertEqual(batches.count, 1)
-        let b = batches[0]
-        XCTAssertEqual(Set(b.prefix(3)), [0, 1, 2])
-        for k in 3..<8 { XCTAssertEqual(b[k], b[k % 3]) }
-        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, seed: 1, epoch: 2, dropLast: true), [])
-        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 0, globalBatch: 8, seed: 1, epoch: 2, dropLast: false), [])
+        XCTAssertEqual(batches[0].sorted(), [0, 1, 2])
+        let huge = ShardPlan.globalBatches(tileCount: 4, globalBatch: 1 << 40, ranks: 2, seed: 1, epoch: 0, dropLast: false)
+        XCTAssertEqual(huge.map { $0.sorted() }, [[0, 1, 2, 3]])
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 4, globalBatch: Int.max, ranks: 2, dropLast: false), 1)
+        // Fewer tiles than ranks: padded by wrapping around.
+        let wrapped = ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, ranks: 8, seed: 1, epoch: 2, dropLast: false)
+        XCTAssertEqual(wrapped.count, 1)
+        XCTAssertEqual(wrapped[0].count, 8)
+        for k in 3..<8 { XCTAssertEqual(wrapped[0][k], wrapped[0][k % 3]) }
+        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 3, globalBatch: 8, ranks: 1, seed: 1, epoch: 2, dropLast: true), [])
+        XCTAssertEqual(ShardPlan.batchCount(tileCount: 3, globalBatch: 8, ranks: 1, dropLast: true), 0)
+        XCTAssertEqual(ShardPlan.globalBatches(tileCount: 0, globalBatch: 8, ranks: 1, seed: 1, epoch: 2, dropLast: false), [])
     }
 
     func testShuffleIsDeterministicAndDependsOnSeedAndEpoch() {
-        let a = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 3, dropLast: false)
-        let b = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 3, dropLast: false)
+        let a = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 7, epoch: 3, dropLast: false)
+        let b = ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 7, epoch: 3, dropLast: false)
         XCTAssertEqual(a, b)
-        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 7, epoch: 4, dropLast: false))
-        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, seed: 8, epoch: 3, dropLast: false))
+        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 7, epoch: 4, dropLast: false))
+        XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 8, epoch: 3, dropLast: false))
         XCTAssertNotEqual(Array(a.flatMap { $0 }.prefix(500)), Array(0..<500), "not the identity")
         // SplitMix64's published sequence for seed 1234567 pins the generator.
         var rng = ShardPlan.SplitMix64(seed: 1234567)
@@ -52,13 +77,18 @@ final class ShardPlanTests: XCTestCase {
     }
 
     func testGlobalSequenceIsIndependentOfRankCount() {
-        // The global sequence has no rank parameter; the permutation does not depend on the batch size
-        // either, and every split over any number of ranks hands out exactly the global batch.
-        let p8 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 8, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
-        let p16 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 16, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
+        // With a tile count that every rank count divides, the rank count changes nothing; the permutation
+        // does not depend on the batch size either, and every split over any number of ranks hands out
+        // exactly the global batch.
+        let p8 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 8, ranks: 1, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
+        let p16 = ShardPlan.globalBatches(tileCount: 64, globalBatch: 16, ranks: 1, seed: 9, epoch: 1, dropLast: true).flatMap { $0 }
         XCTAssertEqual(p8, p16)
+        for ranks in [2, 4, 8, 16] {
+            XCTAssertEqual(ShardPlan.globalBatches(tileCount: 64, globalBatch: 16, ranks: ranks, seed: 9, epoch: 1, dropLast: false),
+                           ShardPlan.globalBatches(tileCount: 64, globalBatch: 16, ranks: 1, seed: 9, epoch: 1, dropLast: false))
+        }
         let costs = (0..<64).map { Double(($0 * 37) % 11 + 1) }
-        for batch in ShardPlan.globalBatches(tileCount: 64, globalBatch: 12, seed: 9, epoch: 1, dropLast: false) {
+        for batch in ShardPlan.globalBatches(tileCount: 64, globalBatch: 12, ranks: 1, seed: 9, epoch: 1, dropLast: false) {
             for ranks in 1...6 {
                 let parts = ShardPlan.split(batch, costs: costs, ranks: ranks)
                 XCTAssertEqual(parts.count, ranks)
@@ -108,7 +138,7 @@ final class ShardPlanTests: XCTestCase {
             let costs = (0..<32).map { _ in
                 exp((-2 * log(max(uniform(), 1e-12))).squareRoot() * cos(2 * Double.pi * uniform()))
             }
-            let batch = ShardPlan.globalBatches(tileCount: 32, globalBatch: 16, seed: rng.next(), epoch: 0,
+            let batch = ShardPlan.globalBatches(tileCount: 32, globalBatch: 16, ranks: 4, seed: rng.next(), epoch: 0,
                                                 dropLast: true)[0]
             let ranks = 4
             let ideal = max(batch.map { costs[$0] }.reduce(0, +) / Double(ranks), batch.map { costs[$0] }.max()!)
