@@ -444,8 +444,12 @@ public enum AtomicFile {
         UInt32(ProcessInfo.processInfo.environment["SEGGER_TEST_WRITE_PAUSE_MS"].flatMap(UInt32.init) ?? 0) * 1000
 
     public static func write(_ bytes: [UInt8], to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let tmp = "\(dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        // (Not NSString.deletingLastPathComponent: swift-corelibs-foundation traps on a one-character
+        // relative path such as "0".)
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let tmp = "\(dir)/.\(name).tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw WriteError(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         var written = 0

@@ -138,8 +138,25 @@ public struct Checkpoint {
     static func position(_ metadata: [String: String], path: String) throws -> TrainingPosition? {
         guard let json = metadata[positionKey] else { return nil }
         do { return try JSONDecoder().decode(TrainingPosition.self, from: Data(json.utf8)) } catch {
-            throw OutputError("\(path): metadata '\(positionKey)' is not valid: \(describe(error))")
+            throw OutputError("\(path): metadata '\(positionKey)' is not valid: \(diagnosePosition(json) ?? describe(error))")
         }
+    }
+
+    /// Which field of a training position's JSON is unusable ("field 'epoch' is 1e+300: …"), when the
+    /// decoder's own error does not say (a number out of Int's range is reported as invalid JSON).
+    static func diagnosePosition(_ json: String) -> String? {
+        guard let any = try? JSONSerialization.jsonObject(with: Data(json.utf8)), let dict = any as? [String: Any] else {
+            return nil
+        }
+        let integers = ["epoch", "batchInEpoch", "globalStep", "batchesSeen", "worldSize", "batchSizeTrain", "skippedSteps", "seed"]
+        for key in integers {
+            guard let v = dict[key] else { return "field '\(key)' is missing" }
+            guard let n = v as? NSNumber, !(v is Bool) else { return "field '\(key)' is \(v), not an integer" }
+            let d = n.doubleValue
+            let fits = key == "seed" ? (d >= 0 && d <= 0x1p64) : (d >= -9.2e18 && d <= 9.2e18)
+            guard d == d.rounded(), fits else { return "field '\(key)' is \(n), not an integer in range" }
+        }
+        return nil
     }
 
     /// The run id in a checkpoint file's metadata (its header alone is read); nil when the file has none

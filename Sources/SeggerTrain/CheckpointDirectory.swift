@@ -33,23 +33,24 @@ public final class CheckpointDirectory {
         guard lockFD >= 0 else {
             throw OutputError("--default_root_dir \(root) is not writable: cannot create \(lock): \(String(cString: strerror(errno)))")
         }
-        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+        // A POSIX record lock (released by the kernel when the process ends, however it ends); the file
+        // itself is never written, so a refused run changes nothing in the root.
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        if fcntl(lockFD, F_SETLK, &fl) != 0 {
             let e = errno
-            if e == EWOULDBLOCK {
-                var buf = [UInt8](repeating: 0, count: 256)
-                let n = pread(lockFD, &buf, buf.count, 0)
-                let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
+            if e == EACCES || e == EAGAIN {
+                var probe = flock()
+                probe.l_type = Int16(F_WRLCK)
+                probe.l_whence = Int16(SEEK_SET)
+                let holder = fcntl(lockFD, F_GETLK, &probe) == 0 && probe.l_type != Int16(F_UNLCK) && probe.l_pid > 0
+                    ? "pid \(probe.l_pid)" : "another process"
                 close(lockFD)
                 lockFD = -1
-                throw OutputError("--default_root_dir \(root) is in use by another segger-train run (\(holder) holds \(lock)): wait for it to end, or pass another --default_root_dir")
+                throw OutputError("--default_root_dir \(root) is in use by another segger-train run (\(holder) holds the lock on \(lock)): wait for it to end, or pass another --default_root_dir")
             }
-            // File systems without flock (some network mounts): go on unlocked.
-        } else {
-            var host = [CChar](repeating: 0, count: 256)
-            gethostname(&host, host.count)
-            let text = Array("pid \(getpid()) on \(String(cString: host))\n".utf8)
-            _ = ftruncate(lockFD, 0)
-            _ = pwrite(lockFD, text, text.count, 0)
+            // File systems without record locks (some network mounts): go on unlocked.
         }
     }
 
@@ -234,9 +235,12 @@ extension CheckpointDirectory {
             guard let position = checkpoint!.position else {
                 throw OutputError("cannot resume from \(path): it has no training position (not written by segger-train train); to start from its weights, use --init_weights")
             }
+            if let id = position.runID, !isValidRunID(id) {
+                throw OutputError("cannot resume from \(path): training position field 'runID' is '\(id.prefix(80))': expected 16 to 64 lowercase hex digits (was the checkpoint edited or damaged?)")
+            }
             let inside = dir.contains(path)
             let name = (path as NSString).lastPathComponent
-            if inside, let id = position.runID, isValidRunID(id) {
+            if inside, let id = position.runID {
                 runID = id
                 dir.setLineage(runID)
             } else {

@@ -40,6 +40,7 @@ struct Bench: ParsableCommand {
             try Flags.int("steps", steps, 1...1_000_000)
             try Flags.int("warmup", warmup, 0...1_000_000)
             try checkThreads(numThreads)
+            _ = try TileFiles.list(tiles, flag: "tiles")  // the trainer would name the directory --train_dir
             configureThreads(numThreads)
             var o = TrainOptions()
             o.trainDir = tiles

@@ -445,9 +445,13 @@ struct DumpStep: ParsableCommand {
                 throw OutputError(problem)
             }
             let m = SeggerModel(config: config, seed: 0)
-            let tensors = try SafeTensorsFile.read(path: weights).tensors
+            let tensors: [String: Tensor]
+            do { tensors = try SafeTensorsFile.read(path: weights).tensors } catch { throw OutputError("--weights \(error)") }
             try TensorChecks.requireFiniteWeights(tensors, parameters: m.parameters, source: weights)
-            try m.loadWeights(tensors, source: weights)
+            do { try m.loadWeights(tensors, source: weights) } catch {
+                let arch = (config.residual ? "" : " --no-residual") + (config.l2Normalize ? "" : " --no-l2-normalize")
+                throw OutputError("--weights \(weights) does not fit the model of the flags (\(config.flagSummary)\(arch)): \(error)")
+            }
             let lossSum = m.forward(b)
             let L = max(1, b.numLabels)
             let (tx, bd) = m.outputs()

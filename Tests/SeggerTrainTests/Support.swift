@@ -38,6 +38,8 @@ enum Support {
         var stdout: String
         var stderr: String
         var seconds: Double
+        /// The process ended by a signal (`status` is then the signal number).
+        var signaled = false
         var output: String { stdout + stderr }
     }
 
@@ -51,10 +53,11 @@ enum Support {
     /// Runs a program to completion (or kills it after `timeout` seconds and fails the test).
     @discardableResult
     static func run(_ exe: String, _ args: [String], env: [String: String] = [:], timeout: Double = 300,
-                    file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+                    cwd: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = args
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         // Another test in this process may have initialized MPI (a singleton), which exports OMPI_*/PMIX_*
         // variables describing that job; a child mpirun that inherits them believes it runs inside it.
         var e = cleanEnvironment
@@ -89,7 +92,7 @@ enum Support {
         let r = Result(status: p.terminationStatus,
                        stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
                        stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "",
-                       seconds: Date().timeIntervalSince(start))
+                       seconds: Date().timeIntervalSince(start), signaled: p.terminationReason == .uncaughtSignal)
         try? FileManager.default.removeItem(at: outURL)
         try? FileManager.default.removeItem(at: errURL)
         return r
@@ -160,6 +163,41 @@ enum Support {
             var row: [String: String] = [:]
             for (h, c) in zip(header, cells) where !c.isEmpty { row[h] = c }
             return row
+        }
+    }
+
+    /// FNV-1a 64 of every regular file under `dir` (recursively), keyed by path relative to `dir`: two
+    /// snapshots are equal when no file was added, removed or changed.
+    static func checksums(_ dir: String) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: dir) else { return out }
+        while let rel = walker.nextObject() as? String {
+            let path = dir + "/" + rel
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
+                  let data = FileManager.default.contents(atPath: path) else { continue }
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            out[rel] = h
+        }
+        return out
+    }
+
+    /// Rewrites a safetensors file with `edit` applied to its tensors and metadata (a hostile edit).
+    static func edit(_ path: String, _ edit: (inout [(String, Tensor)], inout [String: String]) throws -> Void) throws {
+        let f = try SafeTensorsFile.read(path: path)
+        var tensors = f.names.map { ($0, f[$0]!) }
+        var meta = f.metadata
+        try edit(&tensors, &meta)
+        try SafeTensorsFile.write(tensors, metadata: meta, to: path)
+    }
+
+    /// Edits the JSON of a checkpoint's training position.
+    static func editPosition(_ path: String, _ change: @escaping (inout [String: Any]) -> Void) throws {
+        try edit(path) { _, meta in
+            var pos = try JSONSerialization.jsonObject(with: Data(meta["training_position"]!.utf8)) as! [String: Any]
+            change(&pos)
+            meta["training_position"] = String(decoding: try JSONSerialization.data(withJSONObject: pos), as: UTF8.self)
         }
     }
 }
