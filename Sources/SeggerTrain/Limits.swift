@@ -183,6 +183,11 @@ public enum MachineMemory {
 }
 
 extension ModelConfig {
+    /// The sizes of this config by name, for messages about a checkpoint ("num_tx_tokens 500, init_emb 8, …").
+    public var sizeSummary: String {
+        "num_tx_tokens \(numTxTokens), init_emb \(initEmb), hidden_channels \(hiddenChannels), out_channels \(outChannels), heads \(heads), mid_layers \(midLayers)"
+    }
+
     /// The size flags of this config, for messages ("--num_tx_tokens 500 --init_emb 8 …").
     public var flagSummary: String {
         "--num_tx_tokens \(numTxTokens) --init_emb \(initEmb) --hidden_channels \(hiddenChannels) --out_channels \(outChannels) --heads \(heads) --mid_layers \(midLayers)"

@@ -15,7 +15,7 @@ public enum ModelFile {
         let ck: Checkpoint
         do { ck = try Checkpoint.read(path: path) } catch { throw OutputError("--\(flag) \(error)") }
         let estimate = MemoryEstimate(config: ck.model, tile: largestTile)
-        if let problem = estimate.problem(what: "the model of --\(flag) \(path) (\(ck.model.flagSummary))") {
+        if let problem = estimate.problem(what: "the model of --\(flag) \(path) (\(ck.model.sizeSummary))") {
             throw OutputError(problem)
         }
         let model = SeggerModel(config: ck.model, seed: 0)

@@ -58,7 +58,6 @@ public struct TileSet {
         }
         entries.sort { $0.i < $1.i }
         var set = TileSet(directory: dir, paths: [], costs: [], labelCounts: [], bad: [], nonFiniteReplaced: 0)
-        var modes = Set<String>()
         for e in entries {
             if let err = e.error {
                 set.bad.append((all[e.i], err))
@@ -71,7 +70,6 @@ public struct TileSet {
                 set.bad.append((all[e.i], "\(all[e.i]): \(mode) with bd.x width \(e.bdDim) differs from the directory's first tile"))
                 continue
             }
-            modes.insert(mode)
             set.paths.append(all[e.i])
             set.costs.append(e.cost)
             set.labelCounts.append(e.labels)

@@ -49,7 +49,7 @@ public final class Trainer {
     var timing = EpochTiming()
 
     struct EpochTiming {
-        var load = 0.0, compute = 0.0, wait = 0.0, steps = 0, tiles = 0, edges = 0
+        var load = 0.0, compute = 0.0, wait = 0.0, tiles = 0
     }
 
     /// Prints on rank 0 only.
@@ -354,7 +354,6 @@ public final class Trainer {
             let tc = monotonicSeconds()
             timing.load += tc - tl
             timing.tiles += 1
-            timing.edges += tile.neighbors.count + tile.belongs.count
             let loss = model.forward(tile)
             if !loss.isFinite { nanTile = nanTile ?? train.paths[tileIndex] }
             lossSum += loss
@@ -384,7 +383,6 @@ public final class Trainer {
                                        StopSignals.received != 0 ? 1 : 0, interrupted ? 1 : 0])
         let ok = buckets.finish()
         timing.wait += monotonicSeconds() - tw
-        timing.steps += 1
         if flags[1] > 0 {
             let msg = nanTile.map { "rank \(comm.rank): non-finite loss at epoch \(epoch), step \(position.globalStep) on tiles \(mine.map { train.paths[$0] }) (first: \($0))" }
             if let msg { FileHandle.standardError.write(Data((msg + "\n").utf8)) }
