@@ -67,7 +67,7 @@ enum FlagTable {
         CommandSpec(name: "synth", base: ["synth", "--out", "{new}", "--tiles", "1", "--tx_per_tile", "100"],
                     flags: [.value("--out", accepts: anyName), .value("--tiles"), .value("--tx_per_tile"),
                             .value("--seed", accepts: ["0", "9223372036854775807"]), .value("--num_tx_tokens"), .value("--k"),
-                            .value("--embedding_dim")]),
+                            .value("--embedding_dim"), .value("--overlap_margin", accepts: ["0"])]),
         CommandSpec(name: "dump-step",
                     base: ["dump-step", "--tiles", "{tiles}", "--batch", "1", "--weights", "{weights}", "--out", "{new}"] + small,
                     flags: [.value("--tiles"), .value("--batch"), .value("--weights"), .value("--out", accepts: anyName)]
@@ -102,6 +102,39 @@ final class FlagPropertyTests: XCTestCase {
         args.append(flag)
         if let value { args.append(value) }
         return args
+    }
+
+    /// The table lists every subcommand and every flag the binary's --help shows: a new flag or a new
+    /// subcommand (predict) fails here until it has its row.
+    func testTheTableCoversEverySubcommandAndFlag() throws {
+        func section(_ text: String, _ title: String) -> [String] {
+            var inside = false, lines: [String] = []
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix(title) { inside = true; continue }
+                if inside && !line.isEmpty && !line.hasPrefix(" ") { inside = false }
+                if inside { lines.append(String(line)) }
+            }
+            return lines
+        }
+        let top = try Support.run(Support.binary, ["--help"])
+        let listed = section(top.stdout, "SUBCOMMANDS:").compactMap { line -> String? in
+            guard line.hasPrefix("  "), let c = line.dropFirst(2).first, c.isLowercase else { return nil }
+            return String(line.dropFirst(2).prefix { !$0.isWhitespace })
+        }
+        XCTAssertFalse(listed.isEmpty, top.output)
+        XCTAssertEqual(Set(listed), Set(FlagTable.commands.map(\.name)), "subcommands without a row in FlagTable.commands")
+        for command in FlagTable.commands {
+            let help = try Support.run(Support.binary, [command.name, "--help"])
+            var flags = Set<String>()
+            for line in section(help.stdout, "OPTIONS:") {
+                let trimmed = line.drop { $0 == " " }
+                guard line.hasPrefix("  "), !line.hasPrefix("   "), let r = trimmed.range(of: #"^(-\w, )?--[A-Za-z0-9_-]+"#, options: .regularExpression) else { continue }
+                flags.insert(String(trimmed[r].split(separator: " ").last!))
+            }
+            flags.remove("--help")
+            XCTAssertFalse(flags.isEmpty, help.output)
+            XCTAssertEqual(flags, Set(command.flags.map(\.flag)), "\(command.name): flags of --help vs the table")
+        }
     }
 
     func testEveryFlagOfEverySubcommandSurvivesExtremeValues() throws {
