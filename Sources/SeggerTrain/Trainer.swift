@@ -55,12 +55,6 @@ public final class Trainer {
     /// Prints on rank 0 only.
     func say(_ text: String) { progress.line(text) }
 
-    /// Global batches per epoch of this run.
-    var batchesPerEpoch: Int {
-        ShardPlan.batchCount(tileCount: train.count, globalBatch: options.batchSizeTrain * comm.size, ranks: comm.size,
-                             dropLast: options.dropLast)
-    }
-
     // MARK: - Start-up
 
     /// Prepares a run: takes the output root (refusing one that holds another run's checkpoints), scans
@@ -164,7 +158,6 @@ public final class Trainer {
             "train tiles \(train.count) digest \(train.listingDigest)",
             "val tiles \(val?.count ?? 0) digest \(val?.listingDigest ?? "-")",
             "batch \(options.batchSizeTrain) seed \(options.seed) compression \(options.compression.rawValue) reduction \(options.lossReduction.rawValue)",
-            "run \(start.runID)",
         ]
         let everyone = comm.allgather(signature.joined(separator: "\n"))
         for (r, text) in everyone.enumerated() where text != everyone[0] {

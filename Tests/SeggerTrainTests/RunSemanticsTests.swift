@@ -162,6 +162,18 @@ final class RunSemanticsTests: XCTestCase {
         XCTAssertEqual(Support.checksums(synthOut), before)
     }
 
+    /// An embedding-mode run resumes (its checkpoint's widths come from the tiles, so the config is
+    /// compared once the tiles are read: compared before, every embedding-mode resume was refused).
+    func testEmbeddingModeRunResumes() throws {
+        let tiles = try Support.synth(tiles: 4, tx: 200, seed: 128, extra: ["--embedding_dim", "6"])
+        let root = Support.tempDir("emb-resume")
+        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + smallModel)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + smallModel)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("resumed from"), r.stdout)
+    }
+
     /// Messages that used to mislead now say the real problem.
     func testMessagesSayTheRealProblem() throws {
         let tiles = try Support.synth(tiles: 2, tx: 200, seed: 126)
