@@ -11,8 +11,8 @@ import XCTest
 struct CommandSpec {
     var name: String
     /// Arguments of a valid, quick run. Placeholders, filled per case: {tiles} (a tile directory),
-    /// {ckpt} (a checkpoint), {weights} (a weights file), {pt} (a directory of segger .pt tiles),
-    /// {new} (a path that does not exist yet, in the case's own directory).
+    /// {ckpt} (a checkpoint), {weights} (a weights file), {run} (a trained run's root), {pt} (a directory
+    /// of segger .pt tiles), {new} (a path that does not exist yet, in the case's own directory).
     var base: [String]
     var flags: [FlagSpec]
 }
@@ -73,6 +73,7 @@ enum FlagTable {
                     flags: [.value("--tiles"), .value("--batch"), .value("--weights"), .value("--out", accepts: anyName)]
                         + modelFlags + optimizerFlags),
         CommandSpec(name: "digest", base: ["digest", "--checkpoint", "{ckpt}"], flags: [.value("--checkpoint")]),
+        CommandSpec(name: "plot", base: ["plot", "{run}", "--out", "{new}"], flags: [.value("--out", accepts: anyName)]),
         CommandSpec(name: "bench", base: ["bench", "--tiles", "{tiles}", "--batch", "1", "--steps", "1", "--warmup", "0"] + small,
                     flags: [.value("--tiles"), .value("--batch"), .value("--steps"), .value("--warmup", accepts: ["0"]),
                             .value("--grad_compression"), .value("--num_threads")] + modelFlags + optimizerFlags),
@@ -158,6 +159,7 @@ final class FlagPropertyTests: XCTestCase {
                     let filled = command.base.map { a -> String in
                         a.replacingOccurrences(of: "{tiles}", with: tiles).replacingOccurrences(of: "{ckpt}", with: ckpt)
                             .replacingOccurrences(of: "{weights}", with: ckpt).replacingOccurrences(of: "{pt}", with: pt)
+                            .replacingOccurrences(of: "{run}", with: run)
                             .replacingOccurrences(of: "{new}", with: cwd + "/new")
                     }
                     cases.append(Case(command: command.name, flag: spec.flag, value: value,
