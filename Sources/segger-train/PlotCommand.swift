@@ -18,6 +18,10 @@ struct Plot: ParsableCommand {
     @Option(name: .customLong("out"), help: "Where to write the SVG (default: curves.svg next to metrics.csv).")
     var out: String?
 
+    func validate() throws {
+        if let out { try Flags.path("out", out) }
+    }
+
     func run() throws {
         do {
             let metrics = try metricsFile(forRun: runDir)

@@ -114,9 +114,10 @@ final class CurvesTests: XCTestCase {
         XCTAssertEqual(p.status, 0, p.output)
         XCTAssertEqual(try String(contentsOfFile: version + "/curves.svg", encoding: .utf8), written)
 
-        // A second run in the same root: plot takes the newest version.
-        XCTAssertEqual(try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1",
-                                          "--batch_size_train", "2"] + smallModel).status, 0)
+        // A second run in the same root (continuing the first: a fresh one would be refused): plot takes the
+        // newest version.
+        XCTAssertEqual(try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "4",
+                                          "--resume", "auto", "--batch_size_train", "2"] + smallModel).status, 0)
         p = try Support.run(Support.binary, ["plot", root])
         XCTAssertTrue(p.stdout.contains("version_1/curves.svg"), p.output)
         let out = root + "/elsewhere.svg"

@@ -67,7 +67,7 @@ enum FlagTable {
         CommandSpec(name: "synth", base: ["synth", "--out", "{new}", "--tiles", "1", "--tx_per_tile", "100"],
                     flags: [.value("--out", accepts: anyName), .value("--tiles"), .value("--tx_per_tile"),
                             .value("--seed", accepts: ["0", "9223372036854775807"]), .value("--num_tx_tokens"), .value("--k"),
-                            .value("--embedding_dim"), .value("--overlap_margin", accepts: ["0"])]),
+                            .value("--embedding_dim"), .value("--overlap_margin", accepts: ["0"]), .value("--tx_per_cell")]),
         CommandSpec(name: "dump-step",
                     base: ["dump-step", "--tiles", "{tiles}", "--batch", "1", "--weights", "{weights}", "--out", "{new}"] + small,
                     flags: [.value("--tiles"), .value("--batch"), .value("--weights"), .value("--out", accepts: anyName)]
