@@ -176,8 +176,11 @@ struct Train: ParsableCommand {
         PyTorch DDP's semantics (each rank's own mean, gradients averaged).
 
         Outputs (rank 0): <root>/lightning_logs/version_N/{metrics.csv,hparams.yaml,curves.svg},
-        <root>/checkpoints/{epoch=E-step=S,last}.safetensors. SIGUSR1/SIGUSR2/SIGTERM: finish the step,
-        write last.safetensors, exit 0; `--resume auto` then continues where it stopped.
+        <root>/checkpoints/{epoch=E-step=S,last}.safetensors. A run replaces and deletes only checkpoint
+        files of its own run id (kept by --resume within the root) and names each file it removes; a new run
+        refuses a root whose checkpoints/ already holds checkpoints (add --resume auto to continue that run,
+        or pass another --default_root_dir). SIGUSR1/SIGUSR2/SIGTERM: stop after the current tile (the step
+        in progress is redone on resume), write last.safetensors, exit 0; `--resume auto` then continues.
         """
     )
 
