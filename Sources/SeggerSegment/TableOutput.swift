@@ -216,8 +216,9 @@ public final class OutputStage {
                 if !overwrite { throw SegmentError("--out \(directory): '\(name)' exists (pass --overwrite to replace the outputs)") }
             }
         } else {
-            let parent = (directory as NSString).deletingLastPathComponent
-            let parentPath = parent.isEmpty ? "." : parent
+            // (URL, not NSString.deletingLastPathComponent: swift-corelibs-foundation traps on a
+            // one-character relative path such as "0".)
+            let parentPath = URL(fileURLWithPath: directory).deletingLastPathComponent().path
             guard fm.fileExists(atPath: parentPath, isDirectory: &isDir), isDir.boolValue else {
                 throw SegmentError("--out \(directory): its parent directory \(parentPath) does not exist")
             }

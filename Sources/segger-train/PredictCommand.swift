@@ -74,6 +74,9 @@ struct Predict: ParsableCommand {
     func options() throws -> PredictOptions {
         var o = PredictOptions()
         guard !tiles.isEmpty else { throw ValidationError("--tiles needs at least one directory") }
+        for t in tiles { try Flags.path("tiles", t) }
+        try Flags.path("checkpoint", checkpoint)
+        try Flags.path("out", out)
         o.tiles = tiles
         o.checkpoint = checkpoint
         o.out = out
@@ -90,17 +93,17 @@ struct Predict: ParsableCommand {
         o.overwrite = overwrite
         guard let f = TableFormat(rawValue: format) else { throw ValidationError("--format must be parquet or csv, not '\(format)'") }
         o.format = f
-        if let n = numThreads, n < 1 { throw ValidationError("--num_threads must be at least 1") }
-        guard progressSeconds > 0 else { throw ValidationError("--progress_seconds must be positive") }
+        try checkThreads(numThreads)
+        try Flags.real("progress_seconds", progressSeconds, 0...1e9, openBelow: true)
         return o
     }
 
     func run() throws {
-        configureThreads(numThreads)
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
         do {
             let o = try options()
+            configureThreads(numThreads)  // after the checks: an absurd count would start that many threads
             let progress = PredictProgressLine(enabled: comm.isRoot, plainInterval: progressSeconds)
             let log = try runPrediction(o, comm: comm) { p in
                 progress.update(String(format: "predict: rank 0 tiles %d/%d (%d tiles on %d ranks), %.0f transcripts/s",
