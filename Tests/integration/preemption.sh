@@ -82,6 +82,8 @@ if bad:
 def position(meta):
     # Where training stands; the best checkpoint's path differs only by the root dir.
     p = json.loads(meta.get("training_position", "{}"))
+    # Each run has its own id (which checkpoints it may replace or delete); the twin is another run.
+    p.pop("runID", None)
     if p.get("bestCheckpoint"):
         p["bestCheckpoint"] = p["bestCheckpoint"].rsplit("/", 1)[-1]
     return p
