@@ -17,6 +17,13 @@ public enum GradientCompression: String, Codable, Sendable, CaseIterable {
 }
 
 /// An MPI failure, with the call and the rank.
+/// An error that every rank raises alike, after a decision all ranks share (a broadcast verdict, the same
+/// check on the same data): the ranks can end together and rank 0 alone reports it, instead of one rank
+/// taking the job down with MPI_Abort. The trainer's and the segmenter's errors of that kind conform.
+public protocol RaisedOnEveryRank: Error {
+    var message: String { get }
+}
+
 public struct MPIError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }

@@ -11,7 +11,7 @@ import SeggerModel
 import SeggerTiles
 
 /// An error every rank reports alike (the run stops on all ranks together, nothing written).
-public struct SegmentError: Error, CustomStringConvertible {
+public struct SegmentError: RaisedOnEveryRank, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

@@ -7,7 +7,7 @@ import SeggerDistributed
 import SeggerTiles
 
 /// An error that every rank raises identically (so each rank can exit on its own without a hang).
-public struct CollectiveError: Error, CustomStringConvertible {
+public struct CollectiveError: RaisedOnEveryRank, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

@@ -101,7 +101,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
-        do {
+        runOnEveryRank(comm) {
             let o = try options()
             configureThreads(numThreads)  // after the checks: an absurd count would start that many threads
             let progress = PredictProgressLine(enabled: comm.isRoot, plainInterval: progressSeconds)
@@ -120,18 +120,6 @@ struct Predict: ParsableCommand {
                                      comm.size, log.tileTranscriptsPerSecondPerRank)
                               + "; wrote \(names.transcripts), \(names.cells), \(names.log) in \(o.out)")
             }
-        } catch let e as ValidationError {
-            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            comm.exitTogether(64)
-        } catch let e as SegmentError {
-            if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
-            comm.exitTogether(1)
-        } catch {
-            if comm.size == 1 {
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-                comm.exitTogether(1)
-            }
-            comm.abort("error on rank \(comm.rank): \(error)")
         }
     }
 }

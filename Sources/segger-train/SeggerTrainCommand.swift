@@ -138,7 +138,7 @@ func runOnEveryRank(_ comm: Communicator, _ body: () throws -> Void) {
     } catch let e as ValidationError {
         if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
         comm.exitTogether(64)
-    } catch let e as CollectiveError {
+    } catch let e as RaisedOnEveryRank {
         if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
         comm.exitTogether(1)
     } catch {
