@@ -177,7 +177,8 @@ public final class Trainer {
         buckets = GradientBuckets(communicator: comm, gradients: model.gradients,
                                   parameterRanges: model.parameters.map(\.range),
                                   capBytes: max(4096, Int(options.bucketCapMB * 1_048_576)),
-                                  compression: options.compression)
+                                  compression: options.compression, progress: options.exchangeProgress,
+                                  pollInterval: options.exchangePollInterval)
         accumulator = .allocate(capacity: model.parameterCount)
         accumulator.initialize(repeating: 0)
 

@@ -27,6 +27,23 @@ struct Bench: ParsableCommand {
     var gradCompression: String = "fp16"
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default 1).")
     var numThreads: Int?
+    @Option(name: .customLong("bucket_cap_mb"), help: "Gradient bucket size cap in MB of fp32 gradient.")
+    var bucketCapMB: Double = TrainOptions().bucketCapMB
+    @Option(name: .customLong("exchange_progress"), help: "How buckets in flight are driven: thread (a helper thread tests them every --poll_interval_us) or poll (only at the backward's readiness calls).")
+    var exchangeProgress: String = TrainOptions().exchangeProgress.rawValue
+    @Option(name: .customLong("poll_interval_us"), help: "The helper thread's interval between tests, µs.")
+    var pollIntervalUs: Double = TrainOptions().exchangePollInterval * 1e6
+    @Flag(name: .customLong("epoch"), help: "Walk epoch 0 exactly once: --warmup steps, then the rest of the epoch timed (--steps is ignored).")
+    var epoch = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard steps >= 1 || epoch else { throw ValidationError("--steps must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0") }
+        guard bucketCapMB > 0, bucketCapMB.isFinite else { throw ValidationError("--bucket_cap_mb must be positive") }
+        guard ExchangeProgress(rawValue: exchangeProgress) != nil else { throw ValidationError("--exchange_progress must be thread or poll") }
+        guard pollIntervalUs >= 1, pollIntervalUs < 1e6 else { throw ValidationError("--poll_interval_us must lie in [1, 1000000)") }
+    }
     @OptionGroup var model: ModelOptions
     @OptionGroup var opt: OptimizerOptions
 
@@ -43,11 +60,21 @@ struct Bench: ParsableCommand {
             o.optimizer = try opt.config()
             guard let c = GradientCompression(rawValue: gradCompression) else { throw ValidationError("--grad_compression must be fp16, bf16 or none") }
             o.compression = c
+            o.bucketCapMB = bucketCapMB
+            o.exchangeProgress = ExchangeProgress(rawValue: exchangeProgress)!
+            o.exchangePollInterval = pollIntervalUs * 1e-6
             o.epochs = 1
             o.progressSeconds = 1e9
             let rssStart = MachineProbe.currentRSSMB()
             let trainer = try Trainer(options: o, comm: comm)
-            let (times, waits, rssTimed) = try trainer.timedSteps(warmup: warmup, steps: steps)
+            var timedCount = steps
+            if epoch {
+                let n = try trainer.epochBatches().count
+                guard n > warmup else { throw CollectiveError("bench --epoch: the epoch has \(n) steps, not more than --warmup \(warmup)") }
+                timedCount = n - warmup
+            }
+            let measured = try trainer.timedSteps(warmup: warmup, steps: timedCount)
+            let (times, waits, rssTimed) = (measured.times, measured.waits, measured.rssAtStart)
             let rssAfter = MachineProbe.currentRSSMB()
             let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart, rssAfter - rssTimed])
             guard comm.isRoot else { try? FileManager.default.removeItem(atPath: o.rootDir); return }
@@ -80,7 +107,7 @@ struct Bench: ParsableCommand {
             var report = BenchmarkReport()
             report.ranks = comm.size
             report.batchPerRank = batch
-            report.steps = steps
+            report.steps = timedCount
             report.architecture = trainer.modelConfig.residual ? "documented" : "segger-main"
             report.msPerStepMedian = median * 1e3
             report.msPerStepP10 = pct(0.1) * 1e3
@@ -103,6 +130,18 @@ struct Bench: ParsableCommand {
             report.meanTileTx = tx / n
             report.meanTileEdges = edges / n
             report.meanTileLabels = labels / n
+            func mid(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+            report.computeMsPerStep = mid(measured.compute) * 1e3
+            report.computeBalance = measured.balance.reduce(0, +) / Double(measured.balance.count)
+            report.waitImbalanceMsPerStep = mid(measured.imbalance) * 1e3
+            report.waitExchangeMsPerStep = mid(measured.exchange) * 1e3
+            let (progress, interval) = trainer.exchangeProgress
+            report.exchangeProgress = progress.rawValue
+            report.pollIntervalUs = progress == .thread ? interval * 1e6 : 0
+            report.iallreduceAlgorithm = ProcessInfo.processInfo.environment["OMPI_MCA_coll_libnbc_iallreduce_algorithm"] ?? "default"
+            if comm.size > 1 {
+                report.exchangeTimeline = TimelineSummary(measured.timelines, bytesPerElement: c.bytesPerElement)
+            }
             try printJSONLine(report)
             try? FileManager.default.removeItem(atPath: o.rootDir)
         }
