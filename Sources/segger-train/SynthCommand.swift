@@ -24,6 +24,13 @@ struct SynthCommand: ParsableCommand {
         position and gene, as in segger's tiles. Each tile's kNN, belongs and label
         edges are built within the tile. --tx_per_tile is then the mean per core (a
         tile holds more: its margins); manifest.json records the grid and the cores.
+
+        A whole slide (--size_spread slide): tile sizes vary as over a real slide —
+        log-normal with median --tx_per_tile and σ 0.8, clipped at its 1st and 99th
+        percentiles (×0.155 and ×6.45), each tile's size from its own stream. With
+        --tx_per_tile 3000: about 470 to 19,350 transcripts per tile, mean ≈ 4,100:
+          segger-train synth --out slide --tiles 1500 --tx_per_tile 3000 --size_spread slide
+        manifest.json records each tile's sizes.
         """)
 
     @Option(name: .customLong("out"), help: "Output directory (created).")
@@ -42,6 +49,8 @@ struct SynthCommand: ParsableCommand {
     var embeddingDim: Int?
     @Option(name: .customLong("overlap_margin"), help: "Overlap mode: cut one region into overlapping tiles, each holding everything within this many µm of its core (see below).")
     var overlapMargin: Double?
+    @Option(name: .customLong("size_spread"), help: "none (every tile holds --tx_per_tile transcripts) or slide (sizes spread as over a whole slide, see below).")
+    var sizeSpread: String = "none"
 
     func run() throws {
         guard tiles >= 1, txPerTile >= 10, numTxTokens >= 1, k >= 1 else {
@@ -49,6 +58,15 @@ struct SynthCommand: ParsableCommand {
         }
         if let m = overlapMargin, !(m >= 0 && m.isFinite) {
             throw ValidationError("--overlap_margin must be a finite number of µm ≥ 0 (got \(m))")
+        }
+        let spread: SizeSpread?
+        switch sizeSpread {
+        case "none": spread = nil
+        case let name: guard let s = SizeSpread.named(name) else { throw ValidationError("--size_spread must be none or slide (got \(name))") }
+            spread = s
+        }
+        if spread != nil && overlapMargin != nil {
+            throw ValidationError("--size_spread slide cannot be combined with --overlap_margin (overlapping tiles are cut from one region)")
         }
         var c = SynthConfig()
         c.tiles = tiles
@@ -58,11 +76,16 @@ struct SynthCommand: ParsableCommand {
         c.k = k
         c.embeddingDim = embeddingDim
         c.overlapMargin = overlapMargin
+        c.sizeSpread = spread
         do {
             try SeggerTiles.Synth.writeDirectory(config: c, to: out)
         } catch {
             fail("\(error)")
         }
-        print("wrote \(tiles) tile(s) to \(out)\(overlapMargin.map { ", overlapping by a \($0) µm margin" } ?? "")")
+        let sizes = spread.map { s in
+            let counts = (0..<tiles).map { SeggerTiles.Synth.txCount(c, $0) }
+            return ", \(counts.min()!)–\(counts.max()!) transcripts per tile (mean \(counts.reduce(0, +) / tiles), --size_spread slide: log-normal, median \(txPerTile), σ \(s.sigma))"
+        } ?? ""
+        print("wrote \(tiles) tile(s) to \(out)\(overlapMargin.map { ", overlapping by a \($0) µm margin" } ?? "")\(sizes)")
     }
 }
