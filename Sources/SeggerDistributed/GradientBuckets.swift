@@ -151,7 +151,8 @@ public final class GradientBuckets {
     /// so gaps between parameters travel with the parameter before them and the buckets cover the buffer
     /// exactly once); walking from the last parameter down, a bucket grows while it stays within
     /// `capElements`; a parameter larger than the cap alone is cut into cap-sized chunks from its end,
-    /// its lowest remainder opening the next bucket.
+    /// its lowest remainder opening the next bucket. Then a bucket of fewer than cap/16 elements (other
+    /// than the last) joins the next one, which may so exceed the cap by less than cap/16.
     static func layout(count: Int, parameterRanges: [Range<Int>], capElements: Int) -> [Range<Int>] {
         guard count > 0 else { return [] }
         var starts = parameterRanges.filter { !$0.isEmpty }.map(\.lowerBound)
@@ -181,7 +182,23 @@ public final class GradientBuckets {
             }
         }
         if let o = open { result.append(o) }
-        return result
+        // A bucket below cap/16 (a bias between two weights that each fill a bucket) joins the bucket
+        // after it (launched later): one message less, and no all-reduce of fewer elements than ranks,
+        // which Open MPI's reduce-scatter algorithm hands to a ring of 2(P−1) rounds. The last bucket
+        // stays: joining the one before would hold that one back until the end of the backward.
+        let small = max(1, capElements / 16)
+        var merged: [Range<Int>] = []
+        var carry: Range<Int>? = nil
+        for (i, b) in result.enumerated() {
+            let bucket = carry.map { b.lowerBound..<$0.upperBound } ?? b
+            carry = nil
+            if bucket.count < small && i + 1 < result.count {
+                carry = bucket
+            } else {
+                merged.append(bucket)
+            }
+        }
+        return merged
     }
 
     /// Starts a step: every bucket's gradient will be multiplied by `preScale` before compression.

@@ -181,6 +181,7 @@ public final class Trainer {
                                   pollInterval: options.exchangePollInterval)
         accumulator = .allocate(capacity: model.parameterCount)
         accumulator.initialize(repeating: 0)
+        try reserveForLargestTiles()
 
         if comm.isRoot, let out {
             try out.writeHyperparameters(options.hyperparameters)
