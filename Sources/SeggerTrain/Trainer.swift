@@ -192,7 +192,7 @@ public final class Trainer {
             " (scanned in \(String(format: "%.1f", scan)) s), \(model.parameterCount) parameters in \(model.parameters.count) tensors, " +
             "\(options.model.txFeatureDim == nil ? "token" : "embedding") mode, " +
             "\(options.model.residual ? "documented" : "segger-main") architecture, \(buckets.bucketRanges.count) gradient bucket(s), " +
-            "\(options.compression.rawValue) gradient exchange, \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
+            "\(options.compression.rawValue) gradient exchange\(comm.size == 1 ? "" : buckets.progress == .thread ? " (progress thread)" : " (polled)"), \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
         let bad = train.bad.count + (val?.bad.count ?? 0)
         if bad > 0 { say("skipped \(bad) bad tile(s) (--skip_bad_tiles); first: \(train.bad.first?.error ?? val?.bad.first?.error ?? "")") }
         let replaced = train.nonFiniteReplaced + (val?.nonFiniteReplaced ?? 0)
@@ -286,7 +286,9 @@ public final class Trainer {
 
     /// One optimizer step over one global batch.
     func step(batch: [Int], epoch: Int, index: Int) throws -> StepResult {
-        let shards = ShardPlan.split(batch, costs: train.costs, ranks: comm.size)
+        // The global mean does not depend on the split: tile counts may differ between ranks (balance).
+        let shards = ShardPlan.split(batch, costs: train.costs, ranks: comm.size,
+                                     equalCounts: options.lossReduction == .rankMean)
         let mine = shards[comm.rank]
         let localLabels = mine.reduce(0) { $0 + train.labelCounts[$1] }
         let globalLabels = batch.reduce(0) { $0 + train.labelCounts[$1] }
