@@ -33,6 +33,8 @@ struct Bench: ParsableCommand {
     var exchangeProgress: String = TrainOptions().exchangeProgress.rawValue
     @Option(name: .customLong("poll_interval_us"), help: "The helper thread's interval between tests, µs.")
     var pollIntervalUs: Double = TrainOptions().exchangePollInterval * 1e6
+    @Option(name: .customLong("loss_reduction"), help: "global_mean (tile counts per rank may differ, for balance) or rank_mean (equal counts).")
+    var lossReduction: String = "global_mean"
     @Flag(name: .customLong("epoch"), help: "Walk epoch 0 exactly once: --warmup steps, then the rest of the epoch timed (--steps is ignored).")
     var epoch = false
 
@@ -41,6 +43,7 @@ struct Bench: ParsableCommand {
         guard steps >= 1 || epoch else { throw ValidationError("--steps must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0") }
         guard bucketCapMB > 0, bucketCapMB.isFinite else { throw ValidationError("--bucket_cap_mb must be positive") }
+        guard LossReduction(rawValue: lossReduction) != nil else { throw ValidationError("--loss_reduction must be global_mean or rank_mean") }
         guard ExchangeProgress(rawValue: exchangeProgress) != nil else { throw ValidationError("--exchange_progress must be thread or poll") }
         guard pollIntervalUs >= 1, pollIntervalUs < 1e6 else { throw ValidationError("--poll_interval_us must lie in [1, 1000000)") }
     }
@@ -61,6 +64,7 @@ struct Bench: ParsableCommand {
             guard let c = GradientCompression(rawValue: gradCompression) else { throw ValidationError("--grad_compression must be fp16, bf16 or none") }
             o.compression = c
             o.bucketCapMB = bucketCapMB
+            o.lossReduction = LossReduction(rawValue: lossReduction)!
             o.exchangeProgress = ExchangeProgress(rawValue: exchangeProgress)!
             o.exchangePollInterval = pollIntervalUs * 1e-6
             o.epochs = 1
