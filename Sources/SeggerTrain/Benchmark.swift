@@ -39,8 +39,10 @@ public struct BenchmarkReport: Codable {
     public var computeMsPerStep: Double = 0
     /// Mean over ranks / max over ranks of that time, averaged over the steps (1 = perfectly balanced).
     public var computeBalance: Double = 0
-    /// The wait split (medians over steps of the mean over ranks): waiting for a slower rank's compute,
-    /// and waiting on the exchange itself beyond that.
+    /// Time waiting (the step's flag all-reduce and the buckets), mean over ranks and steps, and its split:
+    /// waiting for a slower rank's compute, and waiting on the exchange itself beyond that (the two add up
+    /// to the mean wait, up to a rank that finished waiting before the slower rank finished computing).
+    public var waitMsPerStepMean: Double = 0
     public var waitImbalanceMsPerStep: Double = 0
     public var waitExchangeMsPerStep: Double = 0
     /// How the buckets were driven (poll or thread) and the thread's interval.
@@ -98,6 +100,8 @@ public struct TimedSteps {
     public var imbalance: [Double] = []
     /// Per step, mean over ranks of the wait beyond that: the exchange itself, not hidden by backward.
     public var exchange: [Double] = []
+    /// Per step, mean over ranks of the wait.
+    public var waitMean: [Double] = []
     /// Rank 0's exchange timeline of each step.
     public var timelines: [ExchangeTimeline] = []
     /// This rank's RSS (MB) when the timed steps began.
@@ -124,13 +128,14 @@ extension Trainer {
             let m = comm.allreduceMax([dt, timing.wait, busy])
             let behind = m[2] - busy
             let n = Double(comm.size)
-            let sums = comm.allreduceSum([busy, behind, max(0, timing.wait - behind)])
+            let sums = comm.allreduceSum([busy, behind, max(0, timing.wait - behind), timing.wait])
             if i >= warmup {
                 out.times.append(m[0]); out.waits.append(m[1])
                 out.compute.append(sums[0] / n)
                 out.balance.append(m[2] > 0 ? sums[0] / n / m[2] : 1)
                 out.imbalance.append(sums[1] / n)
                 out.exchange.append(sums[2] / n)
+                out.waitMean.append(sums[3] / n)
                 out.timelines.append(buckets.timeline)
             }
         }

@@ -137,8 +137,10 @@ struct Bench: ParsableCommand {
             func mid(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
             report.computeMsPerStep = mid(measured.compute) * 1e3
             report.computeBalance = measured.balance.reduce(0, +) / Double(measured.balance.count)
-            report.waitImbalanceMsPerStep = mid(measured.imbalance) * 1e3
-            report.waitExchangeMsPerStep = mid(measured.exchange) * 1e3
+            func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+            report.waitMsPerStepMean = mean(measured.waitMean) * 1e3
+            report.waitImbalanceMsPerStep = mean(measured.imbalance) * 1e3
+            report.waitExchangeMsPerStep = mean(measured.exchange) * 1e3
             let (progress, interval) = trainer.exchangeProgress
             report.exchangeProgress = progress.rawValue
             report.pollIntervalUs = progress == .thread ? interval * 1e6 : 0
