@@ -2,6 +2,7 @@
 # Make N stand-in "hosts" on this machine as network namespaces, for testing mpirun across nodes.
 #
 #   Scripts/cluster/netns-up.sh STATE_DIR [--hosts N] [--slots S] [--subnet A.B.C]
+#                                         [--rate RATE [--delay D] [--burst BYTES] [--latency T]]
 #   . STATE_DIR/env        # exports SEGGER_NETNS_DIR and the OMPI_MCA_* settings below
 #   mpirun --hostfile STATE_DIR/hostfile -np 4 ./app
 #   Scripts/cluster/netns-down.sh STATE_DIR
@@ -11,18 +12,23 @@
 # A.B.C.1 in the root namespace (where mpirun runs). Open MPI reaches the hosts through
 # Scripts/cluster/netns-rsh (the plm_rsh_agent, standing in for ssh). Every object made is listed in
 # STATE_DIR/created and removed by netns-down.sh (also on a failed start). Needs root and iproute2.
+# --rate (and --delay, --burst, --latency) shape every host's link with netns-shape.sh (a tc tbf on both
+# ends of its veth; see that script for the choices); STATE_DIR/links lists the veth ends it shapes, so
+# `netns-shape.sh STATE_DIR --rate R|none` changes the rate of live hosts.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-[ $# -ge 1 ] || die "usage: $0 STATE_DIR [--hosts N] [--slots S] [--subnet A.B.C]"
+[ $# -ge 1 ] || die "usage: $0 STATE_DIR [--hosts N] [--slots S] [--subnet A.B.C] [--rate R [--delay D] [--burst B] [--latency T]]"
 state=$1; shift
 hosts=2 slots=2 subnet=
+shape=()
 while [ $# -gt 0 ]; do
     case $1 in
         --hosts) hosts=$2; shift 2 ;;
         --slots) slots=$2; shift 2 ;;
         --subnet) subnet=$2; shift 2 ;;
+        --rate|--delay|--burst|--latency) [ $# -ge 2 ] || die "$1 needs a value"; shape+=("$1" "$2"); shift 2 ;;
         *) die "unknown option $1" ;;
     esac
 done
@@ -35,6 +41,7 @@ state=$(cd "$state" && pwd)
 [ -z "$(ls -A "$state")" ] || die "$state is not empty"
 chmod 0755 "$state"
 : > "$state/created"
+: > "$state/links"
 trap 'rc=$?; if [ $rc -ne 0 ]; then log "netns-up failed, removing what it made"; "$here/netns-down.sh" "$state" || true; fi' EXIT
 
 # A short unique prefix: interface names are limited to 15 characters.
@@ -74,6 +81,7 @@ for ((i = 1; i <= hosts; i++)); do
     ip link set "${tag}v$i" master "$bridge"
     ip link set "${tag}v$i" up
     echo "$name slots=$slots" >> "$state/hostfile"
+    printf '%s eth0\n- %s\n' "$name" "${tag}v$i" >> "$state/links"
 done
 
 # Reachability: every host answers on the subnet (no ping binary needed: bash's /dev/tcp to a closed
@@ -102,4 +110,7 @@ export OMPI_MCA_oob_tcp_keepalive_intvl=1
 export OMPI_MCA_oob_tcp_keepalive_probes=3
 ENV
 echo "$subnet" > "$state/subnet"
+if [ ${#shape[@]} -gt 0 ]; then
+    "$here/netns-shape.sh" "$state" "${shape[@]}" || die "shaping the links failed"
+fi
 log "netns hosts up: $(cut -d' ' -f1 "$state/hostfile" | tr '\n' ' ')on $subnet.0/24"

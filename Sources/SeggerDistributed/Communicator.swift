@@ -6,12 +6,15 @@ import Foundation
 
 /// A small Swift face over MPI_COMM_WORLD. Works without `mpirun` (singleton init, one rank).
 ///
-/// All calls must come from the thread that called `world()` (MPI_THREAD_FUNNELED), and every rank
-/// must make the same collective calls in the same order.
+/// Its calls must come from the thread that called `world()`, and every rank must make the same
+/// collective calls in the same order. (MPI is initialized with MPI_THREAD_MULTIPLE when the library
+/// grants it, for `GradientBuckets`' progress thread, which makes MPI calls of its own.)
 public final class Communicator {
     public let rank: Int
     public let size: Int
     public var isRoot: Bool { rank == 0 }
+    /// MPI granted MPI_THREAD_MULTIPLE: other threads may make MPI calls too.
+    public private(set) var threadMultiple = false
 
     /// The fp16 / bf16 sum ops (2-byte carrier MPI_UINT16_T, fp32 accumulation); see ReductionOps.swift.
     let fp16Sum: MPI_Op
@@ -46,19 +49,23 @@ public final class Communicator {
             var finalized: Int32 = 0
             MPI_Finalized(&finalized)
             if finalized != 0 { throw MPIError("MPI was already finalized in this process") }
+            chooseAllreduceAlgorithm()
             var provided: Int32 = 0
-            let rc = MPI_Init_thread(nil, nil, segger_mpi_thread_funneled(), &provided)
+            let rc = MPI_Init_thread(nil, nil, segger_mpi_thread_multiple(), &provided)
             if rc != MPI_SUCCESS { throw MPIError("MPI_Init_thread failed with code \(rc)") }
             if provided < segger_mpi_thread_funneled() {
                 throw MPIError("MPI_Init_thread granted thread level \(provided), need MPI_THREAD_FUNNELED")
             }
             registerFinalizeAtExit()
         }
+        var level: Int32 = 0
+        MPI_Query_thread(&level)
         var rank: Int32 = 0, size: Int32 = 0
         MPI_Comm_rank(segger_mpi_comm_world(), &rank)
         MPI_Comm_size(segger_mpi_comm_world(), &size)
         let c = Communicator(rank: Int(rank), size: Int(size),
                              fp16Sum: makeSumOp(fp16SumFunction), bf16Sum: makeSumOp(bf16SumFunction))
+        c.threadMultiple = level >= segger_mpi_thread_multiple()
         shared = c
         return c
     }
@@ -416,6 +423,17 @@ extension Communicator {
             initialized = n
         }
     }
+}
+
+/// Open MPI's non-blocking all-reduce (coll/libnbc) picks, for fewer than 4 ranks or an in-place buffer
+/// (the gradient buckets are both), a binomial reduce to rank 0 followed by a broadcast: with 2 ranks the
+/// whole bucket crosses the link twice, one direction after the other. Reduce-scatter + allgather
+/// (Rabenseifner, "3") sends 2(P−1)/P of it each way at once, in 2·log₂P rounds. Set before MPI_Init,
+/// and only when the user has not chosen: an OMPI_MCA_… variable of their own (which `mpirun --mca`
+/// also sets) wins.
+private func chooseAllreduceAlgorithm() {
+    let name = "OMPI_MCA_coll_libnbc_iallreduce_algorithm"
+    setenv(name, "3", 0)
 }
 
 /// `exit(0)` (or returning from main): MPI_Finalize. Any other status on a job of several ranks:

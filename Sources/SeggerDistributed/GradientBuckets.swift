@@ -14,8 +14,16 @@
 // values were split over ranks or on MPI's reduction tree: N ranks give what one rank gives.
 // When the caller accumulated earlier micro-batches in fp64 (`begin(preScale:accumulated:)`), a bucket's
 // values are accumulated[r] + gradients[r], taken in fp64 before any rounding. With one rank nothing is sent but the same scale → compress → decompress happens, so 1-rank and
-// N-rank runs round alike. Open MPI has no progress thread: every gradientsReady call also MPI_Tests the
-// in-flight buckets, and completed ones are decompressed right away (their parameters are final).
+// N-rank runs round alike. Open MPI has no asynchronous progress: a bucket's all-reduce moves only while
+// some MPI call runs on this rank. `.poll` MPI_Tests the in-flight buckets at every gradientsReady call;
+// `.thread` adds a helper thread that MPI_Tests them every `pollInterval` while any is in flight (so they
+// also move during long GEMMs and edge kernels, needs MPI_THREAD_MULTIPLE). Completed buckets are
+// decompressed right away (their parameters are final).
+//
+// Locking (`.thread`): `lock` guards the bucket bookkeeping and every MPI call on the requests; the
+// backward thread packs and launches under it, the helper tests under it, finish() waits under it. The
+// gradient ranges themselves need no lock: a bucket's range is written by the backward before its
+// launch and by the unpack after its completion, never both at once.
 import CFloat16
 import CMPI
 import Foundation
@@ -48,6 +56,20 @@ public final class GradientBuckets {
     /// done[b]: bucket b is reduced and written back into `gradients` this step.
     private let done: UnsafeMutableBufferPointer<Bool>
 
+    /// How in-flight buckets are driven (`.thread` falls back to `.poll` below MPI_THREAD_MULTIPLE).
+    public let progress: ExchangeProgress
+    /// Seconds between the helper thread's tests of the in-flight buckets.
+    public let pollInterval: Double
+    /// Timestamps of the last finished step (monotonicSeconds), for diagnostics.
+    public private(set) var timeline = ExchangeTimeline()
+
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    private let wake: UnsafeMutablePointer<pthread_cond_t>
+    private var thread: pthread_t? = nil
+    private var stopThread = false
+    private var launchTimes: [Double]
+    private var doneTimes: [Double]
+
     private var scale: Float = 1
     private var inStep = false
     /// Buckets 0..<launched have left for the all-reduce this step.
@@ -64,9 +86,14 @@ public final class GradientBuckets {
     ///   - parameterRanges: each parameter's flat range, in parameter (buffer) order; buckets never
     ///     split a parameter unless a single parameter is larger than the cap.
     ///   - capBytes: bucket size cap in bytes of fp32 gradient.
+    ///   - progress: `.thread` (a helper thread tests in-flight buckets every `pollInterval` seconds) or
+    ///     `.poll` (tests only at the backward's readiness calls). `.thread` needs MPI_THREAD_MULTIPLE and
+    ///     more than one rank; otherwise `.poll` is used (see `progress`).
     public init(communicator: Communicator, gradients: UnsafeMutableBufferPointer<Float>,
-                parameterRanges: [Range<Int>], capBytes: Int, compression: GradientCompression) {
+                parameterRanges: [Range<Int>], capBytes: Int, compression: GradientCompression,
+                progress: ExchangeProgress = .thread, pollInterval: Double = ExchangeProgress.defaultInterval) {
         precondition(capBytes >= 4, "bucket cap must hold at least one fp32 value")
+        precondition(pollInterval > 0 && pollInterval < 1, "poll interval must lie in (0, 1) s")
         self.communicator = communicator
         self.gradients = gradients
         self.compression = compression
@@ -82,14 +109,35 @@ public final class GradientBuckets {
         launchLog.reserveCapacity(ranges.count)
         stats.buckets = ranges.count
         stats.bytesPerStep = communicator.size > 1 ? gradients.count * compression.bytesPerElement : 0
+        launchTimes = [Double](repeating: 0, count: ranges.count)
+        doneTimes = [Double](repeating: 0, count: ranges.count)
+        self.pollInterval = pollInterval
+        lock = .allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+        wake = .allocate(capacity: 1)
+        pthread_cond_init(wake, nil)
+        let threaded = progress == .thread && communicator.size > 1 && communicator.threadMultiple
+        self.progress = threaded ? .thread : .poll
+        if threaded { startThread() }
     }
 
     deinit {
+        if let t = thread {
+            pthread_mutex_lock(lock)
+            stopThread = true
+            pthread_cond_signal(wake)
+            pthread_mutex_unlock(lock)
+            pthread_join(t, nil)
+        }
         // A bucket still in flight would be written into freed memory: complete it first (every rank
         // drops its buckets at the same point of the program, so the collectives still match).
         for b in firstPending..<launchedBuckets where !done[b] {
             MPI_Wait(requests.baseAddress! + b, segger_mpi_status_ignore())
         }
+        pthread_cond_destroy(wake)
+        pthread_mutex_destroy(lock)
+        wake.deallocate()
+        lock.deallocate()
         packed.deallocate()
         wide.deallocate()
         requests.deallocate()
@@ -103,7 +151,8 @@ public final class GradientBuckets {
     /// so gaps between parameters travel with the parameter before them and the buckets cover the buffer
     /// exactly once); walking from the last parameter down, a bucket grows while it stays within
     /// `capElements`; a parameter larger than the cap alone is cut into cap-sized chunks from its end,
-    /// its lowest remainder opening the next bucket.
+    /// its lowest remainder opening the next bucket. Then a bucket of fewer than cap/16 elements (other
+    /// than the last) joins the next one, which may so exceed the cap by less than cap/16.
     static func layout(count: Int, parameterRanges: [Range<Int>], capElements: Int) -> [Range<Int>] {
         guard count > 0 else { return [] }
         var starts = parameterRanges.filter { !$0.isEmpty }.map(\.lowerBound)
@@ -133,22 +182,42 @@ public final class GradientBuckets {
             }
         }
         if let o = open { result.append(o) }
-        return result
+        // A bucket below cap/16 (a bias between two weights that each fill a bucket) joins the bucket
+        // after it (launched later): one message less, and no all-reduce of fewer elements than ranks,
+        // which Open MPI's reduce-scatter algorithm hands to a ring of 2(P−1) rounds. The last bucket
+        // stays: joining the one before would hold that one back until the end of the backward.
+        let small = max(1, capElements / 16)
+        var merged: [Range<Int>] = []
+        var carry: Range<Int>? = nil
+        for (i, b) in result.enumerated() {
+            let bucket = carry.map { b.lowerBound..<$0.upperBound } ?? b
+            carry = nil
+            if bucket.count < small && i + 1 < result.count {
+                carry = bucket
+            } else {
+                merged.append(bucket)
+            }
+        }
+        return merged
     }
 
     /// Starts a step: every bucket's gradient will be multiplied by `preScale` before compression.
     /// - Parameter accumulated: fp64 sums of this rank's earlier micro-batches (same layout as the
     ///   gradients); when given, each bucket sends `accumulated + gradients`, added in fp64.
     public func begin(preScale: Float, accumulated: UnsafeMutableBufferPointer<Double>? = nil) {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
         precondition(!inStep, "GradientBuckets.begin: the previous step was not finished")
         precondition(accumulated == nil || accumulated!.count == gradients.count, "accumulator size")
+        stepBegin = monotonicSeconds()
+        lastReady = stepBegin
         inStep = true
         scale = preScale
         self.accumulated = accumulated
         launchedBuckets = 0
         firstPending = 0
         sawNonFinite = false
-        for b in 0..<ranges.count { done[b] = false }
+        for b in 0..<ranges.count { done[b] = false; launchTimes[b] = 0; doneTimes[b] = 0 }
         launchLog.removeAll(keepingCapacity: true)
     }
 
@@ -156,18 +225,31 @@ public final class GradientBuckets {
     /// the buckets that became complete (in bucket order) and drives in-flight ones with MPI_Test
     /// (Open MPI has no asynchronous progress thread).
     public func gradientsReady(from offset: Int) {
+        let due = launchedBuckets < ranges.count && ranges[launchedBuckets].lowerBound >= offset
+        if progress == .thread {
+            // Nothing to launch: test only if the helper is not testing right now (never wait for it).
+            if due { pthread_mutex_lock(lock) } else if pthread_mutex_trylock(lock) != 0 { return }
+        }
+        defer { if progress == .thread { pthread_mutex_unlock(lock) } }
         precondition(inStep, "GradientBuckets.gradientsReady outside begin/finish")
+        lastReady = monotonicSeconds()
+        var launched = false
         while launchedBuckets < ranges.count && ranges[launchedBuckets].lowerBound >= offset {
             launch(launchedBuckets)
             launchedBuckets += 1
+            launched = true
         }
         drive()
+        if launched && progress == .thread { pthread_cond_signal(wake) }
     }
 
     /// Waits for every bucket and writes the summed gradients back (fp32) into the gradient buffer.
     /// - Returns: false when any reduced value is inf or NaN (the step must then be skipped on every rank).
     public func finish() -> Bool {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
         precondition(inStep, "GradientBuckets.finish without begin")
+        let finishStart = monotonicSeconds()
         while launchedBuckets < ranges.count {
             launch(launchedBuckets)
             launchedBuckets += 1
@@ -180,12 +262,16 @@ public final class GradientBuckets {
         }
         firstPending = ranges.count
         inStep = false
+        timeline = ExchangeTimeline(begin: stepBegin, lastReady: lastReady, finishStart: finishStart,
+                                    finishEnd: monotonicSeconds(), bucketElements: ranges.map(\.count),
+                                    launch: launchTimes, done: doneTimes)
         return !sawNonFinite
     }
 
     /// Scales and compresses bucket b, then starts its all-reduce (or, with one rank, completes it).
     private func launch(_ b: Int) {
         launchLog.append(b)
+        launchTimes[b] = monotonicSeconds()
         let r = ranges[b]
         let n = r.count
         let g = gradients.baseAddress! + r.lowerBound
@@ -240,8 +326,76 @@ public final class GradientBuckets {
         case .none: narrow(wide.baseAddress! + r.lowerBound, g, r.count)
         }
         if !allFinite(g, r.count) { sawNonFinite = true }
-        stats.packSeconds += monotonicSeconds() - t0
+        let t1 = monotonicSeconds()
+        stats.packSeconds += t1 - t0
+        doneTimes[b] = t1
         done[b] = true
+    }
+
+    private var stepBegin = 0.0
+    private var lastReady = 0.0
+
+    /// The helper thread of `.thread`: sleeps on `wake` while no bucket is in flight, else tests the
+    /// in-flight buckets every `pollInterval`.
+    private func startThread() {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setstacksize(&attr, 1 << 18)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        var t = pthread_t()
+        let rc = pthread_create(&t, &attr, { context in
+            let me = Unmanaged<GradientBuckets>.fromOpaque(context!).takeUnretainedValue()
+            me.progressLoop()
+            return nil
+        }, context)
+        precondition(rc == 0, "pthread_create failed (\(rc))")
+        thread = t
+    }
+
+    private func progressLoop() {
+        let nanos = Int(pollInterval * 1e9)
+        var pause = timespec(tv_sec: nanos / 1_000_000_000, tv_nsec: nanos % 1_000_000_000)
+        pthread_mutex_lock(lock)
+        while !stopThread {
+            if !(inStep && firstPending < launchedBuckets) {
+                pthread_cond_wait(wake, lock)
+                continue
+            }
+            drive()
+            pthread_mutex_unlock(lock)
+            nanosleep(&pause, nil)
+            pthread_mutex_lock(lock)
+        }
+        pthread_mutex_unlock(lock)
+    }
+}
+
+/// How the buckets in flight are moved along while the backward pass computes (Open MPI has no
+/// asynchronous progress: an all-reduce advances only inside MPI calls on its rank).
+public enum ExchangeProgress: String, Sendable, CaseIterable {
+    /// MPI_Test on the in-flight buckets at each readiness call of the backward pass only.
+    case poll
+    /// Also a helper thread that tests them every poll interval while any is in flight.
+    case thread
+
+    /// The helper thread's default interval between tests, seconds.
+    public static let defaultInterval = 0.0005
+}
+
+/// When the last step's buckets left and came back (monotonicSeconds; 0 for a bucket never launched).
+public struct ExchangeTimeline: Sendable {
+    /// begin(), the last gradientsReady call (the end of the backward), finish() entered and returned.
+    public var begin = 0.0, lastReady = 0.0, finishStart = 0.0, finishEnd = 0.0
+    /// Elements per bucket, bucket 0 first.
+    public var bucketElements: [Int] = []
+    /// Per bucket: all-reduce started, and reduced values written back (as seen by the next test).
+    public var launch: [Double] = [], done: [Double] = []
+    public init() {}
+    public init(begin: Double, lastReady: Double, finishStart: Double, finishEnd: Double, bucketElements: [Int],
+                launch: [Double], done: [Double]) {
+        self.begin = begin; self.lastReady = lastReady; self.finishStart = finishStart; self.finishEnd = finishEnd
+        self.bucketElements = bucketElements; self.launch = launch; self.done = done
     }
 }
 

@@ -70,7 +70,14 @@ public enum ShardPlan {
     /// lower rank); then pairwise swaps between the most-loaded rank and another rank are applied while
     /// they lower that pair's maximum. Each rank's tiles keep their order in `batch`, so `ranks == 1`
     /// returns `[batch]`.
-    public static func split(_ batch: [Int], costs: [Double], ranks: Int) -> [[Int]] {
+    ///
+    /// `equalCounts: false` drops the equal tile counts (for a loss that does not depend on how the batch
+    /// is split: the global mean): besides swaps, the refinement also moves single tiles off the
+    /// most-loaded rank (so the result is never worse than the equal-count split it starts from). Over
+    /// tiles whose sizes spread 40-fold (a slide) a rank that drew the largest tile then takes fewer of
+    /// the others (docs/scaling.md has the balance this buys). A move never empties a rank (it would not
+    /// lower the maximum), so every rank keeps a tile when the batch has at least `ranks`.
+    public static func split(_ batch: [Int], costs: [Double], ranks: Int, equalCounts: Bool = true) -> [[Int]] {
         precondition(ranks >= 1, "ranks must be at least 1")
         let n = batch.count
         let cost = batch.map { costs[$0] }
@@ -94,29 +101,48 @@ public enum ShardPlan {
             load[best] += cost[p]
         }
 
-        // Swap refinement: each accepted swap lowers the most-loaded rank and leaves its partner below
-        // the old maximum, so the sorted load vector decreases and the loop ends.
-        var rounds = 0
-        while rounds < 4 * n + 4 {
-            rounds += 1
-            var top = 0
-            for r in 1..<ranks where load[r] > load[top] { top = r }
-            var bestPair: (Int, Int)? = nil
-            var bestMax = load[top]
-            for a in 0..<n where owner[a] == top {
-                for b in 0..<n where owner[b] != top && cost[b] < cost[a] {
-                    let d = cost[a] - cost[b]
-                    let pairMax = max(load[top] - d, load[owner[b]] + d)
-                    if pairMax < bestMax { bestMax = pairMax; bestPair = (a, b) }
+        // Refinement: each accepted swap (or move) lowers the most-loaded rank and leaves its partner
+        // below the old maximum, so the sorted load vector decreases and the loop ends. Swaps first (the
+        // equal-count split); with free counts, then swaps and moves from there (never worse than it).
+        func refine(moves: Bool) {
+            var rounds = 0
+            while rounds < 4 * n + 4 {
+                rounds += 1
+                var top = 0
+                for r in 1..<ranks where load[r] > load[top] { top = r }
+                var bestPair: (Int, Int)? = nil
+                var bestMove: (Int, Int)? = nil   // (tile position, to rank)
+                var bestMax = load[top]
+                for a in 0..<n where owner[a] == top {
+                    for b in 0..<n where owner[b] != top && cost[b] < cost[a] {
+                        let d = cost[a] - cost[b]
+                        let pairMax = max(load[top] - d, load[owner[b]] + d)
+                        if pairMax < bestMax { bestMax = pairMax; bestPair = (a, b); bestMove = nil }
+                    }
+                    if moves {
+                        for r in 0..<ranks where r != top {
+                            let pairMax = max(load[top] - cost[a], load[r] + cost[a])
+                            if pairMax < bestMax { bestMax = pairMax; bestMove = (a, r); bestPair = nil }
+                        }
+                    }
                 }
+                let other: Int
+                if let (a, r) = bestMove {
+                    owner[a] = r
+                    other = r
+                } else if let (a, b) = bestPair {
+                    other = owner[b]
+                    owner[a] = other
+                    owner[b] = top
+                } else {
+                    break
+                }
+                load[top] = 0; load[other] = 0  // recomputed from scratch: no drift from += / -=
+                for p in 0..<n where owner[p] == top || owner[p] == other { load[owner[p]] += cost[p] }
             }
-            guard let (a, b) = bestPair else { break }
-            let other = owner[b]
-            owner[a] = other
-            owner[b] = top
-            load[top] = 0; load[other] = 0  // recomputed from scratch: no drift from += / -=
-            for p in 0..<n where owner[p] == top || owner[p] == other { load[owner[p]] += cost[p] }
         }
+        refine(moves: false)
+        if !equalCounts { refine(moves: true) }
 
         var result = [[Int]](repeating: [], count: ranks)
         for p in 0..<n { result[owner[p]].append(batch[p]) }

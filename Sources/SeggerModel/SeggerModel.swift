@@ -351,8 +351,9 @@ public final class SeggerModel {
     // MARK: backward
 
     /// Backward of `lossScale · Σ_l bce_l` of the last forward pass: overwrites `gradients`.
-    /// `onGradientsReady(offset)` is called as layers finish with decreasing offsets: every parameter
-    /// at flat offset ≥ `offset` then holds its final gradient. The last call has offset 0.
+    /// `onGradientsReady(offset)` is called as parameters finish (within a layer: the bd weights, the
+    /// belongs weights, the tx weights), with decreasing offsets: every parameter at flat offset ≥
+    /// `offset` then holds its final gradient. The last call has offset 0.
     public func backward(lossScale: Float, onGradientsReady: ((Int) -> Void)? = nil) {
         precondition(hasForward, "backward without a forward pass")
         let H = config.heads, I = config.initEmb, D = outputWidth
@@ -430,6 +431,14 @@ public final class SeggerModel {
                                      w: w + L.bdW, n: nBd, outDim: L.bdCols)
                 onGradientsReady?(L.start)
             } else {
+                // Weight gradients from the layer's last parameters to its first, each range announced as
+                // soon as it is final, so that its gradient bucket leaves before the large tx GEMM runs.
+                linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
+                                     n: nBd, inDim: L.inDim, outDim: L.bdCols)
+                onGradientsReady?(L.bdW)
+                linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
+                                     n: nBs, inDim: L.inDim, outDim: W)
+                onGradientsReady?(L.blW)
                 linearBackwardParams(dw: g + L.txW, db: nil, dy: dyt, ldy: 2 * W, x: xTx, ldx: L.inDim,
                                      n: nTx, inDim: L.inDim, outDim: 2 * W)
                 if res {
@@ -437,10 +446,6 @@ public final class SeggerModel {
                                          n: nTx, inDim: L.inDim, outDim: W)
                 }
                 columnSums(g + L.txB, dyt, ld: 2 * W, rows: nTx, cols: W)
-                linearBackwardParams(dw: g + L.blW, db: g + L.blB, dy: dxlb, ldy: W, x: xTx, ldx: L.inDim,
-                                     n: nBs, inDim: L.inDim, outDim: W)
-                linearBackwardParams(dw: g + L.bdW, db: nil, dy: dyb, ldy: L.bdCols, x: xBd, ldx: L.inDim,
-                                     n: nBd, inDim: L.inDim, outDim: L.bdCols)
                 onGradientsReady?(L.start)
                 linearBackwardInput(dx: gTxNext, lddx: L.inDim, dy: dyt, ldy: 2 * W, w: w + L.txW,
                                     n: nTx, inDim: L.inDim, outDim: 2 * W)

@@ -10,7 +10,7 @@ import SafeTensors
 public struct SynthConfig: Sendable, Equatable {
     /// Number of tiles ``Synth/writeDirectory(config:to:)`` writes.
     public var tiles: Int = 8
-    /// Transcripts per tile (exact).
+    /// Transcripts per tile (exact; the median with a ``sizeSpread``).
     public var txPerTile: Int = 5000
     /// Seed of the tiles (positions, counts, genes, negatives). Tile i uses its own stream.
     public var seed: UInt64 = 0
@@ -48,6 +48,9 @@ public struct SynthConfig: Sendable, Equatable {
     /// Overlap mode when set (µm): the tiles are one slide region of `tiles × txPerTile` transcripts
     /// cut into a grid, each tile holding everything within this margin of its core (see ``OverlapGrid``).
     public var overlapMargin: Double? = nil
+    /// Tile sizes spread like a slide's when set (``SizeSpread``): tile i's transcript count is drawn
+    /// around `txPerTile` instead of being exactly `txPerTile`.
+    public var sizeSpread: SizeSpread? = nil
 
     public init(tiles: Int = 8, txPerTile: Int = 5000, seed: UInt64 = 0, numTxTokens: Int = 500, k: Int = 3,
                 negRatio: Double = 5, cellTypes: Int = 8, embeddingDim: Int? = nil) {
@@ -79,6 +82,11 @@ extension SynthConfig {
         }
         if let d = embeddingDim, d < 1 { return "embeddingDim must be ≥ 1 (got \(d))" }
         if !(embeddingNoise >= 0) { return "embeddingNoise must be ≥ 0" }
+        if let s = sizeSpread {
+            if overlapMargin != nil { return "sizeSpread and overlapMargin cannot be combined (overlapping tiles are cut from one region)" }
+            if let p = s.problem { return p }
+            if s.range(median: txPerTile).lowerBound < 1 { return "sizeSpread: the smallest tile would hold no transcript" }
+        }
         if let m = overlapMargin {
             if !(m >= 0) || !m.isFinite { return "overlapMargin must be a finite number ≥ 0 (got \(m))" }
             if tiles < 1 { return "overlap mode needs tiles ≥ 1" }
@@ -88,6 +96,51 @@ extension SynthConfig {
             return "tiles × txPerTile is too large for 8-letter boundary ids"
         }
         return nil
+    }
+}
+
+/// How tile sizes spread over a slide: log-normal around the median (`SynthConfig.txPerTile`), clipped.
+///
+/// A tile's transcript count is its tissue coverage times the local density, both varying by factors
+/// across a slide (tiles on the tissue's edge are mostly empty, dense regions hold several times the
+/// median): a product of such factors is close to log-normal. `slide` takes σ = 0.8 and clips at the
+/// 1st and 99th percentiles (×0.155 and ×6.45 of the median): with a median of 3,000 the tiles hold
+/// about 470 to 19,350 transcripts, a 40-fold spread with a long upper tail (mean ≈ 1.36 × median).
+public struct SizeSpread: Sendable, Equatable {
+    /// Standard deviation of ln(size).
+    public var sigma: Double
+    /// Clip at median · exp(±clipZ · sigma).
+    public var clipZ: Double
+
+    public init(sigma: Double, clipZ: Double) {
+        self.sigma = sigma
+        self.clipZ = clipZ
+    }
+
+    /// The heavy-tailed spread of a whole slide (see the type's description).
+    public static let slide = SizeSpread(sigma: 0.8, clipZ: 2.326)
+
+    /// Named spreads for the command line.
+    public static func named(_ name: String) -> SizeSpread? { name == "slide" ? .slide : nil }
+
+    public var problem: String? {
+        if !(sigma >= 0) || !sigma.isFinite { return "sizeSpread sigma must be a finite number ≥ 0 (got \(sigma))" }
+        if !(clipZ >= 0) || !clipZ.isFinite { return "sizeSpread clipZ must be a finite number ≥ 0 (got \(clipZ))" }
+        return nil
+    }
+
+    /// Smallest and largest size for `median` transcripts.
+    public func range(median: Int) -> ClosedRange<Int> {
+        let f = Foundation.exp(clipZ * sigma)
+        let lo = max(1, Int((Double(median) / f).rounded(.up)))
+        return lo...max(lo, Int((Double(median) * f).rounded(.down)))
+    }
+
+    /// One size: round(median · exp(σ z)), z standard normal, clipped to `range(median:)`.
+    func draw(median: Int, rng: inout SynthRandom) -> Int {
+        let n = Int((Double(median) * Foundation.exp(sigma * rng.normal())).rounded())
+        let r = range(median: median)
+        return min(max(n, r.lowerBound), r.upperBound)
     }
 }
 
@@ -219,7 +272,7 @@ public enum Synth {
         let manifest = """
         {
           "format": "segger-tile", "version": "2", "generator": "segger-train Synth",
-          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null"), "overlap_margin": \(c.overlapMargin.map { "\($0)" } ?? "null")}\(overlap),
+          "config": {"tiles": \(c.tiles), "tx_per_tile": \(c.txPerTile), "seed": \(c.seed), "program_seed": \(c.programSeed), "num_tx_tokens": \(c.numTxTokens), "k_tx": \(c.k), "dist_tx": \(c.radius), "neg_ratio": \(c.negRatio), "n_cell_types": \(c.cellTypes), "tx_per_cell": \(c.txPerCell), "cell_area": \(c.cellArea), "nuclear_frac": \(c.nuclearFraction), "bg_frac": \(c.backgroundFraction), "embedding_dim": \(c.embeddingDim.map(String.init) ?? "null"), "overlap_margin": \(c.overlapMargin.map { "\($0)" } ?? "null"), "size_spread": \(c.sizeSpread.map { "{\"median\": \(c.txPerTile), \"sigma\": \($0.sigma), \"min\": \($0.range(median: c.txPerTile).lowerBound), \"max\": \($0.range(median: c.txPerTile).upperBound)}" } ?? "null")}\(overlap),
           "tiles": [
         \(rows.joined(separator: ",\n"))
           ]
@@ -265,23 +318,37 @@ public enum Synth {
         return (genes, cumulative)
     }
 
-    /// Tile `index` in default mode: its own layout of `txPerTile` transcripts, graph and ids.
+    /// Tile `index` in default mode: its own layout of `txPerTile` transcripts (or of its drawn size,
+    /// with a ``SizeSpread``), graph and ids.
     static func generate(config c: SynthConfig, index: Int) -> Generated {
         precondition(c.problem == nil, "SynthConfig: \(c.problem ?? "")")
         var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: index) &+ 0x7111_E5ED)
-        let L = layout(config: c, n: c.txPerTile, rng: &rng)
+        let L = layout(config: c, n: txCount(c, index), rng: &rng)
         // The embedding is drawn after the negatives (the order of the reference generator's stream).
         var g = graph(L, config: c, source: "synth(seed \(c.seed), tile \(index))", rng: &rng) { rng in
             c.embeddingDim.map { embedding(tokens: L.tokens, dim: $0, noise: c.embeddingNoise, rng: &rng) }
         }
-        g.tile.txIDs = (0..<L.numTx).map { transcriptID(seed: c.seed, index: index * c.txPerTile + $0) }
+        g.tile.txIDs = (0..<L.numTx).map { transcriptID(seed: c.seed, index: index * maxTxCount(c) + $0) }
         g.tile.bdIDs = (0..<L.numBd).map { boundaryID(seed: c.seed, index: index * boundaryStride(c) + $0) }
         return g
     }
 
     /// Global boundary indices reserved per default-mode tile: more than any tile's N_bd
     /// (N_bd ≤ 2.4 · txPerTile + 3 for every valid configuration), so that ids never collide.
-    static func boundaryStride(_ c: SynthConfig) -> Int { 3 * c.txPerTile + 3 }
+    static func boundaryStride(_ c: SynthConfig) -> Int { 3 * maxTxCount(c) + 3 }
+
+    /// Transcripts of default-mode tile `index`: `txPerTile`, or its draw from the size spread (its own
+    /// stream, so that a tile's size does not depend on the other tiles).
+    public static func txCount(_ c: SynthConfig, _ index: Int) -> Int {
+        guard let s = c.sizeSpread else { return c.txPerTile }
+        var rng = SynthRandom(seed: (c.seed ^ 0x5121_E5B2_EAD0_0001) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(truncatingIfNeeded: index))
+        return s.draw(median: c.txPerTile, rng: &rng)
+    }
+
+    /// The largest `txCount` any tile can have (the stride of transcript and boundary ids per tile).
+    static func maxTxCount(_ c: SynthConfig) -> Int {
+        c.sizeSpread.map { $0.range(median: c.txPerTile).upperBound } ?? c.txPerTile
+    }
 
     /// `n` transcripts: cells on a jittered grid of slots (square; `aspect` = width / height when
     /// given), nuclei with no transcripts, background; then the transcripts in a random order.

@@ -35,37 +35,128 @@ public struct BenchmarkReport: Codable {
     public var meanTileTx: Double = 0
     public var meanTileEdges: Double = 0
     public var meanTileLabels: Double = 0
+    /// Mean over ranks of the time before the wait (reading, forward, backward), median over steps.
+    public var computeMsPerStep: Double = 0
+    /// Mean over ranks / max over ranks of that time, averaged over the steps (1 = perfectly balanced).
+    public var computeBalance: Double = 0
+    /// Time waiting (the step's flag all-reduce and the buckets), mean over ranks and steps, and its split:
+    /// waiting for a slower rank's compute, and waiting on the exchange itself beyond that (the two add up
+    /// to the mean wait, up to a rank that finished waiting before the slower rank finished computing).
+    public var waitMsPerStepMean: Double = 0
+    public var waitImbalanceMsPerStep: Double = 0
+    public var waitExchangeMsPerStep: Double = 0
+    /// How the buckets were driven (poll or thread) and the thread's interval.
+    public var exchangeProgress: String = ""
+    public var pollIntervalUs: Double = 0
+    /// Open MPI's non-blocking all-reduce algorithm in effect (OMPI_MCA_coll_libnbc_iallreduce_algorithm).
+    public var iallreduceAlgorithm: String = ""
+    /// Rank 0's exchange timeline, medians over the timed steps, ms from the step's begin().
+    public var exchangeTimeline: TimelineSummary? = nil
     public init() {}
+}
+
+/// Medians over steps of rank 0's `ExchangeTimeline`, in ms from begin() (the start of the step's
+/// last tile: forward, then backward).
+public struct TimelineSummary: Codable {
+    /// The backward's last readiness call, finish() entered (after the step's flag all-reduce) and returned.
+    public var backwardEndMs: Double = 0
+    public var finishStartMs: Double = 0
+    public var finishEndMs: Double = 0
+    public var buckets: [Bucket] = []
+    public struct Bucket: Codable {
+        public var kb: Double = 0
+        public var launchMs: Double = 0
+        public var doneMs: Double = 0
+    }
+
+    public init(_ timelines: [ExchangeTimeline], bytesPerElement: Int) {
+        func median(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
+        let valid = timelines.filter { $0.begin > 0 }
+        guard let first = valid.first else { return }
+        backwardEndMs = median(valid.map { ($0.lastReady - $0.begin) * 1e3 })
+        finishStartMs = median(valid.map { ($0.finishStart - $0.begin) * 1e3 })
+        finishEndMs = median(valid.map { ($0.finishEnd - $0.begin) * 1e3 })
+        for b in first.bucketElements.indices {
+            var bucket = Bucket()
+            bucket.kb = Double(first.bucketElements[b] * bytesPerElement) / 1024
+            let launches: [Double] = valid.map { ($0.launch[b] - $0.begin) * 1e3 }
+            let returns: [Double] = valid.map { ($0.done[b] - $0.begin) * 1e3 }
+            bucket.launchMs = median(launches)
+            bucket.doneMs = median(returns)
+            buckets.append(bucket)
+        }
+    }
+}
+
+/// What `Trainer.timedSteps` measured, step by step (timed steps only).
+public struct TimedSteps {
+    /// Wall time of each step and the time waiting on the exchange (flag all-reduce + buckets), max over ranks.
+    public var times: [Double] = [], waits: [Double] = []
+    /// Per step, mean over ranks of the time before the wait (tile reading, forward, backward).
+    public var compute: [Double] = []
+    /// Per step, mean over ranks / max over ranks of that compute time.
+    public var balance: [Double] = []
+    /// Per step, mean over ranks of (max compute − own compute): waiting for a slower rank to finish.
+    public var imbalance: [Double] = []
+    /// Per step, mean over ranks of the wait beyond that: the exchange itself, not hidden by backward.
+    public var exchange: [Double] = []
+    /// Per step, mean over ranks of the wait.
+    public var waitMean: [Double] = []
+    /// Rank 0's exchange timeline of each step.
+    public var timelines: [ExchangeTimeline] = []
+    /// This rank's RSS (MB) when the timed steps began.
+    public var rssAtStart = 0.0
 }
 
 extension Trainer {
     /// Runs `warmup` + `steps` training steps over the epoch-0 batch sequence (wrapping around) and
-    /// returns each timed step's wall time on this rank, max-reduced over ranks, and this rank's RSS
-    /// (MB) when the timed steps begin.
-    public func timedSteps(warmup: Int, steps: Int) throws -> (times: [Double], waits: [Double], rssAtStart: Double) {
+    /// returns, for each timed step, its wall time and exchange wait (max over ranks), the compute
+    /// balance and the split of the wait into rank imbalance and exchange, and this rank's RSS (MB)
+    /// when the timed steps begin.
+    public func timedSteps(warmup: Int, steps: Int) throws -> TimedSteps {
+        let batches = try epochBatches()
+        var out = TimedSteps()
+        out.rssAtStart = MachineProbe.currentRSSMB()
+        for i in 0..<(warmup + steps) {
+            if i == warmup { out.rssAtStart = MachineProbe.currentRSSMB() }
+            comm.barrier()
+            timing = EpochTiming()
+            let t0 = monotonicSeconds()
+            _ = try step(batch: batches[i % batches.count], epoch: 0, index: i % batches.count)
+            let dt = monotonicSeconds() - t0
+            let busy = timing.load + timing.compute
+            let m = comm.allreduceMax([dt, timing.wait, busy])
+            let behind = m[2] - busy
+            let n = Double(comm.size)
+            let sums = comm.allreduceSum([busy, behind, max(0, timing.wait - behind), timing.wait])
+            if i >= warmup {
+                out.times.append(m[0]); out.waits.append(m[1])
+                out.compute.append(sums[0] / n)
+                out.balance.append(m[2] > 0 ? sums[0] / n / m[2] : 1)
+                out.imbalance.append(sums[1] / n)
+                out.exchange.append(sums[2] / n)
+                out.waitMean.append(sums[3] / n)
+                out.timelines.append(buckets.timeline)
+            }
+        }
+        return out
+    }
+
+    /// The epoch-0 sequence of global batches (as the benchmark walks it).
+    public func epochBatches() throws -> [[Int]] {
         let globalBatch = options.batchSizeTrain * comm.size
         let batches = ShardPlan.globalBatches(tileCount: train.count, globalBatch: globalBatch, ranks: comm.size,
                                               seed: options.seed, epoch: 0, dropLast: true)
         guard !batches.isEmpty else {
             throw CollectiveError("bench: a step takes \(globalBatch) tile(s) (\(comm.size) rank(s) × --batch \(options.batchSizeTrain)) but --tiles \(train.directory) has \(train.count)")
         }
-        var times: [Double] = [], waits: [Double] = []
-        var rssAtStart = MachineProbe.currentRSSMB()
-        for i in 0..<(warmup + steps) {
-            if i == warmup { rssAtStart = MachineProbe.currentRSSMB() }
-            comm.barrier()
-            timing = EpochTiming()
-            let t0 = monotonicSeconds()
-            _ = try step(batch: batches[i % batches.count], epoch: 0, index: i % batches.count)
-            let dt = monotonicSeconds() - t0
-            let m = comm.allreduceMax([dt, timing.wait])
-            if i >= warmup { times.append(m[0]); waits.append(m[1]) }
-        }
-        return (times, waits, rssAtStart)
+        return batches
     }
 
     /// Bytes the gradient exchange sends per step.
     public var bytesAllreducedPerStep: Int { buckets.stats.bytesPerStep }
+    /// How the gradient buckets are driven (after any fallback) and the thread's interval (s).
+    public var exchangeProgress: (ExchangeProgress, Double) { (buckets.progress, buckets.pollInterval) }
     public var worldSize: Int { comm.size }
     public var trainingTiles: TileSet { train }
     public var modelConfig: ModelConfig { options.model }

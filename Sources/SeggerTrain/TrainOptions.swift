@@ -123,6 +123,9 @@ public struct TrainOptions: Sendable {
     public var compression: GradientCompression = .fp16
     public var lossReduction: LossReduction = .globalMean
     public var bucketCapMB: Double = 0.25
+    /// How in-flight gradient buckets are driven during backward, and the helper thread's interval (s).
+    public var exchangeProgress: ExchangeProgress = .thread
+    public var exchangePollInterval: Double = ExchangeProgress.defaultInterval
     public var dropLast: Bool = false
     public var skipBadTiles: Bool = false
     public var resume: ResumeMode = .none

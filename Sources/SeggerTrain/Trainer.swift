@@ -171,7 +171,8 @@ public final class Trainer {
         buckets = GradientBuckets(communicator: comm, gradients: model.gradients,
                                   parameterRanges: model.parameters.map(\.range),
                                   capBytes: max(4096, Int(options.bucketCapMB * 1_048_576)),
-                                  compression: options.compression)
+                                  compression: options.compression, progress: options.exchangeProgress,
+                                  pollInterval: options.exchangePollInterval)
         accumulator = .allocate(capacity: model.parameterCount)
         accumulator.initialize(repeating: 0)
 
@@ -185,6 +186,7 @@ public final class Trainer {
             runDirectory = o
         }
         out = runDirectory
+        try reserveForLargestTiles()
         savedCheckpoints = held?.dir.ownEpochFiles() ?? []
         let scan = monotonicSeconds() - t0
         say("segger-train: \(comm.size) rank(s), \(train.count) training tiles" +
@@ -192,7 +194,7 @@ public final class Trainer {
             " (scanned in \(String(format: "%.1f", scan)) s), \(model.parameterCount) parameters in \(model.parameters.count) tensors, " +
             "\(options.model.txFeatureDim == nil ? "token" : "embedding") mode, " +
             "\(options.model.residual ? "documented" : "segger-main") architecture, \(buckets.bucketRanges.count) gradient bucket(s), " +
-            "\(options.compression.rawValue) gradient exchange, \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
+            "\(options.compression.rawValue) gradient exchange\(comm.size == 1 ? "" : buckets.progress == .thread ? " (progress thread)" : " (polled)"), \(BLASKernels.summary), \(BLASThreads.current) BLAS thread(s) per rank")
         let bad = train.bad.count + (val?.bad.count ?? 0)
         if bad > 0 { say("skipped \(bad) bad tile(s) (--skip_bad_tiles); first: \(train.bad.first?.error ?? val?.bad.first?.error ?? "")") }
         let replaced = train.nonFiniteReplaced + (val?.nonFiniteReplaced ?? 0)
@@ -309,7 +311,9 @@ public final class Trainer {
 
     /// One optimizer step over one global batch.
     func step(batch: [Int], epoch: Int, index: Int) throws -> StepResult {
-        let shards = ShardPlan.split(batch, costs: train.costs, ranks: comm.size)
+        // The global mean does not depend on the split: tile counts may differ between ranks (balance).
+        let shards = ShardPlan.split(batch, costs: train.costs, ranks: comm.size,
+                                     equalCounts: options.lossReduction == .rankMean)
         let mine = shards[comm.rank]
         let localLabels = mine.reduce(0) { $0 + train.labelCounts[$1] }
         let globalLabels = batch.reduce(0) { $0 + train.labelCounts[$1] }

@@ -58,6 +58,66 @@ func runBench(arguments: [String]) -> Never {
     exit(0)
 }
 
+/// All-reduce time against message size, run as the gradient buckets run it: one bucket holding the
+/// whole buffer, packed (fp32 → fp16, or → fp64 for none), one MPI_Iallreduce in place, MPI_Wait
+/// (`.poll`: no helper thread), unpacked; every rank starts together after a barrier. For each size
+/// (bytes on the wire per rank, powers of two from `--min_bytes` to `--max_bytes`) rank 0 prints one
+/// JSON line with the median and fastest of `--reps` runs (max over ranks) and the packing time:
+///   {"ranks":2,"compression":"fp16","bytes":65536,"median_ms":…,"min_ms":…,"pack_ms":…,"algbw_gbit_s":…}
+/// algbw = bytes / (median − pack): the buffer over the time on the network (Rabenseifner's or a ring's
+/// all-reduce moves 2(P−1)/P of it each way).
+func runSweep(arguments: [String]) -> Never {
+    guard let comm = try? Communicator.world() else { exit(3) }
+    var compression = GradientCompression.fp16
+    var minBytes = 1 << 10, maxBytes = 1 << 23, reps = 15
+    var i = 0
+    while i < arguments.count {
+        let value = i + 1 < arguments.count ? arguments[i + 1] : ""
+        switch arguments[i] {
+        case "--compression": compression = GradientCompression(rawValue: value) ?? compression
+        case "--min_bytes": minBytes = Int(value) ?? minBytes
+        case "--max_bytes": maxBytes = Int(value) ?? maxBytes
+        case "--reps": reps = Int(value) ?? reps
+        default:
+            if comm.isRoot { fputs("usage: mpi-selftest sweep [--compression fp16|bf16|none] [--min_bytes B] [--max_bytes B] [--reps N]\n", stderr) }
+            exit(2)
+        }
+        i += 2
+    }
+    guard minBytes >= 8, maxBytes >= minBytes, reps >= 1 else { exit(2) }
+    let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxBytes / compression.bytesPerElement)
+    var bytes = minBytes
+    while bytes <= maxBytes {
+        let n = bytes / compression.bytesPerElement
+        let g = UnsafeMutableBufferPointer(rebasing: floats[0..<n])
+        let buckets = GradientBuckets(communicator: comm, gradients: g, parameterRanges: [0..<n], capBytes: 4 * n,
+                                      compression: compression, progress: .poll)
+        var times: [Double] = [], packs: [Double] = []
+        for rep in 0..<(reps + 2) {
+            for k in 0..<n { g[k] = 1 }
+            let pack0 = buckets.stats.packSeconds
+            comm.barrier()
+            let t0 = monotonic()
+            buckets.begin(preScale: 1)
+            buckets.gradientsReady(from: 0)
+            _ = buckets.finish()
+            let m = comm.allreduceMax([monotonic() - t0, buckets.stats.packSeconds - pack0])
+            if rep >= 2 { times.append(m[0]); packs.append(m[1]) }
+        }
+        times.sort(); packs.sort()
+        if comm.isRoot {
+            let median = times[times.count / 2], pack = packs[packs.count / 2]
+            print(String(format: "{\"ranks\":%d,\"compression\":\"%@\",\"bytes\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"pack_ms\":%.4f,\"algbw_gbit_s\":%.4f}",
+                         comm.size, compression.rawValue, bytes, median * 1e3, times[0] * 1e3, pack * 1e3,
+                         Double(bytes) * 8 / max(median - pack, 1e-9) / 1e9))
+            fflush(stdout)
+        }
+        bytes *= 2
+    }
+    floats.deallocate()
+    exit(0)
+}
+
 func monotonic() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -49,6 +49,9 @@ func runChecks() -> Int32 {
     for compression in GradientCompression.allCases {
         checkBuckets(comm, report, compression: compression, large: true)
     }
+    checkBuckets(comm, report, compression: .fp16, progress: .poll)
+    checkBuckets(comm, report, compression: .none, progress: .poll)
+    checkProgressThread(comm, report)
     comm.barrier()
     if comm.isRoot { print(report.failures == 0 ? "ALL PASS" : "FAILURES \(report.failures)") }
     return report.failures == 0 ? 0 : 1
@@ -329,16 +332,19 @@ func roundingBound(sumAbs: Double, ranks p: Int, compression: GradientCompressio
 
 /// `large`: a layout 5× larger (~186k floats) with a 512 KB cap, steps 0 and 4 only (messages big
 /// enough for Open MPI's other all-reduce algorithms).
-func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression, large: Bool = false) {
+/// `progress`: how in-flight buckets are driven (the default, `.thread`, keeps the plain check names;
+/// `.poll` runs as "buckets-poll-…").
+func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientCompression, large: Bool = false,
+                  progress: ExchangeProgress = .thread) {
     let params = parameterLayout(scale: large ? 5 : 1)
     let total = params.last!.upperBound
     let gradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
     defer { gradients.deallocate() }
     let buckets = GradientBuckets(communicator: comm, gradients: gradients, parameterRanges: params,
-                                  capBytes: large ? 1 << 19 : 16_384, compression: compression)
+                                  capBytes: large ? 1 << 19 : 16_384, compression: compression, progress: progress)
     let p = comm.size
     let scale = Float(1) / Float(p)
-    let tag = large ? "buckets-large" : "buckets"
+    let tag = (large ? "buckets-large" : "buckets") + (progress == .poll ? "-poll" : "")
     if compression == .fp16 { report.info("\(tag): \(buckets.bucketRanges.count) over \(total) floats") }
 
     // Steps: 0 readiness after every parameter, 1 only at the end, 2 every third parameter,
@@ -416,6 +422,38 @@ func checkBuckets(_ comm: Communicator, _ report: Report, compression: GradientC
     let s = buckets.stats
     report.info("\(tag)-\(compression) stats: \(s.buckets) buckets, \(s.bytesPerStep) bytes/step, "
         + "wait \(String(format: "%.4f", s.waitSeconds)) s, pack \(String(format: "%.4f", s.packSeconds)) s")
+}
+
+/// With the progress thread, buckets launched before a stretch of compute that makes no MPI call finish
+/// during it (the thread moves them); the timeline shows each bucket back before finish() was entered.
+/// Checked only where MPI granted MPI_THREAD_MULTIPLE (else the buckets poll, and say so).
+func checkProgressThread(_ comm: Communicator, _ report: Report) {
+    let params = parameterLayout(scale: 5)
+    let total = params.last!.upperBound
+    let gradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: total)
+    defer { gradients.deallocate() }
+    let buckets = GradientBuckets(communicator: comm, gradients: gradients, parameterRanges: params,
+                                  capBytes: 1 << 17, compression: .fp16, progress: .thread, pollInterval: 0.0002)
+    report.info("progress: \(buckets.progress.rawValue) (MPI_THREAD_MULTIPLE \(comm.threadMultiple ? "granted" : "not granted"))")
+    guard comm.size > 1, comm.threadMultiple else { return }
+    var detail = buckets.progress == .thread ? "" : "progress is \(buckets.progress.rawValue), expected thread"
+    let values = randomGradients(count: total, rank: comm.rank, step: 9)
+    var late = 0
+    for _ in 0..<3 {
+        comm.barrier()
+        for i in 0..<total { gradients[i] = values[i] }
+        buckets.begin(preScale: 1)
+        buckets.gradientsReady(from: 0)              // everything leaves now
+        let end = monotonicSeconds() + 1.0         // compute without MPI calls
+        var spins = 0.0
+        while monotonicSeconds() < end { spins += 1 }
+        _ = buckets.finish()
+        let t = buckets.timeline
+        late += t.done.filter { $0 > t.finishStart }.count
+        if spins == 0 { detail += "no spin" }
+    }
+    if late > 0 { detail += "\(late) bucket(s) of \(3 * buckets.bucketRanges.count) completed only in finish(), not during the 1 s of compute" }
+    report.record("progress-thread-moves-buckets", detail)
 }
 
 // MARK: - A failing rank takes the job down

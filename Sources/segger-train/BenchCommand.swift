@@ -27,6 +27,17 @@ struct Bench: ParsableCommand {
     var gradCompression: GradientCompression = .fp16
     @Option(name: .customLong("num_threads"), help: "OpenBLAS threads per rank (default 1).")
     var numThreads: Int?
+    @Option(name: .customLong("bucket_cap_mb"), help: "Gradient bucket size cap in MB of fp32 gradient.")
+    var bucketCapMB: Double = TrainOptions().bucketCapMB
+    @Option(name: .customLong("exchange_progress"), help: "How buckets in flight are driven: thread (a helper thread tests them every --poll_interval_us) or poll (only at the backward's readiness calls).")
+    var exchangeProgress: ExchangeProgress = TrainOptions().exchangeProgress
+    @Option(name: .customLong("poll_interval_us"), help: "The helper thread's interval between tests, µs.")
+    var pollIntervalUs: Double = TrainOptions().exchangePollInterval * 1e6
+    @Option(name: .customLong("loss_reduction"), help: "global_mean (tile counts per rank may differ, for balance) or rank_mean (equal counts).")
+    var lossReduction: LossReduction = .globalMean
+    @Flag(name: .customLong("epoch"), help: "Walk epoch 0 exactly once: --warmup steps, then the rest of the epoch timed (--steps is ignored).")
+    var epoch = false
+
     @OptionGroup var model: ModelOptions
     @OptionGroup var opt: OptimizerOptions
 
@@ -38,6 +49,8 @@ struct Bench: ParsableCommand {
             try Flags.path("tiles", tiles)
             try Flags.int("batch", batch, 1...65_536)
             try Flags.int("steps", steps, 1...1_000_000)
+            try Flags.real("bucket_cap_mb", bucketCapMB, 0...1_048_576, openBelow: true)
+            try Flags.real("poll_interval_us", pollIntervalUs, 1...999_999)
             try Flags.int("warmup", warmup, 0...1_000_000)
             try checkThreads(numThreads)
             _ = try TileFiles.list(tiles, flag: "tiles")  // the trainer would name the directory --train_dir
@@ -51,13 +64,24 @@ struct Bench: ParsableCommand {
             o.model = try model.config()
             o.optimizer = try opt.config()
             o.compression = gradCompression
+            o.bucketCapMB = bucketCapMB
+            o.lossReduction = lossReduction
+            o.exchangeProgress = exchangeProgress
+            o.exchangePollInterval = pollIntervalUs * 1e-6
             o.epochs = 1
             o.progressSeconds = 1e9
             // Only rank 0 creates the directory (the trainer's outputs); it goes whatever happens next.
             defer { if comm.isRoot { try? FileManager.default.removeItem(atPath: o.rootDir) } }
             let rssStart = MachineProbe.currentRSSMB()
             let trainer = try Trainer(options: o, comm: comm)
-            let (times, waits, rssTimed) = try trainer.timedSteps(warmup: warmup, steps: steps)
+            var timedCount = steps
+            if epoch {
+                let n = try trainer.epochBatches().count
+                guard n > warmup else { throw CollectiveError("bench --epoch: the epoch has \(n) steps, not more than --warmup \(warmup)") }
+                timedCount = n - warmup
+            }
+            let measured = try trainer.timedSteps(warmup: warmup, steps: timedCount)
+            let (times, waits, rssTimed) = (measured.times, measured.waits, measured.rssAtStart)
             let rssAfter = MachineProbe.currentRSSMB()
             let peak = comm.allreduceMax([MachineProbe.peakRSSMB(), rssAfter - rssStart, rssAfter - rssTimed])
             guard comm.isRoot else { return }
@@ -90,7 +114,7 @@ struct Bench: ParsableCommand {
             var report = BenchmarkReport()
             report.ranks = comm.size
             report.batchPerRank = batch
-            report.steps = steps
+            report.steps = timedCount
             report.architecture = trainer.modelConfig.residual ? "documented" : "segger-main"
             report.msPerStepMedian = median * 1e3
             report.msPerStepP10 = pct(0.1) * 1e3
@@ -113,6 +137,20 @@ struct Bench: ParsableCommand {
             report.meanTileTx = tx / n
             report.meanTileEdges = edges / n
             report.meanTileLabels = labels / n
+            func mid(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+            report.computeMsPerStep = mid(measured.compute) * 1e3
+            report.computeBalance = measured.balance.reduce(0, +) / Double(measured.balance.count)
+            func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+            report.waitMsPerStepMean = mean(measured.waitMean) * 1e3
+            report.waitImbalanceMsPerStep = mean(measured.imbalance) * 1e3
+            report.waitExchangeMsPerStep = mean(measured.exchange) * 1e3
+            let (progress, interval) = trainer.exchangeProgress
+            report.exchangeProgress = progress.rawValue
+            report.pollIntervalUs = progress == .thread ? interval * 1e6 : 0
+            report.iallreduceAlgorithm = ProcessInfo.processInfo.environment["OMPI_MCA_coll_libnbc_iallreduce_algorithm"] ?? "default"
+            if comm.size > 1 {
+                report.exchangeTimeline = TimelineSummary(measured.timelines, bytesPerElement: gradCompression.bytesPerElement)
+            }
             try printJSONLine(report)
         }
     }

@@ -43,3 +43,4 @@ extension GradientCompression: ExpressibleByArgument {}
 extension LossReduction: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 extension ResumeMode: ExpressibleByArgument {}
+extension ExchangeProgress: ExpressibleByArgument {}

@@ -25,6 +25,14 @@ struct SynthCommand: ParsableCommand {
         position and gene, as in segger's tiles. Each tile's kNN, belongs and label
         edges are built within the tile. --tx_per_tile is then the mean per core (a
         tile holds more: its margins); manifest.json records the grid and the cores.
+
+        A whole slide (--size_spread slide): tile sizes vary as over a real slide —
+        log-normal with median --tx_per_tile and σ 0.8, clipped at its 1st and 99th
+        percentiles (×0.155 and ×6.45), each tile's size from its own stream. With
+        --tx_per_tile 3000: about 470 to 19,350 transcripts per tile, mean ≈ 4,100:
+          segger-train synth --out slide --tiles 1500 --tx_per_tile 3000 --size_spread slide
+        manifest.json records each tile's sizes.
+
         --out must be a new or empty directory: tiles of an earlier synth are never overwritten or mixed in.
         """)
 
@@ -46,6 +54,8 @@ struct SynthCommand: ParsableCommand {
     var txPerCell: Double = 150
     @Option(name: .customLong("overlap_margin"), help: "Overlap mode: cut one region into overlapping tiles, each holding everything within this many µm of its core (see below).")
     var overlapMargin: Double?
+    @Option(name: .customLong("size_spread"), help: "none (every tile holds --tx_per_tile transcripts) or slide (sizes spread as over a whole slide, see below).")
+    var sizeSpread: String = "none"
 
     /// Memory of generating `transcripts` transcripts at once, an upper bound measured on the generator
     /// (bytes per transcript: a fixed part, per neighbour, per embedding feature) plus the runtime.
@@ -62,9 +72,17 @@ struct SynthCommand: ParsableCommand {
         if let d = embeddingDim { try Flags.int("embedding_dim", d, 1...4096) }
         if let m = overlapMargin { try Flags.real("overlap_margin", m, 0...1e9) }
         try Flags.real("tx_per_cell", txPerCell, 1...1e9)
+        guard sizeSpread == "none" || SizeSpread.named(sizeSpread) != nil else {
+            throw ValidationError("--size_spread must be none or slide (got '\(sizeSpread)')")
+        }
+        if spread != nil && overlapMargin != nil {
+            throw ValidationError("--size_spread slide cannot be combined with --overlap_margin (overlapping tiles are cut from one region)")
+        }
         // Overlap mode generates the whole region (tiles × tx_per_tile transcripts), and a wide margin
         // puts all of it in each tile: twice the region bounds both.
-        let transcripts = overlapMargin == nil ? Double(txPerTile) : 2 * Double(tiles) * Double(txPerTile)
+        // A slide's largest tiles hold up to 6.45 × --tx_per_tile (its clip at the 99th percentile).
+        let transcripts = overlapMargin == nil ? Double(txPerTile) * (spread == nil ? 1 : 6.45)
+            : 2 * Double(tiles) * Double(txPerTile)
         let need = SynthCommand.estimatedBytes(transcripts: transcripts, k: k, embeddingDim: embeddingDim)
         let budget = MachineMemory.budget()
         if need > budget.bytes {
@@ -74,7 +92,11 @@ struct SynthCommand: ParsableCommand {
         }
     }
 
+    /// The size spread named by --size_spread (validated in validate()).
+    var spread: SizeSpread? { sizeSpread == "none" ? nil : SizeSpread.named(sizeSpread) }
+
     func run() throws {
+        let spread = self.spread
         var c = SynthConfig()
         c.tiles = tiles
         c.txPerTile = txPerTile
@@ -84,6 +106,7 @@ struct SynthCommand: ParsableCommand {
         c.embeddingDim = embeddingDim
         c.overlapMargin = overlapMargin
         c.txPerCell = txPerCell
+        c.sizeSpread = spread
         do {
             // Never write over (or mix with) tiles already there.
             let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
@@ -100,6 +123,10 @@ struct SynthCommand: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        print("wrote \(tiles) tile(s) to \(out)\(overlapMargin.map { ", overlapping by a \($0) µm margin" } ?? "")")
+        let sizes = spread.map { s in
+            let counts = (0..<tiles).map { SeggerTiles.Synth.txCount(c, $0) }
+            return ", \(counts.min()!)–\(counts.max()!) transcripts per tile (mean \(counts.reduce(0, +) / tiles), --size_spread slide: log-normal, median \(txPerTile), σ \(s.sigma))"
+        } ?? ""
+        print("wrote \(tiles) tile(s) to \(out)\(overlapMargin.map { ", overlapping by a \($0) µm margin" } ?? "")\(sizes)")
     }
 }

@@ -46,7 +46,9 @@ final class GradientBucketsTests: XCTestCase {
             XCTAssertEqual(buckets.first?.upperBound, count)
             XCTAssertEqual(buckets.last?.lowerBound, 0)
             for (a, b) in zip(buckets, buckets.dropFirst()) { XCTAssertEqual(b.upperBound, a.lowerBound) }
-            XCTAssertTrue(buckets.allSatisfy { !$0.isEmpty && $0.count <= cap }, "cap \(cap): \(buckets)")
+            let small = max(1, cap / 16)
+            XCTAssertTrue(buckets.allSatisfy { !$0.isEmpty && $0.count < cap + small }, "cap \(cap): \(buckets)")
+            XCTAssertTrue(buckets.dropLast().allSatisfy { $0.count >= small }, "a small bucket other than the last, cap \(cap): \(buckets)")
             for p in params where !p.isEmpty && p.count <= cap {
                 XCTAssertTrue(buckets.contains { $0.lowerBound <= p.lowerBound && p.upperBound <= $0.upperBound },
                               "parameter \(p) split with cap \(cap): \(buckets)")
@@ -59,6 +61,17 @@ final class GradientBucketsTests: XCTestCase {
                 XCTAssertGreaterThan(a.count + (a.lowerBound - below.lowerBound), cap)
             }
         }
+    }
+
+    /// A bias between two weights that each fill a bucket would travel alone: it joins the next bucket
+    /// instead (the last bucket stays as it is).
+    func testSmallBucketsJoinTheNextOne() {
+        // cap 64, small < 4: sizes 64 | 2 | 64 | 3 → [64] [2 + 64] [3].
+        XCTAssertEqual(GradientBuckets.layout(count: 133, parameterRanges: ranges([3, 64, 2, 64]), capElements: 64),
+                       [69..<133, 3..<69, 0..<3])
+        // The first bucket (3) and a bias (1) between two full weights each join the next bucket.
+        XCTAssertEqual(GradientBuckets.layout(count: 132, parameterRanges: ranges([64, 1, 64, 1, 2]), capElements: 64),
+                       [65..<132, 0..<65])
     }
 
     func testGapsBetweenParametersTravelWithTheParameterBefore() {

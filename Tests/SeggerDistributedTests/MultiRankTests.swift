@@ -83,6 +83,10 @@ final class MultiRankTests: XCTestCase {
             names += (0..<6).map { "buckets-\(compression)-step\($0)" }
             names += ["buckets-large-\(compression)-step0", "buckets-large-\(compression)-step4"]
         }
+        for compression in ["fp16", "none"] {
+            names += (0..<6).map { "buckets-poll-\(compression)-step\($0)" }
+        }
+        names.append("progress-thread-moves-buckets")
         return names
     }
 

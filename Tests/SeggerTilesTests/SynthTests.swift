@@ -201,6 +201,46 @@ final class SynthTests: XCTestCase {
         XCTAssertEqual(Synth.boundaryID(seed: 5, index: Int(Synth.boundaryIDSpace) - 1).count, 10)
     }
 
+    /// --size_spread slide: log-normal sizes around the median, clipped at the 1st/99th percentiles, each
+    /// tile's size its own (independent of the tile count), ids still unique, the default mode untouched.
+    func testSlideSizeSpread() throws {
+        var c = SynthConfig(tiles: 400, txPerTile: 3000, seed: 21)
+        c.sizeSpread = .slide
+        XCTAssertNil(c.problem)
+        let range = SizeSpread.slide.range(median: 3000)
+        XCTAssertEqual(range, 467...19286)
+        let sizes = (0..<400).map { Synth.txCount(c, $0) }
+        XCTAssertTrue(sizes.allSatisfy { range.contains($0) })
+        let logs = sizes.map { log(Double($0) / 3000) }
+        let mean = logs.reduce(0, +) / 400
+        let sd = (logs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 399).squareRoot()
+        XCTAssertLessThan(abs(mean), 0.12, "median near 3000")        // 3 standard errors of the mean (0.04)
+        XCTAssertEqual(sd, 0.8, accuracy: 0.09, "σ of ln(size) (clipping lowers it slightly)")
+        XCTAssertGreaterThan(sizes.max()!, 16 * sizes.min()!, "a slide's spread, not a narrow one")
+        var fewer = c
+        fewer.tiles = 3
+        XCTAssertEqual((0..<3).map { Synth.txCount(fewer, $0) }, Array(sizes.prefix(3)), "a tile's size depends on its index alone")
+        // The tiles hold those sizes; ids stay unique with sizes up to the clip.
+        fewer.txPerTile = 300
+        var ids = Set<Int64>(), names = Set<String>(), total = 0, bds = 0
+        for i in 0..<3 {
+            let t = Synth.tile(config: fewer, index: i)
+            XCTAssertEqual(t.numTx, Synth.txCount(fewer, i))
+            ids.formUnion(try XCTUnwrap(t.txIDs)); names.formUnion(try XCTUnwrap(t.bdIDs))
+            total += t.numTx; bds += t.numBd
+        }
+        XCTAssertEqual(ids.count, total)
+        XCTAssertEqual(names.count, bds)
+        // Without a spread: exactly txPerTile, the same bytes as before.
+        XCTAssertEqual(Synth.txCount(SynthConfig(tiles: 2, txPerTile: 800, seed: 7), 1), 800)
+        var both = c
+        both.overlapMargin = 5
+        XCTAssertNotNil(both.problem)
+        var bad = c
+        bad.sizeSpread = SizeSpread(sigma: .nan, clipZ: 2)
+        XCTAssertNotNil(bad.problem)
+    }
+
     func testOverlappingTilesShareTranscriptsAndCells() throws {
         let dir = try temporaryDirectory(self)
         var c = SynthConfig(tiles: 6, txPerTile: 700, seed: 9)

@@ -45,4 +45,22 @@ final class SynthCommandTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains("--overlap_margin"), r.stderr)
         }
     }
+
+    func testSlideSizeSpreadFromTheBinary() throws {
+        let dir = Support.tempDir("synth-slide")
+        let r = try Support.run(Support.binary, ["synth", "--out", dir, "--tiles", "12", "--tx_per_tile", "300", "--seed", "4", "--size_spread", "slide"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("transcripts per tile") && r.stdout.contains("log-normal"), r.stdout)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.json"))) as? [String: Any]
+        let rows = try XCTUnwrap(manifest?["tiles"] as? [[String: Any]])
+        let sizes = rows.compactMap { $0["n_tx"] as? Int }
+        XCTAssertEqual(sizes.count, 12)
+        XCTAssertGreaterThan(Set(sizes).count, 6, "sizes vary: \(sizes)")
+        for (bad, flag) in [(["--size_spread", "wide"], "--size_spread"), (["--size_spread", "slide", "--overlap_margin", "5"], "--overlap_margin")] {
+            let e = try Support.run(Support.binary, ["synth", "--out", Support.tempDir("synth-bad"), "--tiles", "2", "--tx_per_tile", "100"] + bad)
+            XCTAssertNotEqual(e.status, 0, "\(bad)")
+            XCTAssertLessThan(e.status, 128)
+            XCTAssertTrue(e.stderr.contains(flag), e.stderr)
+        }
+    }
 }
