@@ -319,6 +319,7 @@ struct Train: ParsableCommand {
             if comm.isRoot {
                 print(comm.size > 1 ? "replicas: \(comm.size) ranks bit-identical (weights digest \(summary.weightsDigest))"
                                     : "weights digest \(summary.weightsDigest)")
+                fflush(stdout)  // now, not at exit: what follows is MPI_Finalize and the launcher's teardown
                 if let m = summary.lastValidation {
                     print(String(format: "final: validation_loss %.5f validation_auroc %.4f validation_f1 %.4f", m.loss, m.auroc, m.f1))
                 }

@@ -38,6 +38,42 @@ final class BenchTests: XCTestCase {
         XCTAssertLessThan(abs(try number("rss_growth_timed_mb")), 4, "\(report)")
     }
 
+    /// Two ranks: the wait is split into rank imbalance and exchange (means that add up), the compute
+    /// balance lies in (0, 1], rank 0's exchange timeline has every bucket leave before it returns and
+    /// the last leave at the end of the backward; --epoch times exactly the rest of epoch 0.
+    func testTwoRankBenchSplitsTheWaitAndShowsTheTimeline() throws {
+        guard let mpirun = Support.mpirun else { throw XCTSkip("mpirun not installed") }
+        let tiles = try Support.synth(tiles: 12, tx: 300, seed: 62)
+        let r = try Support.run(mpirun, ["-np", "2", "--oversubscribe", "--bind-to", "none", Support.binary, "bench",
+                                         "--tiles", tiles, "--epoch", "--warmup", "2", "--num_tx_tokens", "500", "--init_emb", "4",
+                                         "--hidden_channels", "8", "--out_channels", "4", "--heads", "2", "--mid_layers", "1",
+                                         "--bucket_cap_mb", "0.001"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let (report, number) = try lastJSONLine(r.stdout, r.output)
+        XCTAssertEqual(try number("ranks"), 2)
+        XCTAssertEqual(try number("steps"), 12 / 2 - 2, "epoch 0 has 6 global batches of 2, 2 of them warm-up")
+        let wait = try number("wait_ms_per_step_mean"), imbalance = try number("wait_imbalance_ms_per_step")
+        let exchange = try number("wait_exchange_ms_per_step")
+        XCTAssertGreaterThanOrEqual(imbalance, 0)
+        XCTAssertGreaterThanOrEqual(exchange, 0)
+        XCTAssertGreaterThanOrEqual(imbalance + exchange, wait * (1 - 1e-9), "the split covers the wait")
+        let balance = try number("compute_balance")
+        XCTAssertTrue(balance > 0 && balance <= 1, "balance \(balance)")
+        XCTAssertEqual(report["exchange_progress"] as? String, "thread")
+        let timeline = try XCTUnwrap(report["exchange_timeline"] as? [String: Any], "\(report)")
+        let buckets = try XCTUnwrap(timeline["buckets"] as? [[String: Any]])
+        XCTAssertGreaterThan(buckets.count, 1)
+        let end = try XCTUnwrap((timeline["backward_end_ms"] as? NSNumber)?.doubleValue)
+        let finishEnd = try XCTUnwrap((timeline["finish_end_ms"] as? NSNumber)?.doubleValue)
+        for b in buckets {
+            let launch = try XCTUnwrap((b["launch_ms"] as? NSNumber)?.doubleValue)
+            let done = try XCTUnwrap((b["done_ms"] as? NSNumber)?.doubleValue)
+            XCTAssertTrue(launch > 0 && launch <= done && launch <= end + 1e-6 && done <= finishEnd + 1e-6, "\(b), end \(end)")
+        }
+        let lastLaunch = try XCTUnwrap((buckets.last?["launch_ms"] as? NSNumber)?.doubleValue)
+        XCTAssertEqual(lastLaunch, end, accuracy: 1, "the last bucket leaves when the backward ends")
+    }
+
     func testBenchKernelsReportsPerEdgeCosts() throws {
         let r = try Support.run(Support.binary, ["bench-kernels", "--rows", "200", "--degree", "3", "--heads", "2",
                                                  "--channels", "16", "--reps", "6"])
