@@ -49,7 +49,7 @@ public final class Communicator {
             var finalized: Int32 = 0
             MPI_Finalized(&finalized)
             if finalized != 0 { throw MPIError("MPI was already finalized in this process") }
-            chooseAllreduceAlgorithm()
+            tuneOpenMPIForTheExchange()
             var provided: Int32 = 0
             let rc = MPI_Init_thread(nil, nil, segger_mpi_thread_multiple(), &provided)
             if rc != MPI_SUCCESS { throw MPIError("MPI_Init_thread failed with code \(rc)") }
@@ -425,15 +425,20 @@ extension Communicator {
     }
 }
 
-/// Open MPI's non-blocking all-reduce (coll/libnbc) picks, for fewer than 4 ranks or an in-place buffer
-/// (the gradient buckets are both), a binomial reduce to rank 0 followed by a broadcast: with 2 ranks the
-/// whole bucket crosses the link twice, one direction after the other. Reduce-scatter + allgather
-/// (Rabenseifner, "3") sends 2(P−1)/P of it each way at once, in 2·log₂P rounds. Set before MPI_Init,
-/// and only when the user has not chosen: an OMPI_MCA_… variable of their own (which `mpirun --mca`
-/// also sets) wins.
-private func chooseAllreduceAlgorithm() {
-    let name = "OMPI_MCA_coll_libnbc_iallreduce_algorithm"
-    setenv(name, "3", 0)
+/// Two Open MPI settings for the gradient exchange, made before MPI_Init and only where the user has not
+/// chosen (an OMPI_MCA_… variable of their own, which `mpirun --mca` also sets, wins):
+/// - The non-blocking all-reduce (coll/libnbc) picks, for fewer than 4 ranks or an in-place buffer (the
+///   buckets are both), a binomial reduce to rank 0 and then a broadcast: with 2 ranks the whole bucket
+///   crosses the link twice, one direction after the other. Reduce-scatter + allgather (Rabenseifner,
+///   "3") sends 2(P−1)/P of it each way at once, in 2·log₂P rounds.
+/// - Over TCP, a message above 64 KiB (half of a default fp16 bucket, with its header) goes by
+///   rendezvous: its sender waits for the receiver's reply, which travels behind the bulk data queued on
+///   the same connection the other way, so on a slow link every round of every bucket waits a queue's
+///   drain. Sending up to 512 KiB eagerly (a bucket half of either format) removes those round trips.
+private func tuneOpenMPIForTheExchange() {
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0)
+    setenv("OMPI_MCA_btl_tcp_eager_limit", "524288", 0)
+    setenv("OMPI_MCA_btl_tcp_rndv_eager_limit", "524288", 0)
 }
 
 /// `exit(0)` (or returning from main): MPI_Finalize. Any other status on a job of several ranks:
