@@ -189,8 +189,10 @@ func cpuSeconds() -> Double {
 
 /// Runs the prediction on every rank (collective) and returns the log (the same on every rank).
 /// `source` replaces the files of `o.tiles` (tests).
+/// `note` receives rank 0's lines for the log (stale staging directories of killed runs removed).
 public func runPrediction(_ o: PredictOptions, comm: Communicator, source: TileSource? = nil,
-                          progress: ((PredictProgress) -> Void)? = nil) throws -> SegmentationLog {
+                          progress: ((PredictProgress) -> Void)? = nil,
+                          note: ((String) -> Void)? = nil) throws -> SegmentationLog {
     let t0 = monotonicSeconds()
     let p = o.parameters
     if let problem = p.problem { throw SegmentError(problem) }
@@ -199,7 +201,10 @@ public func runPrediction(_ o: PredictOptions, comm: Communicator, source: TileS
     var stage: OutputStage? = nil
     var stageError: String? = nil
     if comm.isRoot {
-        do { stage = try OutputStage(directory: o.out, names: [files.transcripts, files.cells, files.log], overwrite: o.overwrite) } catch {
+        do {
+            stage = try OutputStage(directory: o.out, names: [files.transcripts, files.cells, files.log], overwrite: o.overwrite)
+            for line in stage!.removedStale { note?(line) }
+        } catch {
             stageError = "\(error)"
         }
     }
@@ -257,6 +262,12 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     var tileError: String? = nil
     var compactAt = 1 << 22
     for (k, i) in myTiles.enumerated() {
+        // A stop signal (SIGTERM, SIGINT, SLURM's warning) ends the run between tiles: every rank learns
+        // of it at the agreement below, and the staged outputs are removed.
+        if StopSignals.received != 0 {
+            tileError = "stopped by \(StopSignals.name(StopSignals.received)) after \(k) of this rank's \(myTiles.count) tiles; nothing was written (prediction does not resume: run it again)"
+            break
+        }
         let tile: Tile
         let tRead = monotonicSeconds()
         do { tile = try source.read(i) } catch { tileError = "\(error)"; break }

@@ -188,12 +188,17 @@ public final class CSVTableWriter: TableWriter {
 }
 
 /// The output directory of one run: the files are written into a hidden staging directory inside it
-/// and renamed into place together at ``commit()``; ``abandon()`` removes everything this run made.
-/// Files it did not write are never touched; existing outputs are refused unless `overwrite`.
+/// (`.segger-predict-HOST-PID-RANDOM`) and renamed into place together at ``commit()``; ``abandon()``
+/// removes everything this run made. Files it did not write are never touched; existing outputs are
+/// refused unless `overwrite`. A staging directory left by a run that was killed outright (SIGKILL, a
+/// node lost) is removed by the next run into the same directory, when its name says it was made on
+/// this host by a process that no longer exists.
 public final class OutputStage {
     public let directory: String
     public let names: [String]
     public let staging: String
+    /// Lines for the log: the stale staging directories removed at start.
+    public private(set) var removedStale: [String] = []
     private let createdDirectory: Bool
     private var finished = false
 
@@ -228,11 +233,53 @@ public final class OutputStage {
             created = true
         }
         createdDirectory = created
-        staging = (directory as NSString).appendingPathComponent(".segger-predict-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let host = OutputStage.hostName()
+        staging = (directory as NSString).appendingPathComponent("\(OutputStage.prefix)\(host)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        if !created { removedStale = OutputStage.removeStaleStaging(in: directory, host: host) }
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
             if created { try? fm.removeItem(atPath: directory) }
             throw SegmentError("--out \(directory): not writable (\(error.localizedDescription))")
         }
+    }
+
+    static let prefix = ".segger-predict-"
+
+    /// This host's name as it appears in staging names (characters other than letters, digits, '.'
+    /// and '_' replaced by '_', so the name's '-' separators stay unambiguous).
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        let name = gethostname(&buf, buf.count - 1) == 0 ? String(cString: buf) : "unknown"
+        return String(name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" ? $0 : "_" })
+    }
+
+    /// Removes `.segger-predict-HOST-PID-RANDOM` directories in `directory` made on `host` by a process
+    /// that no longer exists; names of another host, of a live process, or of another form are kept.
+    static func removeStaleStaging(in directory: String, host: String) -> [String] {
+        let fm = FileManager.default
+        guard let entries = try? fm.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        for entry in entries.sorted() where entry.hasPrefix(prefix) {
+            let parts = entry.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts[0] == host, let pid = Int32(parts[1]), pid > 0, UInt32(parts[2]) != nil else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }  // alive, or not ours to ask about
+            let path = (directory as NSString).appendingPathComponent(entry)
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { continue }
+            // Only what a staging directory holds: the output files by their names.
+            let inside = (try? fm.contentsOfDirectory(atPath: path)) ?? ["?"]
+            let known: Set<String> = Set(TableFormat.allCases.flatMap { f -> [String] in
+                let n = outputNames(f)
+                return [n.transcripts, n.cells, n.log]
+            })
+            let isOutput = { (name: String) -> Bool in
+                known.contains(name) || known.contains(String(name.split(separator: ".tmp-", maxSplits: 1).first ?? ""))
+            }
+            guard inside.allSatisfy(isOutput) else { continue }
+            if (try? fm.removeItem(atPath: path)) != nil {
+                removed.append("removed \(path) (the staging directory of a killed run, process \(pid) on this host)")
+            }
+        }
+        return removed
     }
 
     /// Where to write output `name` before the commit.

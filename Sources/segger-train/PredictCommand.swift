@@ -99,18 +99,21 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
+        // SIGTERM, SIGINT and SLURM's warning signals stop the run between tiles, removing what it staged
+        // (installed first: MPI's start-up takes a moment, and a signal then would kill the process).
+        StopSignals.install([SIGUSR1, SIGUSR2, SIGTERM, SIGINT])
         let comm: Communicator
         do { comm = try Communicator.world() } catch { fail("MPI initialization failed: \(error)") }
         runOnEveryRank(comm) {
             let o = try options()
             configureThreads(numThreads)  // after the checks: an absurd count would start that many threads
             let progress = PredictProgressLine(enabled: comm.isRoot, plainInterval: progressSeconds)
-            let log = try runPrediction(o, comm: comm) { p in
+            let log = try runPrediction(o, comm: comm, progress: { p in
                 progress.update(String(format: "predict: rank 0 tiles %d/%d (%d tiles on %d ranks), %.0f transcripts/s",
                                        p.tilesDone, p.tilesOfRank, p.tilesTotal, comm.size,
                                        Double(p.transcripts) / max(p.seconds, 1e-9)),
                                 force: p.tilesDone == p.tilesOfRank)
-            }
+            }, note: { progress.line("predict: \($0)") })
             if comm.isRoot {
                 let names = outputNames(o.format)
                 progress.line(String(format: "predict: %d transcripts from %d tiles (%d below --min_bd): %d bound, %d in %d component cells, %d unassigned; %d nucleus cells",

@@ -191,6 +191,76 @@ final class PredictionTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.out + "/segger_cells.csv")), firstCells)
     }
 
+    /// A stop signal during the tiles: the run ends with an error naming it, and nothing is left behind
+    /// (the staged files and the --out directory it created are removed).
+    func testAStopSignalEndsTheRunAndLeavesNothing() throws {
+        let world = World(seed: 4)
+        let dir = tempDir("signal")
+        try writeCheckpoint(SeggerModel(config: smallConfig(residual: true), seed: 9), to: dir + "/m.safetensors")
+        var o = PredictOptions()
+        o.checkpoint = dir + "/m.safetensors"
+        o.out = dir + "/out"
+        o.format = .csv
+        o.parameters.minBd = 2
+        StopSignals.install([SIGUSR2])
+        defer { signal(SIGUSR2, SIG_DFL); StopSignals.clear() }
+        raise(SIGUSR2)
+        XCTAssertEqual(StopSignals.received, SIGUSR2)
+        XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles))) { e in
+            XCTAssertTrue("\(e)".contains("stopped by SIGUSR2"), "\(e)")
+            XCTAssertTrue("\(e)".contains("nothing was written"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: o.out), "the --out this run created is removed")
+        // Into an existing directory: only what the run staged goes.
+        try FileManager.default.createDirectory(atPath: o.out, withIntermediateDirectories: false)
+        _ = FileManager.default.createFile(atPath: o.out + "/notes.txt", contents: Data("mine".utf8))
+        XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles)))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: o.out), ["notes.txt"])
+    }
+
+    /// A staging directory of a run killed outright (SIGKILL) is removed by the next run into the same
+    /// --out, when its name says this host and a process that no longer exists; any other is kept.
+    func testStagingOfAKilledRunIsRemovedAndNothingElse() throws {
+        let world = World(seed: 4)
+        let dir = tempDir("stale")
+        try writeCheckpoint(SeggerModel(config: smallConfig(residual: true), seed: 9), to: dir + "/m.safetensors")
+        let out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        // A process id that no longer exists: a child that has exited and been reaped.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let dead = child.processIdentifier
+        XCTAssertEqual(kill(dead, 0), -1)
+        let host = OutputStage.hostName()
+        func stage(_ name: String, files: [String]) throws {
+            try FileManager.default.createDirectory(atPath: out + "/" + name, withIntermediateDirectories: false)
+            for f in files { _ = FileManager.default.createFile(atPath: out + "/" + name + "/" + f, contents: Data("partial".utf8)) }
+        }
+        let stale = ".segger-predict-\(host)-\(dead)-123"
+        try stage(stale, files: ["segger_transcripts.parquet", "segmentation_log.json.tmp-\(dead)"])
+        let kept = [
+            ".segger-predict-otherhost-\(dead)-123",              // another host: its process may live
+            ".segger-predict-\(host)-\(getpid())-123",            // a live process (this one)
+            ".segger-predict-\(host)-\(dead)-456",                 // holds a file a staging directory never holds
+            ".segger-predict-\(host)-\(dead)",                     // not a staging name
+        ]
+        for k in kept { try stage(k, files: k.hasSuffix("456") ? ["notes.txt"] : ["segger_cells.csv"]) }
+        var o = PredictOptions()
+        o.checkpoint = dir + "/m.safetensors"
+        o.out = out
+        o.format = .csv
+        o.parameters.minBd = 2
+        var notes: [String] = []
+        _ = try runPrediction(o, comm: comm, source: MemoryTiles(tiles: world.tiles), note: { notes.append($0) })
+        XCTAssertEqual(notes.count, 1, "\(notes)")
+        XCTAssertTrue(notes.first?.contains(stale) == true && notes.first?.contains("process \(dead)") == true, "\(notes)")
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: out))
+        XCTAssertFalse(left.contains(stale))
+        XCTAssertEqual(left, Set(kept + ["segger_transcripts.csv", "segger_cells.csv", "segmentation_log.json"]))
+    }
+
     // MARK: bad inputs
 
     func expectFailure(_ tiles: [Tile], _ fragments: [String], config: ModelConfig = smallConfig(residual: true),
