@@ -68,7 +68,9 @@ final class BenchTests: XCTestCase {
         for b in buckets {
             let launch = try XCTUnwrap((b["launch_ms"] as? NSNumber)?.doubleValue)
             let done = try XCTUnwrap((b["done_ms"] as? NSNumber)?.doubleValue)
-            XCTAssertTrue(launch > 0 && launch <= done && launch <= end + 1e-6 && done <= finishEnd + 1e-6, "\(b), end \(end)")
+            // The last bucket leaves inside the backward's last readiness call, just after its start is
+            // stamped (and these are medians over steps): "during the backward" within 1 ms.
+            XCTAssertTrue(launch > 0 && launch <= done && launch <= end + 1 && done <= finishEnd + 1e-6, "\(b), end \(end)")
         }
         let lastLaunch = try XCTUnwrap((buckets.last?["launch_ms"] as? NSNumber)?.doubleValue)
         XCTAssertEqual(lastLaunch, end, accuracy: 1, "the last bucket leaves when the backward ends")
