@@ -58,14 +58,18 @@ let package = Package(
         // Multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
         .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed"], swiftSettings: tunedSwift),
 
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "ParquetTests", dependencies: ["Parquet"]),
-        .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors"]),
-        .testTarget(name: "TorchPickleTests", dependencies: ["SeggerTiles", "SafeTensors"]),
-        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"]),
-        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed"]),
-        .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "SafeTensors"]),
-        .testTarget(name: "SeggerSegmentTests", dependencies: ["SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors"]),
+        // What the tests share (locators of the package, fixtures, ../shared, the binary and mpirun;
+        // temporary directories; a process runner); only test targets depend on it.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // One test target per module, named after it; CommandLineTests runs the real segger-train binary.
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "ParquetTests", dependencies: ["Parquet", "TestSupport"]),
+        .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors", "TestSupport"]),
+        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath", "TestSupport"]),
+        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "TestSupport"]),
+        .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "TestSupport"]),
+        .testTarget(name: "SeggerSegmentTests", dependencies: ["SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors", "TestSupport"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["SafeTensors", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

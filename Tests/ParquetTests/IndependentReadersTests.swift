@@ -3,11 +3,12 @@
 import Foundation
 import XCTest
 @testable import Parquet
+import TestSupport
 
 final class IndependentReadersTests: XCTestCase {
     func testPyarrowAndDuckDBReadEveryKindNullPatternEdgeValueAndLayout() throws {
         let python = try readerPython()
-        let dir = try makeTemporaryDirectory()
+        let dir = Support.tempDir("parquet")
         var files: [ExpectedFile] = []
 
         // Every kind, required and nullable, one row group, uncompressed.
@@ -52,7 +53,7 @@ final class IndependentReadersTests: XCTestCase {
         let expected = dir + "/expected.json"
         let encoder = JSONEncoder()
         try encoder.encode(["files": files]).write(to: URL(fileURLWithPath: expected))
-        let r = try run(python, [Self.checkScript, expected])
+        let r = try Support.run(python, [Self.checkScript, expected])
         XCTAssertEqual(r.status, 0, "parquet_check.py failed (files kept in \(dir)):\n\(r.output)")
         XCTAssertTrue(r.output.contains("parquet_check: \(files.count) files agree"), r.output)
         if r.status == 0 { try? FileManager.default.removeItem(atPath: dir) }
@@ -227,42 +228,17 @@ final class IndependentReadersTests: XCTestCase {
 
     // MARK: - plumbing
 
-    static let checkScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("parquet_check.py").path
+    static let checkScript = Support.packageRoot.appendingPathComponent("Tests/parquet_check.py").path
 
     /// $SEGGER_TEST_PYTHON when it has pyarrow and duckdb; otherwise the test is skipped, saying why.
     private func readerPython() throws -> String {
-        guard let python = ProcessInfo.processInfo.environment["SEGGER_TEST_PYTHON"], !python.isEmpty else {
-            throw XCTSkip("SEGGER_TEST_PYTHON is not set (Scripts/test sets it to a venv with pyarrow and duckdb)")
-        }
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw XCTSkip("SEGGER_TEST_PYTHON=\(python) is not an executable file")
-        }
-        let r = try run(python, [Self.checkScript, "--versions"])
+        let python = try Support.requireTestPython()
+        let r = try Support.run(python, [Self.checkScript, "--versions"])
         guard r.status == 0 else {
             throw XCTSkip("SEGGER_TEST_PYTHON=\(python) lacks pyarrow or duckdb: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return python
     }
-
-    private func run(_ exe: String, _ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-}
-
-func makeTemporaryDirectory() throws -> String {
-    let dir = NSTemporaryDirectory() + "parquet-test-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
 }
 
 /// One column's expected values (nil = null) and the ways of handing them to the writer.

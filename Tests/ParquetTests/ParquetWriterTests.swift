@@ -3,10 +3,11 @@
 import Foundation
 import XCTest
 @testable import Parquet
+import TestSupport
 
 final class ParquetWriterTests: XCTestCase {
     private var dir = ""
-    override func setUpWithError() throws { dir = try makeTemporaryDirectory() }
+    override func setUp() { dir = Support.tempDir("parquet") }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     private let schema = [ParquetColumn(name: "id", type: .int64), ParquetColumn(name: "cell", type: .string, nullable: true)]

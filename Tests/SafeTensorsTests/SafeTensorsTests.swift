@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SafeTensors
+import TestSupport
 
 final class SafeTensorsTests: XCTestCase {
     func testRoundTrip() throws {
@@ -28,9 +29,7 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testHeaderOnlyReadAgreesWithFullRead() throws {
-        let dir = NSTemporaryDirectory() + "st-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = Support.tempDir("safetensors", removedAfter: self)
         let path = dir + "/w.safetensors"
         try SafeTensorsFile.write([("w", Tensor([Float](repeating: 1, count: 12), shape: [3, 4])), ("i", Tensor([1, 2] as [Int64]))],
                                   metadata: ["k": "v"], to: path)

@@ -1,73 +1,25 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Runs the `mpi-selftest` executable (built next to this test bundle) under `mpirun` with 2 and 4 ranks
 /// and checks its report: every expected check printed PASS, none FAIL, exit status 0. Also checks that
 /// a failing rank ends the whole job (MPI_Abort, or an error exit) instead of leaving it hanging.
 final class MultiRankTests: XCTestCase {
-    struct Run {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-    }
-
-    func mpirun() throws -> URL {
-        if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil {
-            throw XCTSkip("already running under mpirun: no nested mpirun")
+    func selftest() throws -> String {
+        guard let exe = Support.builtExecutable("mpi-selftest") else {
+            XCTFail("mpi-selftest not found next to the test bundle; `swift build --build-tests` builds it")
+            throw XCTSkip("no mpi-selftest")
         }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(dir)).appendingPathComponent("mpirun")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw XCTSkip("mpirun is not on PATH (install openmpi-bin to run the multi-rank tests)")
-    }
-
-    func selftest() throws -> URL {
-        var dirs = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
-                    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-        if let e = Bundle.main.executableURL { dirs.append(e.deletingLastPathComponent()) }
-        for b in Bundle.allBundles { dirs.append(b.bundleURL.deletingLastPathComponent()) }
-        for dir in dirs {
-            let candidate = dir.appendingPathComponent("mpi-selftest")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        XCTFail("mpi-selftest not found next to the test bundle (looked in \(dirs.map(\.path))); "
-            + "`swift build --build-tests` builds it")
-        throw XCTSkip("no mpi-selftest")
+        return exe
     }
 
     /// mpirun -np `ranks` mpi-selftest `arguments`, killed after `timeout` seconds (a hang fails the test).
-    func run(ranks: Int, _ arguments: [String], timeout: Double = 240) throws -> Run {
-        let launcher = try mpirun()
+    func run(ranks: Int, _ arguments: [String], timeout: Double = 240) throws -> Support.Result {
+        let launcher = try Support.requireMPIRun()
         let exe = try selftest()
-        let process = Process()
-        process.executableURL = launcher
-        process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", exe.path] + arguments
-        // This test process may hold a singleton MPI init of its own: keep its MPI variables away from mpirun.
-        process.environment = ProcessInfo.processInfo.environment.filter { key, _ in
-            !["OMPI_", "PMIX_", "OPAL_", "ORTE_"].contains { key.hasPrefix($0) }
-        }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-selftest-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("stdout"), err = dir.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-            XCTFail("mpirun -np \(ranks) mpi-selftest \(arguments) did not end within \(timeout) s")
-        }
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus,
-                   stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                   stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        return try Support.run(launcher, ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", exe] + arguments,
+                               timeout: timeout)
     }
 
     /// The checks mpi-selftest must report as passed at `ranks` ranks.

@@ -7,20 +7,10 @@ import XCTest
 import SafeTensors
 import SeggerTiles
 @testable import SeggerModel
+import TestSupport
 
 /// `<package root>/Tests/Fixtures/golden/<name>` (always in the repository).
-func goldenFixture(_ name: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/golden/\(name)").path
-}
-
-/// `<package root>/../shared`, or nil when absent (as on a user's machine).
-func sharedDirectory() -> String? {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    let shared = root.deletingLastPathComponent().appendingPathComponent("shared").path
-    return FileManager.default.fileExists(atPath: shared + "/golden/README.md") ? shared : nil
-}
+func goldenFixture(_ name: String) -> String { Support.fixture("golden/" + name) }
 
 /// max |a − b| / max |b|, or with `floor`: max over elements of |a − b| / max(|b|, floor).
 func relativeError(_ a: [Float], _ b: [Double], floor: Double? = nil) -> Double {
@@ -80,10 +70,9 @@ final class GoldenTests: XCTestCase {
     func testSharedGoldenDocumented() throws { try runGolden(try sharedGolden(), variant: "documented") }
 
     func sharedGolden() throws -> String {
-        guard let shared = sharedDirectory() else {
-            throw XCTSkip("optional cross-check: ../shared/golden is absent (the repository's own golden files in Tests/Fixtures/golden ran)")
-        }
-        return shared + "/golden"
+        let readme = try Support.requireShared("golden/README.md",
+                                               for: "optional cross-check (the repository's own golden files in Tests/Fixtures/golden ran)")
+        return (readme as NSString).deletingLastPathComponent
     }
 
     /// One step of `variant` from the golden weights, compared tensor by tensor with the README

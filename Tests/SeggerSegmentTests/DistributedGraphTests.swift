@@ -4,6 +4,7 @@
 import Foundation
 import SeggerDistributed
 @testable import SeggerSegment
+import TestSupport
 import XCTest
 
 final class DistributedGraphTests: XCTestCase {
@@ -59,26 +60,14 @@ final class DistributedGraphTests: XCTestCase {
 
     func testMinimaUnderMPI() throws {
         if ProcessInfo.processInfo.environment["SEGGER_MPI_GRAPH_TEST"] != nil { throw XCTSkip("already under mpirun") }
-        guard let mpirun = Binary.mpirun else { throw XCTSkip("mpirun not installed") }
+        let mpirun = try Support.requireMPIRun()
         // The test bundle's runner: this process.
         let runner = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         for ranks in [2, 3, 4] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: mpirun)
-            p.arguments = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "SEGGER_MPI_GRAPH_TEST=1", runner,
-                           "SeggerSegmentTests.DistributedGraphTests/testMinimaOnEveryRank"]
-            var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { k.hasPrefix($0) } }
-            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-            env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            p.environment = env
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            XCTAssertEqual(p.terminationStatus, 0, "\(ranks) ranks:\n\(text.suffix(4000))")
+            let r = try Support.run(mpirun, ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "SEGGER_MPI_GRAPH_TEST=1",
+                                             runner, "SeggerSegmentTests.DistributedGraphTests/testMinimaOnEveryRank"])
+            let text = r.output
+            XCTAssertEqual(r.status, 0, "\(ranks) ranks:\n\(text.suffix(4000))")
             for t in 0..<4 { XCTAssertTrue(text.contains("PASS trial \(t)"), "\(ranks) ranks, trial \(t):\n\(text.suffix(4000))") }
             XCTAssertFalse(text.contains("error:"), "\(ranks) ranks:\n\(text.suffix(4000))")
         }

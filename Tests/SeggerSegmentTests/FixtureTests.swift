@@ -2,19 +2,20 @@
 // (Scripts/predict_reference.py: PyG model, scipy cKDTree and connected components; its README says how
 // every file was made), through the real binary.
 import Foundation
+import TestSupport
 import XCTest
 
 final class FixtureTests: XCTestCase {
-    static let fixture = Binary.packageRoot.appendingPathComponent("Tests/Fixtures/predict").path
+    static let fixture = Support.fixture("predict")
 
     func compare(_ name: String, _ flags: [String]) throws {
         let f = Self.fixture
         guard FileManager.default.fileExists(atPath: f + "/expected/" + name) else {
             throw XCTSkip("Tests/Fixtures/predict/expected/\(name) is absent")
         }
-        guard FileManager.default.isExecutableFile(atPath: Binary.path) else { throw XCTSkip("no segger-train binary at \(Binary.path)") }
-        let out = tempDir("fixture") + "/seg"
-        let r = try Binary.run(["predict", "--tiles", f + "/tiles", "--checkpoint", f + "/checkpoint.safetensors", "--out", out,
+        _ = try Support.requireBinary()
+        let out = Support.tempDir("fixture") + "/seg"
+        let r = try runSegger(["predict", "--tiles", f + "/tiles", "--checkpoint", f + "/checkpoint.safetensors", "--out", out,
                                 "--format", "csv"] + flags)
         XCTAssertEqual(r.status, 0, r.stderr)
         guard r.status == 0 else { return }

@@ -6,72 +6,22 @@ import SafeTensors
 import SeggerModel
 @testable import SeggerSegment
 import SeggerTiles
+import TestSupport
 import XCTest
 
-enum Binary {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// $SEGGER_TRAIN_BIN, else the debug build next to the tests.
-    static var path: String {
-        if let b = ProcessInfo.processInfo.environment["SEGGER_TRAIN_BIN"], FileManager.default.isExecutableFile(atPath: b) { return b }
-        return packageRoot.appendingPathComponent(".build/debug/segger-train").path
-    }
-
-    static var mpirun: String? {
-        ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs segger-train (under mpirun for ranks > 1) to completion, killed after `timeout` seconds.
-    static func run(_ args: [String], ranks: Int = 1, timeout: Double = 600) throws -> Result {
-        var exe = path, argv = args
-        if ranks > 1 {
-            guard let m = mpirun else { throw XCTSkip("mpirun not installed") }
-            if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil { throw XCTSkip("already under mpirun") }
-            exe = m
-            argv = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", path] + args
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = argv
-        var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { k.hasPrefix($0) } }
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        env.removeValue(forKey: "SLURM_NTASKS")
-        p.environment = env
-        let dir = tempDir("proc")
-        let out = dir + "/out", err = dir + "/err"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning {
-            p.terminate()
-            XCTFail("timed out: \(args.joined(separator: " "))")
-        }
-        p.waitUntilExit()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        return Result(status: p.terminationStatus, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
-    }
+/// segger-train with `args` (under mpirun for ranks > 1; the binary's BLAS on one thread, as in a
+/// rank), allowed ten minutes.
+@discardableResult
+func runSegger(_ args: [String], ranks: Int = 1) throws -> Support.Result {
+    try Support.runBinary(args, ranks: ranks, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 600)
 }
 
 final class PredictCommandTests: XCTestCase {
     /// Overlapping synthetic tiles (segger-train synth --overlap_margin) and a model of the example's
     /// shape at a small width, shared by the tests of this class.
     static let fixture: (tiles: String, checkpoint: String)? = {
-        let dir = tempDir("cli-fixture")
-        let r = try? Binary.run(["synth", "--out", dir + "/tiles", "--tiles", "6", "--tx_per_tile", "250", "--seed", "5",
+        let dir = Support.tempDir("cli-fixture")
+        let r = try? runSegger(["synth", "--out", dir + "/tiles", "--tiles", "6", "--tx_per_tile", "250", "--seed", "5",
                                  "--overlap_margin", "6"])
         guard r?.status == 0 else { return nil }
         var c = ModelConfig()
@@ -85,17 +35,17 @@ final class PredictCommandTests: XCTestCase {
     }()
 
     func fixture() throws -> (tiles: String, checkpoint: String) {
-        guard FileManager.default.isExecutableFile(atPath: Binary.path) else { throw XCTSkip("no segger-train binary at \(Binary.path)") }
+        _ = try Support.requireBinary()
         guard let f = Self.fixture else {
-            XCTFail("could not make the test tiles with \(Binary.path) synth")
+            XCTFail("could not make the test tiles with \(Support.binary) synth")
             throw XCTSkip("no fixture")
         }
         return f
     }
 
-    func predict(_ extra: [String], ranks: Int, out: String) throws -> Binary.Result {
+    func predict(_ extra: [String], ranks: Int, out: String) throws -> Support.Result {
         let f = try fixture()
-        return try Binary.run(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", out, "--min_bd", "2"] + extra,
+        return try runSegger(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", out, "--min_bd", "2"] + extra,
                               ranks: ranks)
     }
 
@@ -111,7 +61,7 @@ final class PredictCommandTests: XCTestCase {
             var first: [String: Data] = [:]
             for ranks in [1, 2, 4] {
                 for format in ["csv", "parquet"] {
-                    let out = tempDir("cli") + "/seg"
+                    let out = Support.tempDir("cli") + "/seg"
                     let r = try predict(["--format", format] + (cc ? ["--use_cc"] : []), ranks: ranks, out: out)
                     XCTAssertEqual(r.status, 0, "\(ranks) ranks, \(format), cc \(cc):\n\(r.stdout)\n\(r.stderr)")
                     guard r.status == 0 else { continue }
@@ -160,11 +110,8 @@ final class PredictCommandTests: XCTestCase {
     /// The Parquet outputs read by pyarrow and by DuckDB hold what the CSV outputs of the same run hold
     /// (needs $SEGGER_TEST_PYTHON with pyarrow and duckdb, which Scripts/test provides).
     func testParquetOutputsReadBackWithPyarrowAndDuckDB() throws {
-        guard let python = ProcessInfo.processInfo.environment["SEGGER_TEST_PYTHON"], !python.isEmpty,
-              FileManager.default.isExecutableFile(atPath: python) else {
-            throw XCTSkip("SEGGER_TEST_PYTHON is not set to a Python with pyarrow and duckdb (Scripts/test sets it)")
-        }
-        let dir = tempDir("pq")
+        let python = try Support.requireTestPython()
+        let dir = Support.tempDir("pq")
         for format in ["csv", "parquet"] {
             let r = try predict(["--format", format, "--use_cc"], ranks: 2, out: dir + "/" + format)
             XCTAssertEqual(r.status, 0, r.stderr)
@@ -180,16 +127,9 @@ final class PredictCommandTests: XCTestCase {
             out[name + ".duck"] = [list(r) for r in duckdb.sql(f"select * from '{d}/{name}.parquet'").fetchall()]
         print(json.dumps(out))
         """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", script, dir + "/parquet"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        let got = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let p = try Support.run(python, ["-c", script, dir + "/parquet"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let got = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(got["segger_transcripts.arrow"] as? [String], ["int64", "string?", "float?", "int8", "float", "float", "int32"])
         XCTAssertEqual(got["segger_cells.arrow"] as? [String], ["string", "int64", "float", "float", "string"])
         let csv = try readCSV(dir + "/csv/segger_transcripts.csv")
@@ -219,7 +159,7 @@ final class PredictCommandTests: XCTestCase {
     /// Ranks without a tile still own ids, exchange and write their (empty) share.
     func testMoreRanksThanTiles() throws {
         let f = try fixture()
-        let dir = tempDir("few")
+        let dir = Support.tempDir("few")
         try FileManager.default.createDirectory(atPath: dir + "/tiles", withIntermediateDirectories: true)
         for p in try TileDirectory.list(f.tiles).prefix(2) {
             try FileManager.default.copyItem(atPath: p, toPath: dir + "/tiles/" + (p as NSString).lastPathComponent)
@@ -227,7 +167,7 @@ final class PredictCommandTests: XCTestCase {
         var files: [[Data]] = []
         for ranks in [1, 4] {
             let out = dir + "/out\(ranks)"
-            let r = try Binary.run(["predict", "--tiles", dir + "/tiles", "--checkpoint", f.checkpoint, "--out", out, "--min_bd", "2",
+            let r = try runSegger(["predict", "--tiles", dir + "/tiles", "--checkpoint", f.checkpoint, "--out", out, "--min_bd", "2",
                                     "--use_cc", "--format", "csv"], ranks: ranks)
             XCTAssertEqual(r.status, 0, r.stderr)
             files.append(try ["segger_transcripts.csv", "segger_cells.csv"].map { try Data(contentsOf: URL(fileURLWithPath: out + "/" + $0)) })
@@ -237,7 +177,7 @@ final class PredictCommandTests: XCTestCase {
 
     func testBadInputsStopEveryRankAndLeaveNothing() throws {
         let f = try fixture()
-        let dir = tempDir("cli-bad")
+        let dir = Support.tempDir("cli-bad")
         // A tile without ids (written as segger-tile v1, as older tiles are).
         var t = try Tile.read(path: try TileDirectory.list(f.tiles)[0])
         t.txIDs = nil
@@ -271,24 +211,24 @@ final class PredictCommandTests: XCTestCase {
         for ranks in [1, 2] {
             for (i, k) in cases.enumerated() {
                 let out = dir + "/out\(ranks)-\(i)"
-                let r = try Binary.run(["predict", "--out", out, "--min_bd", "1"] + k.args, ranks: ranks)
+                let r = try runSegger(["predict", "--out", out, "--min_bd", "1"] + k.args, ranks: ranks)
                 XCTAssertEqual(r.status, k.status, "\(k.args) at \(ranks) ranks:\n\(r.stderr)")
                 for frag in k.fragments { XCTAssertTrue(r.stderr.contains(frag), "'\(frag)' not in: \(r.stderr)") }
                 XCTAssertFalse(r.stderr.contains("MPI_ABORT"), "every rank stops together, no abort: \(r.stderr)")
                 XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(out) left behind (\(k.args))")
             }
             // An existing output: refused, the file that is not ours untouched; --overwrite replaces it.
-            let r = try Binary.run(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/existing"], ranks: ranks)
+            let r = try runSegger(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/existing"], ranks: ranks)
             XCTAssertEqual(r.status, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains("exists (pass --overwrite"), r.stderr)
             XCTAssertEqual(try String(contentsOfFile: dir + "/existing/segger_cells.parquet", encoding: .utf8), "not ours")
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/existing"), ["segger_cells.parquet"])
             // An output directory whose parent does not exist.
-            let r2 = try Binary.run(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/no/such/out"], ranks: ranks)
+            let r2 = try runSegger(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/no/such/out"], ranks: ranks)
             XCTAssertEqual(r2.status, 1, r2.stderr)
             XCTAssertTrue(r2.stderr.contains("parent directory"), r2.stderr)
         }
-        let r = try Binary.run(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/existing", "--overwrite", "--min_bd", "2"])
+        let r = try runSegger(["predict", "--tiles", f.tiles, "--checkpoint", f.checkpoint, "--out", dir + "/existing", "--overwrite", "--min_bd", "2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/existing/segger_cells.parquet")), Data("not ours".utf8))
     }

@@ -6,13 +6,8 @@ import SeggerDistributed
 import SeggerModel
 @testable import SeggerSegment
 import SeggerTiles
+import TestSupport
 import XCTest
-
-func tempDir(_ name: String) -> String {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("segger-seg-\(name)-\(UUID().uuidString.prefix(8))").path
-    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
 
 final class PredictionTests: XCTestCase {
     var comm: Communicator!
@@ -23,7 +18,7 @@ final class PredictionTests: XCTestCase {
     }
 
     func run(_ world: World, model: SeggerModel, p: SegmentParameters, tiles: [Tile]? = nil) throws -> (SegmentationLog, String) {
-        let dir = tempDir("run")
+        let dir = Support.tempDir("run")
         try writeCheckpoint(model, to: dir + "/model.safetensors")
         var o = PredictOptions()
         o.checkpoint = dir + "/model.safetensors"
@@ -131,7 +126,7 @@ final class PredictionTests: XCTestCase {
         p.minBd = 3
         p.useCC = true
         p.scoreCut = 0.385  // this untrained model's scores lie around 0.38
-        let dir = tempDir("emb")
+        let dir = Support.tempDir("emb")
         try writeCheckpoint(model, to: dir + "/m.safetensors")
         var o = PredictOptions()
         o.checkpoint = dir + "/m.safetensors"
@@ -170,7 +165,7 @@ final class PredictionTests: XCTestCase {
     func testRerunIsIdenticalAndOverwriteIsRequired() throws {
         let world = World(seed: 4)
         let model = SeggerModel(config: smallConfig(residual: true), seed: 9)
-        let dir = tempDir("rerun")
+        let dir = Support.tempDir("rerun")
         try writeCheckpoint(model, to: dir + "/m.safetensors")
         var o = PredictOptions()
         o.checkpoint = dir + "/m.safetensors"
@@ -195,7 +190,7 @@ final class PredictionTests: XCTestCase {
     /// (the staged files and the --out directory it created are removed).
     func testAStopSignalEndsTheRunAndLeavesNothing() throws {
         let world = World(seed: 4)
-        let dir = tempDir("signal")
+        let dir = Support.tempDir("signal")
         try writeCheckpoint(SeggerModel(config: smallConfig(residual: true), seed: 9), to: dir + "/m.safetensors")
         var o = PredictOptions()
         o.checkpoint = dir + "/m.safetensors"
@@ -222,7 +217,7 @@ final class PredictionTests: XCTestCase {
     /// --out, when its name says this host and a process that no longer exists; any other is kept.
     func testStagingOfAKilledRunIsRemovedAndNothingElse() throws {
         let world = World(seed: 4)
-        let dir = tempDir("stale")
+        let dir = Support.tempDir("stale")
         try writeCheckpoint(SeggerModel(config: smallConfig(residual: true), seed: 9), to: dir + "/m.safetensors")
         let out = dir + "/out"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
@@ -265,7 +260,7 @@ final class PredictionTests: XCTestCase {
 
     func expectFailure(_ tiles: [Tile], _ fragments: [String], config: ModelConfig = smallConfig(residual: true),
                        file: StaticString = #filePath, line: UInt = #line) throws {
-        let dir = tempDir("bad")
+        let dir = Support.tempDir("bad")
         try writeCheckpoint(SeggerModel(config: config, seed: 1), to: dir + "/m.safetensors")
         var o = PredictOptions()
         o.checkpoint = dir + "/m.safetensors"
@@ -317,7 +312,7 @@ final class PredictionTests: XCTestCase {
             change(&p)
             XCTAssertTrue(p.problem?.contains(fragment) == true, "\(String(describing: p.problem))")
         }
-        let dir = tempDir("outs")
+        let dir = Support.tempDir("outs")
         _ = FileManager.default.createFile(atPath: dir + "/afile", contents: Data("x".utf8))
         XCTAssertThrowsError(try OutputStage(directory: dir + "/afile", names: ["a"], overwrite: true)) {
             XCTAssertTrue("\($0)".contains("not a directory"), "\($0)")
@@ -350,7 +345,7 @@ final class PredictionTests: XCTestCase {
     // MARK: checkpoints
 
     func testCheckpointConfigFromMetadataAndShapes() throws {
-        let dir = tempDir("ckpt")
+        let dir = Support.tempDir("ckpt")
         for residual in [true, false] {
             let m = SeggerModel(config: smallConfig(residual: residual), seed: 2)
             try writeCheckpoint(m, to: dir + "/with.safetensors")
@@ -365,8 +360,7 @@ final class PredictionTests: XCTestCase {
             XCTAssertEqual(b.configSource, "shapes")
         }
         // segger's own Lightning checkpoint (segger main architecture).
-        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/pt/model.ckpt").path
+        let fixture = Support.fixture("pt/model.ckpt")
         let c = try PredictionModel.load(path: fixture)
         XCTAssertEqual(c.configSource, "shapes")
         XCTAssertFalse(c.config.residual)

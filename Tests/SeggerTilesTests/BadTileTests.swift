@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
+import TestSupport
 
 /// One test per way a tile file can be wrong: each must end in a `TileError` that names the file,
 /// the tensor at fault (when there is one) and the problem — never a crash, a hang or a huge allocation.
@@ -10,7 +11,7 @@ final class BadTileTests: XCTestCase {
     let meta = ["format": "segger-tile", "version": "1"]
 
     override func setUpWithError() throws {
-        dir = try temporaryDirectory(self)
+        dir = Support.tempDir("tiles", removedAfter: self)
     }
 
     /// A small valid tile as named tensors (file order of `Tile.tensors()`).

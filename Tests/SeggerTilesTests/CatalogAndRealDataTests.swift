@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
+import TestSupport
 
 final class CatalogTests: XCTestCase {
     func checkCatalogMatchesFullRead(_ paths: [String], file: StaticString = #filePath, line: UInt = #line) throws {
@@ -17,7 +18,7 @@ final class CatalogTests: XCTestCase {
     }
 
     func testCatalogEqualsFullReadOnGeneratedTiles() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         try Synth.writeDirectory(config: SynthConfig(tiles: 3, txPerTile: 900, seed: 4), to: dir)
         // A tile without labels (tensor absent) and one with a single label stored 1-D, as segger does.
         var t = Synth.tile(config: SynthConfig(txPerTile: 200, seed: 9), index: 0)
@@ -41,7 +42,7 @@ final class CatalogTests: XCTestCase {
     }
 
     func testCatalogReadsOnlyTheHeader() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         let path = dir + "/t.safetensors"
         try Synth.tile(config: SynthConfig(txPerTile: 300, seed: 1), index: 0).write(to: path)
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -66,7 +67,7 @@ final class CatalogTests: XCTestCase {
     }
 
     func testCatalogErrorsNameTheFile() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         let path = dir + "/bad.safetensors"
         try Data("not a tile at all".utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try TileCatalog.sizes(path: path)) { e in

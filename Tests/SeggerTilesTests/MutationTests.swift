@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
+import TestSupport
 
 /// Corrupts good tile files in seeded random ways (byte flips, truncations, header text edits, data
 /// values) and checks that every case ends in a clean `TileError` naming the file, or in a load that
@@ -118,7 +119,7 @@ final class MutationTests: XCTestCase {
     }
 
     func testMutatedGeneratedTiles() throws {
-        let tmp = try temporaryDirectory(self)
+        let tmp = Support.tempDir("tiles", removedAfter: self)
         try Synth.writeDirectory(config: SynthConfig(tiles: 3, txPerTile: 150, seed: 13), to: tmp + "/good")
         let o = try run(try TileDirectory.list(tmp + "/good"), cases: 300, seed: 1, tmp: tmp)
         print("mutation (generated): \(o.errors) errors, \(o.loads) loads")
@@ -129,7 +130,7 @@ final class MutationTests: XCTestCase {
 
     func testMutatedRealTiles() throws {
         let paths = try realTilePaths()
-        let tmp = try temporaryDirectory(self)
+        let tmp = Support.tempDir("tiles", removedAfter: self)
         let o = try run(paths, cases: 60, seed: 2, tmp: tmp)
         print("mutation (real): \(o.errors) errors, \(o.loads) loads")
         XCTAssertEqual(o.errors + o.loads, 60 * paths.count)
@@ -137,7 +138,7 @@ final class MutationTests: XCTestCase {
     }
 
     func testMutatedGoldenTile() throws {
-        let tmp = try temporaryDirectory(self)
+        let tmp = Support.tempDir("tiles", removedAfter: self)
         let o = try run([goldenFixtureTiles("token") + "/tile_00000.safetensors"], cases: 200, seed: 3, tmp: tmp)
         XCTAssertEqual(o.errors + o.loads, 200)
         XCTAssertGreaterThan(o.errors, 60)

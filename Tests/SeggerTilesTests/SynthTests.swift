@@ -2,10 +2,11 @@ import Foundation
 import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
+import TestSupport
 
 final class SynthTests: XCTestCase {
     func testSameSeedSameBytesDifferentSeedDifferentBytes() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         var c = SynthConfig(tiles: 2, txPerTile: 800, seed: 7)
         try Synth.writeDirectory(config: c, to: dir + "/a")
         try Synth.writeDirectory(config: c, to: dir + "/b")
@@ -31,7 +32,7 @@ final class SynthTests: XCTestCase {
     }
 
     func testInvalidConfigurationIsAnErrorNotACrash() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         var c = SynthConfig(tiles: 1, txPerTile: 0)
         XCTAssertThrowsError(try Synth.writeDirectory(config: c, to: dir)) { XCTAssertTrue("\($0)".contains("txPerTile"), "\($0)") }
         c = SynthConfig(tiles: 1, txPerTile: 100)
@@ -145,7 +146,7 @@ final class SynthTests: XCTestCase {
     }
 
     func testRoundTripThroughTileRead() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         let c = SynthConfig(tiles: 2, txPerTile: 700, seed: 11)
         try Synth.writeDirectory(config: c, to: dir)
         for (i, path) in try TileDirectory.list(dir).enumerated() {
@@ -242,7 +243,7 @@ final class SynthTests: XCTestCase {
     }
 
     func testOverlappingTilesShareTranscriptsAndCells() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         var c = SynthConfig(tiles: 6, txPerTile: 700, seed: 9)
         c.overlapMargin = 8
         try Synth.writeDirectory(config: c, to: dir)
@@ -294,7 +295,7 @@ final class SynthTests: XCTestCase {
         XCTAssertEqual(overlap["columns"] as? Int, 3)
         XCTAssertEqual(overlap["rows"] as? Int, 2)
         XCTAssertEqual(overlap["region_tx"] as? Int, 4200)
-        let again = try temporaryDirectory(self)
+        let again = Support.tempDir("tiles", removedAfter: self)
         try Synth.writeDirectory(config: c, to: again)
         for p in paths {
             let name = (p as NSString).lastPathComponent
@@ -324,7 +325,7 @@ final class SynthTests: XCTestCase {
     }
 
     func testOverlapEmbeddingModeSameFeaturesInEveryTile() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         var c = SynthConfig(tiles: 2, txPerTile: 300, seed: 4, embeddingDim: 6)
         c.overlapMargin = 6
         try Synth.writeDirectory(config: c, to: dir)
@@ -355,7 +356,7 @@ final class SynthTests: XCTestCase {
             if row.firstIndex(of: row.max()!)! - i * 16 == Int(tokens[i]) % 16 { hits += 1 }
         }
         XCTAssertGreaterThan(hits, 590, "the embedding is a noisy one-hot of the gene")
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         try t.write(to: dir + "/e.safetensors")
         let read = try Tile.read(path: dir + "/e.safetensors")
         XCTAssertEqual(read.tx, t.tx)
@@ -368,7 +369,7 @@ final class SynthTests: XCTestCase {
         XCTAssertTrue((1...4).contains(t.numBd))
         XCTAssertGreaterThan(t.neighbors.count, 2 * 300)
         XCTAssertLessThanOrEqual(t.neighbors.count, 3 * 300)
-        let manifestPath = try requireShared("golden/tiles/manifest.json")
+        let manifestPath = try Support.requireShared("golden/tiles/manifest.json")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestPath))) as? [String: Any]
         let mean = try XCTUnwrap(json?["mean_per_tile"] as? [String: Any])
         let eb = try XCTUnwrap(mean["e_b"] as? Double), nl = try XCTUnwrap(mean["n_label"] as? Double)

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
+import TestSupport
 
 /// segger-tile v2: positions and ids travel through write, read, batch and the per-step fast path.
 final class TileV2Tests: XCTestCase {
@@ -18,7 +19,7 @@ final class TileV2Tests: XCTestCase {
     }
 
     func testRoundTripKeepsPositionsAndIDs() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         let t = tileWithIDs()
         XCTAssertEqual(t.txIDs?.count, t.numTx)
         XCTAssertEqual(t.bdIDs?.count, t.numBd)
@@ -49,7 +50,7 @@ final class TileV2Tests: XCTestCase {
     }
 
     func testTileWithoutIDsIsWrittenAsVersionOne() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         var t = tileWithIDs()
         t.txIDs = nil
         t.bdIDs = nil
@@ -71,7 +72,7 @@ final class TileV2Tests: XCTestCase {
     }
 
     func testPerStepReadsSkipPositionsAndIDs() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = Support.tempDir("tiles", removedAfter: self)
         let t = tileWithIDs()
         try t.write(to: dir + "/t.safetensors")
         let fast = try Tile.read(path: dir + "/t.safetensors", options: TileReadOptions(positionsAndIDs: false))

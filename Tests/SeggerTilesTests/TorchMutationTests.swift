@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SeggerTiles
 import SafeTensors
+import TestSupport
 
 /// Seeded mutations of the fixtures: every mutant either reads (and then validates or not as a tile)
 /// or is rejected with an error naming the file; none may crash the process.
@@ -44,7 +45,7 @@ final class TorchMutationTests: XCTestCase {
         var rng = SplitMix64(state: 0x5E66E7)
         var rejected = 0, total = 0
         for file in Self.files {
-            let good = try TorchArchive.read(path: Paths.fixture(file))
+            let good = try TorchArchive.read(path: torchFixture(file))
             let entries = good.names.map { ($0, Array(good.bytes[good.entries[$0]!.range])) }
             let pklIndex = entries.firstIndex { $0.0.hasSuffix("data.pkl") }!
             for m in 0..<50 {
@@ -78,7 +79,7 @@ final class TorchMutationTests: XCTestCase {
     func testMutatedArchivesNeverCrash() throws {
         var rng = SplitMix64(state: 0xC0FFEE)
         for file in Self.files {
-            let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Paths.fixture(file))))
+            let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: torchFixture(file))))
             // The zip structure sits at the start (local headers) and the end (central directory).
             for m in 0..<40 {
                 var bytes = good

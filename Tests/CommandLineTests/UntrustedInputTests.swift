@@ -3,6 +3,7 @@
 // for) ends in an error that names the file and the tensor or field, never in a crash or a quiet NaN.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class UntrustedInputTests: XCTestCase {
@@ -12,7 +13,7 @@ final class UntrustedInputTests: XCTestCase {
     func checkpoint() throws -> (tiles: String, root: String) {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 111)
         let root = Support.tempDir("untrusted")
-        let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + tiny)
+        let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         return (tiles, root)
     }
@@ -39,7 +40,7 @@ final class UntrustedInputTests: XCTestCase {
             let i = tensors.firstIndex { $0.0 == "model.lin0.bd.weight" }!
             tensors[i].1 = self.floats(tensors[i].1) { $0 = $0.map { _ in .nan } }
         }
-        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("nanw-run"),
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("nanw-run"),
                                    "--epochs", "1", "--init_weights", weights] + tiny)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains(weights) && r.stderr.contains("lin0.bd.weight") && r.stderr.contains("non-finite"), r.stderr)
@@ -61,7 +62,7 @@ final class UntrustedInputTests: XCTestCase {
         for (name, edit, needles) in cases {
             let dir = try copy(root)
             try Support.edit(dir + "/checkpoints/last.safetensors") { t, _ in edit(&t) }
-            r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "2", "--resume", "last"] + tiny)
+            r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "2", "--resume", "last"] + tiny)
             XCTAssertEqual(r.status, 1, "\(name): \(r.output)")
             XCTAssertFalse(r.signaled, name)
             for n in needles + [dir + "/checkpoints/last.safetensors"] { XCTAssertTrue(r.stderr.contains(n), "\(name): names \(n): \(r.stderr)") }
@@ -81,7 +82,7 @@ final class UntrustedInputTests: XCTestCase {
         for (field, value, named) in cases {
             let dir = try copy(root)
             try Support.editPosition(dir + "/checkpoints/last.safetensors") { $0[field] = value }
-            let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "3", "--resume", "auto"] + tiny)
+            let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "3", "--resume", "auto"] + tiny)
             XCTAssertEqual(r.status, 1, "\(field) = \(value): \(r.output)")
             XCTAssertFalse(r.signaled)
             XCTAssertTrue(r.stderr.contains("'\(named)'"), "\(field) = \(value) names '\(named)': \(r.stderr)")
@@ -92,7 +93,7 @@ final class UntrustedInputTests: XCTestCase {
             let i = t.firstIndex { $0.0 == "optimizer.step" }!
             t[i].1 = Tensor([Int64(-4)])
         }
-        let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "3", "--resume", "auto"] + tiny)
+        let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", dir, "--epochs", "3", "--resume", "auto"] + tiny)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("optimizer.step"), r.stderr)
     }

@@ -5,6 +5,7 @@
 //
 // The table is data: a new subcommand (e.g. `predict`) is one more `CommandSpec`.
 import Foundation
+import TestSupport
 import XCTest
 
 /// A subcommand under test: a quick valid invocation and the flags to drive.
@@ -153,7 +154,7 @@ final class FlagPropertyTests: XCTestCase {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 131, extra: ["--num_tx_tokens", "500"])
         // A checkpoint (and weights file) of the small model the bases use.
         let run = Support.tempDir("flags-ckpt")
-        let t = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", run, "--epochs", "1"] + FlagTable.small)
+        let t = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", run, "--epochs", "1"] + FlagTable.small)
         XCTAssertEqual(t.status, 0, t.output)
         let ckpt = run + "/checkpoints/last.safetensors"
         let pt = Support.tempDir("flags-pt")

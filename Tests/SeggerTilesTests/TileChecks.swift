@@ -1,45 +1,23 @@
+// Tile helpers shared by this target's tests: the golden fixture tiles, the real tiles, every invariant of a tile.
 import Foundation
-import XCTest
 @testable import SafeTensors
 @testable import SeggerTiles
-
-/// `<package root>/../shared`, or nil when absent (as on a user's machine).
-func sharedDirectory() -> String? {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let shared = root.deletingLastPathComponent().appendingPathComponent("shared").path
-    var isDir: ObjCBool = false
-    return FileManager.default.fileExists(atPath: shared, isDirectory: &isDir) && isDir.boolValue ? shared : nil
-}
+import TestSupport
+import XCTest
 
 /// The tiles of the repository's golden files: `Tests/Fixtures/golden/<mode>/tiles`, mode `token` or `embedding`.
 func goldenFixtureTiles(_ mode: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/golden/\(mode)/tiles").path
-}
-
-func requireShared(_ sub: String) throws -> String {
-    guard let s = sharedDirectory() else { throw XCTSkip("shared test data (../shared) is absent") }
-    let p = (s as NSString).appendingPathComponent(sub)
-    guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("\(p) is absent") }
-    return p
+    Support.fixture("golden/\(mode)/tiles")
 }
 
 /// The real Xenium tiles (train, val, test), or a skip.
 func realTilePaths() throws -> [String] {
-    let base = try requireShared("data/xenium-lung-10k/tiles")
+    let base = try Support.requireShared("data/xenium-lung-10k/tiles", for: "real Xenium tiles unavailable")
     var out: [String] = []
     for split in ["train", "val", "test"] {
         out += try TileDirectory.list((base as NSString).appendingPathComponent(split))
     }
     return out
-}
-
-/// A fresh temporary directory, removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) throws -> String {
-    let dir = NSTemporaryDirectory() + "segger-tiles-\(getpid())-\(UInt64.random(in: 0..<UInt64.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-    return dir
 }
 
 /// Every invariant a loaded tile must satisfy (indices in range, CSR consistent, label counts).

@@ -2,6 +2,7 @@
 // in the same root — stay byte for byte what they were (checked with checksums of every file).
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class RunLineageTests: XCTestCase {
@@ -23,7 +24,7 @@ final class RunLineageTests: XCTestCase {
     func testResumingRunAIntoRootBLeavesEveryFileOfAUntouched() throws {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 101)
         let a = Support.tempDir("lineage-a"), b = Support.tempDir("lineage-b"), c = Support.tempDir("lineage-c")
-        var r = try Support.train(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", a,
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", a,
                                    "--epochs", "3", "--save_top_k", "1"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         let aEpochs = epochFiles(a)
@@ -36,7 +37,7 @@ final class RunLineageTests: XCTestCase {
         let before = Support.checksums(a)
         XCTAssertGreaterThanOrEqual(before.count, 4, "\(before.keys.sorted())")
 
-        r = try Support.train(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", b, "--epochs", "6",
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", b, "--epochs", "6",
                                "--save_top_k", "0", "--resume", a + "/checkpoints/last.safetensors"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("resumed from") && r.stdout.contains("lineage of its own"), r.stdout)
@@ -45,7 +46,7 @@ final class RunLineageTests: XCTestCase {
         XCTAssertNotEqual(try Self.runID(b + "/checkpoints/last.safetensors"), try Self.runID(a + "/checkpoints/last.safetensors"))
 
         // From one of A's epoch files (not its last) likewise.
-        r = try Support.train(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", c, "--epochs", "5",
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", c, "--epochs", "5",
                                "--save_top_k", "0", "--resume", a + "/checkpoints/" + aEpochs.last!] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(Support.checksums(a), before, "a file of run A changed")
@@ -57,13 +58,13 @@ final class RunLineageTests: XCTestCase {
     func testASecondRunIntoOneRootIsRefusedAndChangesNothing() throws {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 102)
         let d = Support.tempDir("twice")
-        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "3", "--seed", "1"] + tiny)
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "3", "--seed", "1"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         let id = try Self.runID(d + "/checkpoints/last.safetensors")
         XCTAssertNotNil(id)
         let before = Support.checksums(d)
 
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "1", "--seed", "2"] + tiny)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "1", "--seed", "2"] + tiny)
         XCTAssertEqual(r.status, 1, r.output)
         for needle in [d + "/checkpoints", "last.safetensors", "epoch=2-step=6.safetensors", "--resume auto", "--default_root_dir"] {
             XCTAssertTrue(r.stderr.contains(needle), "the refusal names \(needle): \(r.stderr)")
@@ -73,14 +74,14 @@ final class RunLineageTests: XCTestCase {
         // Epoch files without a last: which run they belong to cannot be told.
         let last = d + "/checkpoints/last.safetensors", aside = Support.tempDir("aside") + "/last.safetensors"
         try FileManager.default.moveItem(atPath: last, toPath: aside)
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "5", "--resume", "auto"] + tiny)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "5", "--resume", "auto"] + tiny)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("--resume auto") && r.stderr.contains("no last.safetensors"), r.stderr)
         try FileManager.default.moveItem(atPath: aside, toPath: last)
         XCTAssertEqual(Support.checksums(d), before, "a refused run changed the root")
 
         // The same run continues, in the same lineage.
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "5", "--resume", "auto"] + tiny)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", d, "--epochs", "5", "--resume", "auto"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(try Self.runID(last), id)
         for name in epochFiles(d) { XCTAssertEqual(try Self.runID(d + "/checkpoints/" + name), id, name) }
@@ -92,7 +93,7 @@ final class RunLineageTests: XCTestCase {
     func testEditedMetadataCannotMakeARunDeleteFilesItDidNotWrite() throws {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 103)
         let root = Support.tempDir("hostile"), outside = Support.tempDir("victims")
-        var r = try Support.train(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", root,
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", root,
                                    "--epochs", "2", "--save_top_k", "0"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         let last = root + "/checkpoints/last.safetensors"
@@ -112,7 +113,7 @@ final class RunLineageTests: XCTestCase {
                 pos["bestCheckpoint"] = best
                 pos["bestAUROC"] = 0.0
             }
-            r = try Support.train(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", root,
+            r = try Support.runBinary(["train", "--train_dir", tiles, "--val_dir", tiles, "--default_root_dir", root,
                                    "--epochs", "\(3 + k)", "--save_top_k", "0", "--resume", "auto"] + tiny)
             XCTAssertEqual(r.status, 0, r.output)
             XCTAssertTrue(r.stdout.contains("not removing"), "says what it kept: \(r.stdout)")
@@ -133,7 +134,7 @@ final class RunLineageTests: XCTestCase {
         let stale = [".last.safetensors.tmp-999999", ".epoch=3-step=12.safetensors.tmp-17", ".write-test-4242"]
         let kept = [".notes.txt.tmp-12", "last.safetensors.tmp-5", ".epoch=3-step=12.safetensors.tmp-x", "mine.tmp-1"]
         for name in stale + kept { _ = FileManager.default.createFile(atPath: ck + "/" + name, contents: Data("partial".utf8)) }
-        let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + tiny)
+        let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + tiny)
         XCTAssertEqual(r.status, 0, r.output)
         let left = Set(try FileManager.default.contentsOfDirectory(atPath: ck))
         for name in stale {
@@ -156,7 +157,7 @@ final class RunLineageTests: XCTestCase {
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: root + "/checkpoints/last.safetensors") && Date() < deadline { usleep(20_000) }
-        let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "3", "--resume", "auto"] + tiny)
+        let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "3", "--resume", "auto"] + tiny)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("in use by another segger-train run") && r.stderr.contains("pid \(p.processIdentifier)"), r.stderr)
         kill(p.processIdentifier, SIGTERM)

@@ -4,25 +4,15 @@ import Foundation
 import XCTest
 @testable import SeggerTiles
 import SafeTensors
+import TestSupport
 
-enum Paths {
-    /// The package root, from this file's path (Tests/TorchPickleTests/<file>).
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static let fixtures = root + "/Tests/Fixtures/pt"
-    static let shared = (root as NSString).deletingLastPathComponent + "/shared"
-    static let lung = shared + "/data/xenium-lung-10k"
+/// `Tests/Fixtures/pt/<name>`: the small torch files Scripts/make_pt_fixtures.py wrote.
+func torchFixture(_ name: String) -> String { Support.fixture("pt/" + name) }
 
-    static func fixture(_ name: String) -> String { fixtures + "/" + name }
-
-    static func temporaryDirectory() throws -> String {
-        let dir = NSTemporaryDirectory() + "torch-tests-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
+/// ../shared's xenium-lung-10k dataset (segger's .pt tiles beside their safetensors twins), or a skip.
+func lungDataset() throws -> String {
+    let pt = try Support.requireShared("data/xenium-lung-10k/segger-pt", for: "segger's real .pt tiles unavailable")
+    return (pt as NSString).deletingLastPathComponent
 }
 
 /// Emits pickle opcodes (protocol 2, as torch.save writes them).
@@ -82,7 +72,7 @@ func storedZip(_ entries: [(String, [UInt8])], method: UInt16 = 0) -> [UInt8] {
 
 /// Writes `bytes` to a file in a fresh temporary directory and returns its path.
 func writeTemporary(_ bytes: [UInt8], name: String) throws -> String {
-    let path = try Paths.temporaryDirectory() + "/" + name
+    let path = Support.tempDir("torch") + "/" + name
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     return path
 }

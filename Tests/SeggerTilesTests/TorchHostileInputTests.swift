@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SeggerTiles
 import SafeTensors
+import TestSupport
 
 /// Files that must be rejected with an error naming the file (and never execute anything).
 final class TorchHostileInputTests: XCTestCase {
@@ -60,7 +61,7 @@ final class TorchHostileInputTests: XCTestCase {
     }
 
     func testTruncatedAndDamagedZipsAreRejected() throws {
-        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Paths.fixture("tile_basic.pt"))))
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: torchFixture("tile_basic.pt"))))
         for cut in [good.count / 2, good.count - 10, 100, 3] {
             let p = try writeTemporary(Array(good[..<cut]), name: "cut\(cut).pt")
             assertRejects(p, []) { _ = try Tile.read(path: p) }
@@ -81,7 +82,7 @@ final class TorchHostileInputTests: XCTestCase {
         assertRejects(text, ["not a torch.save file"]) { _ = try TorchTiles.readTensors(path: text) }
         let legacy = try writeTemporary([0x80, 0x02, 0x8a, 0x0a], name: "legacy.pt")
         assertRejects(legacy, ["legacy"]) { _ = try TorchTiles.readTensors(path: legacy) }
-        let dir = try Paths.temporaryDirectory()
+        let dir = Support.tempDir("torch", removedAfter: self)
         XCTAssertEqual(mkfifo(dir + "/fifo.pt", 0o644), 0)
         assertRejects(dir + "/fifo.pt", ["not a regular file"]) { _ = try Tile.read(path: dir + "/fifo.pt") }
         try FileManager.default.createDirectory(atPath: dir + "/d.pt", withIntermediateDirectories: true)
@@ -92,7 +93,7 @@ final class TorchHostileInputTests: XCTestCase {
 
     func testMissingStorageIsRejected() throws {
         // The real fixture with its data/0 entry left out.
-        let good = try TorchArchive.read(path: Paths.fixture("tile_basic.pt"))
+        let good = try TorchArchive.read(path: torchFixture("tile_basic.pt"))
         var entries: [(String, [UInt8])] = []
         for name in good.names where name != good.prefix + "data/0" {
             entries.append((name, Array(good.bytes[good.entries[name]!.range])))

@@ -3,6 +3,7 @@
 // ../shared/golden when it exists beside the package.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class DumpStepTests: XCTestCase {

@@ -1,12 +1,13 @@
 // N ranks under a real mpirun train exactly what one rank trains on the same global batches.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class DataParallelTests: XCTestCase {
     func run(ranks: Int, batch: Int, compression: String, root: String, train: String, epochs: Int = 3,
              extra: [String] = []) throws -> Support.Result {
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "\(epochs)",
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "\(epochs)",
                                    "--batch_size_train", "\(batch)", "--grad_compression", compression, "--lr", "1e-3",
                                    "--seed", "7"] + smallModel + extra, ranks: ranks)
         XCTAssertEqual(r.status, 0, r.output)
@@ -16,7 +17,7 @@ final class DataParallelTests: XCTestCase {
 
     /// With fp32 exchange, 2 ranks × b and 4 ranks × b/… equal 1 rank × (ranks·b) within 1e-5 per tensor.
     func testRanksMatchOneRankOnTheSameGlobalBatch() throws {
-        guard Support.mpirun != nil else { throw XCTSkip("mpirun not installed") }
+        _ = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 12, tx: 300, seed: 41)
         let one = Support.tempDir("dp1")
         _ = try run(ranks: 1, batch: 4, compression: "none", root: one, train: train)
@@ -40,7 +41,7 @@ final class DataParallelTests: XCTestCase {
     /// reduce-scatter/allgather all-reduce run at 16 ranks as at 2. (Across 4 namespace hosts × 4:
     /// Tests/integration/netns_16ranks.sh.)
     func testSixteenRanksMatchOneRankBitForBit() throws {
-        guard Support.mpirun != nil else { throw XCTSkip("mpirun not installed") }
+        _ = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 32, tx: 120, seed: 52)
         let one = Support.tempDir("dp16-1")
         _ = try run(ranks: 1, batch: 16, compression: "none", root: one, train: train, epochs: 2)
@@ -57,7 +58,7 @@ final class DataParallelTests: XCTestCase {
     /// that differ only in gradient rounding can drift apart by at most 2 · 3.17 · lr per step; after K steps
     /// |Δw| ≤ 6.33 · lr · K for every weight, whatever the gradients.
     func testFP16ExchangeWithinDerivedBound() throws {
-        guard Support.mpirun != nil else { throw XCTSkip("mpirun not installed") }
+        _ = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 12, tx: 300, seed: 41)
         let one = Support.tempDir("fp16-1")
         _ = try run(ranks: 1, batch: 4, compression: "none", root: one, train: train)
@@ -80,23 +81,23 @@ final class DataParallelTests: XCTestCase {
 
     /// DDP semantics: --loss_reduction rank_mean still keeps replicas identical and trains.
     func testRankMeanReductionAndBF16() throws {
-        guard Support.mpirun != nil else { throw XCTSkip("mpirun not installed") }
+        _ = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 8, tx: 300, seed: 43)
         _ = try run(ranks: 2, batch: 2, compression: "bf16", root: Support.tempDir("rm"), train: train, epochs: 2,
                     extra: ["--loss_reduction", "rank_mean"])
     }
 
     func testFewerTilesThanRanksIsAClearError() throws {
-        guard Support.mpirun != nil else { throw XCTSkip("mpirun not installed") }
+        _ = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 2, tx: 200, seed: 44)
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("few"), "--epochs", "1"] + smallModel, ranks: 4)
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("few"), "--epochs", "1"] + smallModel, ranks: 4)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("fewer than the 4 ranks"), r.output)
     }
 
     /// A rank killed with SIGKILL takes the whole job down quickly instead of leaving it hanging.
     func testKilledRankEndsTheJob() throws {
-        guard let mpirun = Support.mpirun else { throw XCTSkip("mpirun not installed") }
+        let mpirun = try Support.requireMPIRun()
         let train = try Support.synth(tiles: 8, tx: 300, seed: 45)
         let root = Support.tempDir("kill")
         let p = Process()

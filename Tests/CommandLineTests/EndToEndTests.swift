@@ -1,6 +1,7 @@
 // Tests that run the real segger-train binary on generated and real tiles.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 /// Small model flags shared by the end-to-end tests (fast in any build).
@@ -12,7 +13,7 @@ final class EndToEndTests: XCTestCase {
         let train = try Support.synth(tiles: 32, tx: 1500, seed: 11)
         let val = try Support.synth(tiles: 6, tx: 1500, seed: 12)
         let root = Support.tempDir("learn")
-        let r = try Support.train(["train", "--train_dir", train, "--val_dir", val, "--default_root_dir", root,
+        let r = try Support.runBinary(["train", "--train_dir", train, "--val_dir", val, "--default_root_dir", root,
                                    "--epochs", "16", "--batch_size_train", "2", "--lr", "3e-3", "--log_every_n_steps", "4"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
         let rows = try Support.metrics(root)
@@ -45,14 +46,14 @@ final class EndToEndTests: XCTestCase {
         let args = ["--train_dir", train, "--epochs", "4", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
         // Uninterrupted reference.
         let a = Support.tempDir("ref")
-        XCTAssertEqual(try Support.train(["train", "--default_root_dir", a] + args).status, 0)
+        XCTAssertEqual(try Support.runBinary(["train", "--default_root_dir", a] + args).status, 0)
         let ref = try Support.run(Support.binary, ["digest", "--checkpoint", a + "/checkpoints/last.safetensors"]).stdout
 
         // Two epochs, then --resume last for the rest.
         let b = Support.tempDir("resume")
-        var r = try Support.train(["train", "--default_root_dir", b] + args.map { $0 == "4" ? "2" : $0 })
+        var r = try Support.runBinary(["train", "--default_root_dir", b] + args.map { $0 == "4" ? "2" : $0 })
         XCTAssertEqual(r.status, 0, r.output)
-        r = try Support.train(["train", "--default_root_dir", b, "--resume", "last"] + args)
+        r = try Support.runBinary(["train", "--default_root_dir", b, "--resume", "last"] + args)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("resumed from"), r.output)
         let rows = try Support.metrics(b).filter { $0["train_loss_epoch"] != nil }
@@ -78,10 +79,10 @@ final class EndToEndTests: XCTestCase {
         let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertEqual(p.terminationStatus, 0, out)
         XCTAssertTrue(out.contains("preempted: checkpoint written"), out)
-        r = try Support.train(["train", "--default_root_dir", c, "--resume", "auto"] + long)
+        r = try Support.runBinary(["train", "--default_root_dir", c, "--resume", "auto"] + long)
         XCTAssertEqual(r.status, 0, r.output)
         let d = Support.tempDir("preempt-ref")
-        XCTAssertEqual(try Support.train(["train", "--default_root_dir", d] + long).status, 0)
+        XCTAssertEqual(try Support.runBinary(["train", "--default_root_dir", d] + long).status, 0)
         XCTAssertEqual(try Support.run(Support.binary, ["digest", "--checkpoint", c + "/checkpoints/last.safetensors"]).stdout,
                        try Support.run(Support.binary, ["digest", "--checkpoint", d + "/checkpoints/last.safetensors"]).stdout,
                        "preempted + resumed run ends with the weights of the uninterrupted run")
@@ -93,10 +94,10 @@ final class EndToEndTests: XCTestCase {
         let root = Support.tempDir("xenium")
         let args = ["--train_dir", base + "/train", "--val_dir", base + "/val", "--default_root_dir", root,
                     "--batch_size_train", "2", "--num_tx_tokens", "500"] + smallModel.dropFirst(2)
-        var r = try Support.train(["train", "--epochs", "2"] + args)
+        var r = try Support.runBinary(["train", "--epochs", "2"] + args)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/checkpoints/last.safetensors"))
-        r = try Support.train(["train", "--epochs", "3", "--resume", "last"] + args)
+        r = try Support.runBinary(["train", "--epochs", "3", "--resume", "last"] + args)
         XCTAssertEqual(r.status, 0, r.output)
         let rows = try Support.metrics(root).filter { $0["validation_auroc"] != nil }
         XCTAssertEqual(rows.map { $0["epoch"]! }, ["2"])
@@ -105,22 +106,22 @@ final class EndToEndTests: XCTestCase {
 
     func testClearErrorsForBadInvocations() throws {
         let train = try Support.synth(tiles: 2, tx: 200, seed: 31)
-        var r = try Support.train(["train", "--train_dir", train, "--accelerator", "cuda", "--default_root_dir", Support.tempDir("cuda")])
+        var r = try Support.runBinary(["train", "--train_dir", train, "--accelerator", "cuda", "--default_root_dir", Support.tempDir("cuda")])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--accelerator cuda is not supported"), r.stderr)
 
-        r = try Support.train(["train", "--train_dir", "/nonexistent/tiles", "--default_root_dir", Support.tempDir("missing")])
+        r = try Support.runBinary(["train", "--train_dir", "/nonexistent/tiles", "--default_root_dir", Support.tempDir("missing")])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("/nonexistent/tiles: no such directory"), r.stderr)
 
         // An output "directory" that is a file fails before training.
         let file = Support.tempDir("rootfile") + "/plain-file"
         FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
-        r = try Support.train(["train", "--train_dir", train, "--default_root_dir", file])
+        r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", file])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains(file), r.stderr)
 
-        r = try Support.train(["train", "--train_dir", train, "--num_tx_tokens", "3", "--default_root_dir", Support.tempDir("tok")])
+        r = try Support.runBinary(["train", "--train_dir", train, "--num_tx_tokens", "3", "--default_root_dir", Support.tempDir("tok")])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("tx.x") && r.stderr.contains("--num_tx_tokens 3"), r.stderr)
     }
@@ -156,7 +157,7 @@ final class CheckpointSafetyTests: XCTestCase {
         let r = try Support.run(Support.binary, ["digest", "--checkpoint", last])
         XCTAssertEqual(r.status, 0, "last must load after a kill mid-write: \(r.output)")
         // And a run can resume from it.
-        let resumed = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--resume", "last",
+        let resumed = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", root, "--resume", "last",
                                          "--epochs", "1", "--batch_size_train", "2"] + smallModel)
         XCTAssertEqual(resumed.status, 0, resumed.output)
     }
@@ -170,11 +171,11 @@ final class SeggerInteropTests: XCTestCase {
         let data = shared + "/data/xenium-lung-10k"
         let common = ["--epochs", "2", "--batch_size_train", "2"] + smallModel
         let a = Support.tempDir("pt")
-        var r = try Support.train(["train", "--train_dir", data + "/segger-pt", "--val_dir", data + "/segger-pt", "--default_root_dir", a] + common)
+        var r = try Support.runBinary(["train", "--train_dir", data + "/segger-pt", "--val_dir", data + "/segger-pt", "--default_root_dir", a] + common)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("6 training tiles, 1 validation tiles"), r.stdout)
         let b = Support.tempDir("st")
-        r = try Support.train(["train", "--train_dir", data + "/tiles/train", "--val_dir", data + "/tiles/val", "--default_root_dir", b] + common)
+        r = try Support.runBinary(["train", "--train_dir", data + "/tiles/train", "--val_dir", data + "/tiles/val", "--default_root_dir", b] + common)
         XCTAssertEqual(r.status, 0, r.output)
         let digest = { (root: String) in try Support.run(Support.binary, ["digest", "--checkpoint", root + "/checkpoints/last.safetensors"]).stdout }
         XCTAssertEqual(try digest(a), try digest(b))
@@ -188,7 +189,7 @@ final class SeggerInteropTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         let converted = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".safetensors") }
         XCTAssertEqual(converted.count, 6)
-        let t = try Support.train(["train", "--train_dir", out, "--default_root_dir", Support.tempDir("convert-run"), "--epochs", "1"] + smallModel)
+        let t = try Support.runBinary(["train", "--train_dir", out, "--default_root_dir", Support.tempDir("convert-run"), "--epochs", "1"] + smallModel)
         XCTAssertEqual(t.status, 0, t.output)
     }
 
@@ -201,7 +202,7 @@ final class SeggerInteropTests: XCTestCase {
         let flags = ["--num_tx_tokens", "20", "--init_emb", "4", "--hidden_channels", "3", "--out_channels", "2",
                      "--heads", "2", "--mid_layers", "1", "--no-residual", "--no-l2-normalize"]
         let train = try Support.synth(tiles: 2, tx: 200, seed: 61, extra: ["--num_tx_tokens", "20"])
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("ckpt"), "--epochs", "1",
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("ckpt"), "--epochs", "1",
                                    "--init_weights", ckpt] + flags)
         XCTAssertEqual(r.status, 0, r.output)
     }

@@ -4,6 +4,7 @@
 // between tiles; inputs that would be counted twice are refused; messages say the real problem.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class RunSemanticsTests: XCTestCase {
@@ -17,7 +18,7 @@ final class RunSemanticsTests: XCTestCase {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 121)
         for batch in ["4096", "2147483647"] {
             let root = Support.tempDir("bigbatch")
-            let r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2",
+            let r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2",
                                        "--batch_size_train", batch] + smallModel, timeout: 120)
             XCTAssertEqual(r.status, 0, r.output)
             XCTAssertEqual(try stepsPerEpoch(root), ["1", "2"], "one step per epoch")
@@ -28,7 +29,7 @@ final class RunSemanticsTests: XCTestCase {
         guard Support.mpirun != nil else { return }
         let five = try Support.synth(tiles: 5, tx: 200, seed: 122)
         let root = Support.tempDir("pad2")
-        let r = try Support.train(["train", "--train_dir", five, "--default_root_dir", root, "--epochs", "2",
+        let r = try Support.runBinary(["train", "--train_dir", five, "--default_root_dir", root, "--epochs", "2",
                                    "--batch_size_train", "2", "--log_every_n_steps", "1"] + smallModel, ranks: 2)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(try stepsPerEpoch(root), ["2", "4"], "two steps per epoch: 4 tiles, then 2")
@@ -39,7 +40,7 @@ final class RunSemanticsTests: XCTestCase {
     func testRunsThatTrainNothingAreErrorsAndLightningLimits() throws {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 123)
         var root = Support.tempDir("droplast")
-        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2",
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2",
                                    "--batch_size_train", "8", "--drop_last"] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("--drop_last") && r.stderr.contains("nothing would be trained"), r.stderr)
@@ -52,25 +53,25 @@ final class RunSemanticsTests: XCTestCase {
             try Support.edit(unlabelled + "/" + name) { t, _ in t.removeAll { $0.0.hasPrefix("tx__belongs__bd.edge_label") } }
         }
         root = Support.tempDir("nolabels")
-        r = try Support.train(["train", "--train_dir", unlabelled, "--default_root_dir", root, "--epochs", "2"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", unlabelled, "--default_root_dir", root, "--epochs", "2"] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("has label pairs") && r.stderr.contains("nothing to train"), r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/checkpoints").filter { $0.hasSuffix(".safetensors") }, [])
 
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("max0"), "--max_steps", "0"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("max0"), "--max_steps", "0"] + smallModel)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--max_steps 0"), r.stderr)
 
         // -1: no limit; 3: exactly 3 steps (mid-epoch: last holds the position); -1 for save_top_k keeps all.
         root = Support.tempDir("maxsteps")
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "4", "--batch_size_train", "2",
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "4", "--batch_size_train", "2",
                                "--max_steps", "-1", "--save_top_k", "-1"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(try stepsPerEpoch(root), ["2", "4", "6", "8"])
         let kept = try FileManager.default.contentsOfDirectory(atPath: root + "/checkpoints").filter { $0.hasPrefix("epoch=") }
         XCTAssertEqual(kept.count, 4, "--save_top_k -1 keeps every epoch checkpoint: \(kept)")
         root = Support.tempDir("max3")
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "10", "--batch_size_train", "2",
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "10", "--batch_size_train", "2",
                                "--max_steps", "3"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
         let meta = try SafeTensorsFile.readHeader(path: root + "/checkpoints/last.safetensors").metadata
@@ -84,7 +85,7 @@ final class RunSemanticsTests: XCTestCase {
         let tiles = try Support.synth(tiles: 10, tx: 800, seed: 124)
         let args = ["--train_dir", tiles, "--epochs", "1", "--batch_size_train", "10"] + smallModel
         let reference = Support.tempDir("longstep-ref")
-        let ref = try Support.train(["train", "--default_root_dir", reference] + args)
+        let ref = try Support.runBinary(["train", "--default_root_dir", reference] + args)
         XCTAssertEqual(ref.status, 0, ref.output)
         let stepSeconds = Double(try Support.metrics(reference).first { $0["elapsed_s"] != nil }!["elapsed_s"]!)!
 
@@ -116,7 +117,7 @@ final class RunSemanticsTests: XCTestCase {
             XCTAssertLessThan(stopSeconds, 2, "the stop took too long")
         }
 
-        let r = try Support.train(["train", "--default_root_dir", root, "--resume", "auto"] + args)
+        let r = try Support.runBinary(["train", "--default_root_dir", root, "--resume", "auto"] + args)
         XCTAssertEqual(r.status, 0, r.output)
         let digest = { (dir: String) in try Support.run(Support.binary, ["digest", "--checkpoint", dir + "/checkpoints/last.safetensors"]).stdout }
         XCTAssertEqual(try digest(root), try digest(reference), "the redone step gives the uninterrupted run's weights")
@@ -146,7 +147,7 @@ final class RunSemanticsTests: XCTestCase {
 
         // Both formats of one tile in one directory.
         try FileManager.default.copyItem(atPath: fixture, toPath: out + "/tile_basic.pt")
-        r = try Support.train(["train", "--train_dir", out, "--default_root_dir", Support.tempDir("twins")])
+        r = try Support.runBinary(["train", "--train_dir", out, "--default_root_dir", Support.tempDir("twins")])
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("two formats") && r.stderr.contains("tile_basic.pt and tile_basic.safetensors"), r.stderr)
         r = try Support.run(Support.binary, ["eval", "--tiles", out, "--checkpoint", "/nonexistent.safetensors"])
@@ -167,9 +168,9 @@ final class RunSemanticsTests: XCTestCase {
     func testEmbeddingModeRunResumes() throws {
         let tiles = try Support.synth(tiles: 4, tx: 200, seed: 128, extra: ["--embedding_dim", "6"])
         let root = Support.tempDir("emb-resume")
-        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + smallModel)
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "1"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("resumed from"), r.stdout)
     }
@@ -179,10 +180,10 @@ final class RunSemanticsTests: XCTestCase {
         let tiles = try Support.synth(tiles: 2, tx: 200, seed: 126)
         let dir = Support.tempDir("msg"), file = dir + "/plain-file"
         _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
-        var r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", file] + smallModel)
+        var r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", file] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("--default_root_dir \(file) is a file, not a directory"), r.stderr)
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", file + "/run"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", file + "/run"] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("\(file) is a file, not a directory"), r.stderr)
         XCTAssertFalse(r.stderr.contains("NSCocoaErrorDomain"), r.stderr)
@@ -190,13 +191,13 @@ final class RunSemanticsTests: XCTestCase {
         // --skip_bad_tiles with every tile bad: the reasons, not just a count.
         let bad = Support.tempDir("allbad")
         for i in 0..<3 { _ = FileManager.default.createFile(atPath: bad + "/t\(i).safetensors", contents: Data("not a tile \(i)".utf8)) }
-        r = try Support.train(["train", "--train_dir", bad, "--default_root_dir", Support.tempDir("allbad-run"), "--skip_bad_tiles"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", bad, "--default_root_dir", Support.tempDir("allbad-run"), "--skip_bad_tiles"] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("all 3 are bad"), r.stderr)
         for i in 0..<3 { XCTAssertTrue(r.stderr.contains(bad + "/t\(i).safetensors: "), "reason for t\(i): \(r.stderr)") }
 
         // --init_weights with --resume: one would be ignored.
-        r = try Support.train(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("both"),
+        r = try Support.runBinary(["train", "--train_dir", tiles, "--default_root_dir", Support.tempDir("both"),
                                "--init_weights", "w.safetensors", "--resume", "auto"] + smallModel)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--init_weights and --resume"), r.stderr)

@@ -1,6 +1,7 @@
 // `segger-train bench` through the real binary: the report's fields are present and consistent. No
 // timing is asserted (speed is measured with Scripts/bench, never in a test); memory flatness is.
 import Foundation
+import TestSupport
 import XCTest
 
 final class BenchTests: XCTestCase {
@@ -42,7 +43,7 @@ final class BenchTests: XCTestCase {
     /// balance lies in (0, 1], rank 0's exchange timeline has every bucket leave before it returns and
     /// the last leave at the end of the backward; --epoch times exactly the rest of epoch 0.
     func testTwoRankBenchSplitsTheWaitAndShowsTheTimeline() throws {
-        guard let mpirun = Support.mpirun else { throw XCTSkip("mpirun not installed") }
+        let mpirun = try Support.requireMPIRun()
         let tiles = try Support.synth(tiles: 12, tx: 300, seed: 62)
         let r = try Support.run(mpirun, ["-np", "2", "--oversubscribe", "--bind-to", "none", Support.binary, "bench",
                                          "--tiles", tiles, "--epoch", "--warmup", "2", "--num_tx_tokens", "500", "--init_emb", "4",

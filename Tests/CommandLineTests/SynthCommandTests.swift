@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 /// `segger-train synth` through the binary: v2 tiles with ids, the overlap mode, its flag errors.
@@ -20,7 +21,7 @@ final class SynthCommandTests: XCTestCase {
         XCTAssertEqual(ids.count, 1200, "the region's transcripts, each in at least one tile")
         XCTAssertTrue(ids.values.contains(4), "a transcript near the centre is in all four tiles")
         // v2 tiles (ids, positions) train as v1 tiles do.
-        r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("synth-overlap-run"), "--epochs", "1"] + smallModel)
+        r = try Support.runBinary(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("synth-overlap-run"), "--epochs", "1"] + smallModel)
         XCTAssertEqual(r.status, 0, r.output)
     }
 

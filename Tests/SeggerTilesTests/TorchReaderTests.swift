@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SeggerTiles
 import SafeTensors
+import TestSupport
 
 final class TorchFixtureTests: XCTestCase {
     static let tiles = ["tile_basic", "tile_label_1d", "tile_no_belongs", "tile_nan_bd", "tile_embedding", "tile_xenium_ids"]
@@ -9,8 +10,8 @@ final class TorchFixtureTests: XCTestCase {
 
     func testFixturesEqualTheirExpectedTensors() throws {
         for name in Self.tiles {
-            let got = try TorchTiles.readTensors(path: Paths.fixture(name + ".pt"))
-            let want = try SafeTensorsFile.read(path: Paths.fixture(name + ".expected.safetensors"))
+            let got = try TorchTiles.readTensors(path: torchFixture(name + ".pt"))
+            let want = try SafeTensorsFile.read(path: torchFixture(name + ".expected.safetensors"))
             XCTAssertEqual(Set(got.tensors.keys), Set(want.tensors.keys), name)
             for (k, t) in want.tensors {
                 XCTAssertEqual(got.tensors[k], t, "\(name): \(k)")
@@ -21,8 +22,8 @@ final class TorchFixtureTests: XCTestCase {
     }
 
     func testProtocol4PickleReadsTheSame() throws {
-        let got = try TorchTiles.readTensors(path: Paths.fixture("tile_basic_protocol4.pt"))
-        let want = try SafeTensorsFile.read(path: Paths.fixture("tile_basic.expected.safetensors"))
+        let got = try TorchTiles.readTensors(path: torchFixture("tile_basic_protocol4.pt"))
+        let want = try SafeTensorsFile.read(path: torchFixture("tile_basic.expected.safetensors"))
         XCTAssertEqual(Set(got.tensors.keys), Set(want.tensors.keys))
         for (k, t) in want.tensors { XCTAssertEqual(got.tensors[k], t, k) }
         XCTAssertEqual(got.boundaryIDs, ["cell000-1", "cell001-1", "cell002-1"])
@@ -38,33 +39,33 @@ final class TorchFixtureTests: XCTestCase {
     }
 
     func testFixturesValidateAsTiles() throws {
-        let basic = try Tile.read(path: Paths.fixture("tile_basic.pt"))
+        let basic = try Tile.read(path: torchFixture("tile_basic.pt"))
         XCTAssertEqual(basic.numTx, 12)
         XCTAssertEqual(basic.numBd, 3)
         XCTAssertEqual(basic.belongs.count, 6)
         XCTAssertEqual(basic.numLabels, 9)
         XCTAssertEqual(basic.labels, [1, 1, 1, 1, 1, 1, 0, 0, 0])
-        let basicWant = try SafeTensorsFile.read(path: Paths.fixture("tile_basic.expected.safetensors"))
+        let basicWant = try SafeTensorsFile.read(path: torchFixture("tile_basic.expected.safetensors"))
         XCTAssertEqual(basic.neighbors.count, basicWant["tx__neighbors__tx.edge_index"]!.shape[1])
         XCTAssertEqual(basic.neighbors.src.count, 34)
-        XCTAssertEqual(basic.sources, [Paths.fixture("tile_basic.pt")])
+        XCTAssertEqual(basic.sources, [torchFixture("tile_basic.pt")])
 
-        let flat = try Tile.read(path: Paths.fixture("tile_label_1d.pt"))
+        let flat = try Tile.read(path: torchFixture("tile_label_1d.pt"))
         XCTAssertEqual(flat.numLabels, 1)
         XCTAssertEqual(flat.labelTx, [flat.belongs.src[0]])
         XCTAssertEqual(flat.labelBd, [flat.belongs.dst[0]])
 
-        let empty = try Tile.read(path: Paths.fixture("tile_no_belongs.pt"))
+        let empty = try Tile.read(path: torchFixture("tile_no_belongs.pt"))
         XCTAssertEqual(empty.belongs.count, 0)
         XCTAssertEqual(empty.numLabels, 0)
         XCTAssertEqual(empty.numBd, 2)
 
-        let nan = try TorchTiles.readTensors(path: Paths.fixture("tile_nan_bd.pt"))
+        let nan = try TorchTiles.readTensors(path: torchFixture("tile_nan_bd.pt"))
         XCTAssertEqual(nan.tensors["bd.x"]?.shape, [3, 4])
         XCTAssertEqual(nan.tensors["bd.x"]?.floats(), [Float](repeating: 0, count: 12))
         XCTAssertEqual(nan.notes.count, 1)
         XCTAssertTrue(nan.notes[0].contains("39 all-NaN rows"), nan.notes[0])
-        let nanTile = try Tile.read(path: Paths.fixture("tile_nan_bd.pt"))
+        let nanTile = try Tile.read(path: torchFixture("tile_nan_bd.pt"))
         XCTAssertEqual(nanTile.numBd, 3)
 
         // Ids (segger-tile v2): tx.id int64 as stored, bd.id strings.
@@ -73,14 +74,14 @@ final class TorchFixtureTests: XCTestCase {
         XCTAssertEqual(basic.txPosDim, 3)
         XCTAssertEqual(basic.txPos, basicWant["tx.pos"]!.floats())
         XCTAssertEqual(basic.bdPosDim, 2)
-        let xenium = try Tile.read(path: Paths.fixture("tile_xenium_ids.pt"))
+        let xenium = try Tile.read(path: torchFixture("tile_xenium_ids.pt"))
         XCTAssertEqual(xenium.txIDs?[0], 282063387231058)
         XCTAssertEqual(xenium.txIDs?[4], (Int64(1) << 62) + 12345, "exact above 2^53")
         XCTAssertEqual(xenium.bdIDs, ["cpikcgfm-1", "cpikgbka-1", "zellkern-éè-1"])
-        let xeniumWant = try SafeTensorsFile.read(path: Paths.fixture("tile_xenium_ids.expected.safetensors"))
+        let xeniumWant = try SafeTensorsFile.read(path: torchFixture("tile_xenium_ids.expected.safetensors"))
         XCTAssertEqual(xeniumWant["bd.id"]?.shape, [3, 15])
 
-        let emb = try Tile.read(path: Paths.fixture("tile_embedding.pt"))
+        let emb = try Tile.read(path: torchFixture("tile_embedding.pt"))
         XCTAssertEqual(emb.txFeatureDim, 5)
         XCTAssertEqual(emb.nonFiniteReplaced, 3)
         guard case .features(let v, _) = emb.tx else { return XCTFail("not embedding mode") }
@@ -91,7 +92,7 @@ final class TorchFixtureTests: XCTestCase {
 
     func testSizesWithoutReadingData() throws {
         for name in Self.tiles {
-            let path = Paths.fixture(name + ".pt")
+            let path = torchFixture(name + ".pt")
             let s = try TorchTiles.sizes(path: path)
             let t = try Tile.read(path: path)
             XCTAssertEqual([s.numTx, s.numBd, s.numNeighbors, s.numBelongs, s.numLabels],
@@ -101,10 +102,10 @@ final class TorchFixtureTests: XCTestCase {
 
     func testNonContiguousPositionsAreMaterializedRowMajor() throws {
         // The fixtures store pos transposed (stride (1, N)), as segger's tiles do.
-        let got = try TorchTiles.readTensors(path: Paths.fixture("tile_basic.pt"))
+        let got = try TorchTiles.readTensors(path: torchFixture("tile_basic.pt"))
         let pos = try XCTUnwrap(got.tensors["tx.pos"])
         XCTAssertEqual(pos.shape, [12, 3])
-        let want = try SafeTensorsFile.read(path: Paths.fixture("tile_basic.expected.safetensors"))["tx.pos"]!
+        let want = try SafeTensorsFile.read(path: torchFixture("tile_basic.expected.safetensors"))["tx.pos"]!
         XCTAssertEqual(pos.floats(), want.floats())
         // And a hand-made 2×3 view with stride (1, 2) over storage [0 1 2 3 4 5] reads [[0 2 4] [1 3 5]].
         var w = PickleWriter()
@@ -118,50 +119,50 @@ final class TorchFixtureTests: XCTestCase {
 
     func testDirectoryListingAndConversion() throws {
         // segger's layout: <root>/train_tiles/processed/*.pt
-        let root = try Paths.temporaryDirectory()
+        let root = Support.tempDir("torch", removedAfter: self)
         let processed = root + "/train_tiles/processed"
         try FileManager.default.createDirectory(atPath: processed, withIntermediateDirectories: true)
         for name in Self.tiles {
-            try FileManager.default.copyItem(atPath: Paths.fixture(name + ".pt"), toPath: processed + "/" + name + ".pt")
+            try FileManager.default.copyItem(atPath: torchFixture(name + ".pt"), toPath: processed + "/" + name + ".pt")
         }
         try Data("not a tile".utf8).write(to: URL(fileURLWithPath: processed + "/notes.txt"))
         XCTAssertEqual(try TileDirectory.list(root + "/train_tiles"), Self.tiles.sorted().map { processed + "/" + $0 + ".pt" })
         XCTAssertEqual(try TileDirectory.list(processed), Self.tiles.sorted().map { processed + "/" + $0 + ".pt" })
 
         // Apart from the .pt tiles: convert refuses an output inside its input (training would read both).
-        let out = try Paths.temporaryDirectory() + "/converted"
+        let out = Support.tempDir("torch", removedAfter: self) + "/converted"
         XCTAssertEqual(try TorchTiles.convert(from: root, to: out), Self.tiles.count)
         for name in Self.tiles {
             let converted = try SafeTensorsFile.read(path: out + "/train/" + name + ".safetensors")
             XCTAssertEqual(converted.metadata["format"], "segger-tile")
             XCTAssertEqual(converted.metadata["version"], "2", "ids travel: v2")
             let a = try Tile.read(path: out + "/train/" + name + ".safetensors")
-            let b = try Tile.read(path: Paths.fixture(name + ".pt"))
+            let b = try Tile.read(path: torchFixture(name + ".pt"))
             assertSameTile(a, b, name)
             XCTAssertNotNil(a.txIDs, name)
             XCTAssertEqual(a.txIDs, b.txIDs, name)
             XCTAssertEqual(a.bdIDs, b.bdIDs, name)
             XCTAssertEqual(a.bdPos, b.bdPos, name)
-            XCTAssertEqual(converted["tx.id"], try SafeTensorsFile.read(path: Paths.fixture(name + ".expected.safetensors"))["tx.id"], name)
-            XCTAssertEqual(converted["tx.pos"], try TorchTiles.readTensors(path: Paths.fixture(name + ".pt")).tensors["tx.pos"])
+            XCTAssertEqual(converted["tx.id"], try SafeTensorsFile.read(path: torchFixture(name + ".expected.safetensors"))["tx.id"], name)
+            XCTAssertEqual(converted["tx.pos"], try TorchTiles.readTensors(path: torchFixture(name + ".pt")).tensors["tx.pos"])
         }
         XCTAssertThrowsError(try TorchTiles.convert(from: root + "/converted", to: root + "/again"))
         try? FileManager.default.removeItem(atPath: root)
     }
 
     func testLightningCheckpoint() throws {
-        let got = try TorchCheckpoint.readStateDict(path: Paths.fixture("model.ckpt"))
-        let want = try SafeTensorsFile.read(path: Paths.fixture("model.expected.safetensors"))
+        let got = try TorchCheckpoint.readStateDict(path: torchFixture("model.ckpt"))
+        let want = try SafeTensorsFile.read(path: torchFixture("model.expected.safetensors"))
         XCTAssertEqual(Set(got.keys), Set(want.tensors.keys))
         for (k, t) in want.tensors { XCTAssertEqual(got[k], t, k) }
         XCTAssertEqual(got["model.conv_first.tx__belongs__bd.att"]?.shape, [1, 2, 3])
-        let weights = try TorchCheckpoint.readModelWeights(path: Paths.fixture("model.ckpt"))
+        let weights = try TorchCheckpoint.readModelWeights(path: torchFixture("model.ckpt"))
         XCTAssertEqual(weights.count, got.count)
         XCTAssertEqual(weights["tx_embedding.tx.weight"], got["model.tx_embedding.tx.weight"])
         XCTAssertNotNil(weights["conv_last.tx__neighbors__tx.lin_r.bias"])
         // segger main pickles the whole torch.fx model into hyper_parameters: admitted (opaque) in
         // checkpoints only; the strict tile reader names the first such global.
-        let archive = try TorchArchive.read(path: Paths.fixture("model.ckpt"))
+        let archive = try TorchArchive.read(path: torchFixture("model.ckpt"))
         XCTAssertThrowsError(try TorchPickle.withValue(try archive.record("data.pkl")!, archive: archive, path: "model.ckpt") { _ in 0 }) {
             XCTAssertTrue("\($0)".contains("is not on the allow-list"), "\($0)")
         }
@@ -172,8 +173,8 @@ final class TorchFixtureTests: XCTestCase {
         }
         XCTAssertEqual(hp, "torch.fx.graph_module.reduce_graph_module")
         // A tile is not a checkpoint, and says so.
-        assertRejects(Paths.fixture("tile_basic.pt"), ["HeteroData object"]) {
-            _ = try TorchCheckpoint.readStateDict(path: Paths.fixture("tile_basic.pt"))
+        assertRejects(torchFixture("tile_basic.pt"), ["HeteroData object"]) {
+            _ = try TorchCheckpoint.readStateDict(path: torchFixture("tile_basic.pt"))
         }
     }
 }
@@ -194,10 +195,7 @@ func assertSameTile(_ a: Tile, _ b: Tile, _ name: String, compareBdX: Bool = tru
 /// segger's real tiles (xenium-lung-10k) against the safetensors conversion of the same tiles.
 final class TorchRealTileTests: XCTestCase {
     func testEverySeggerTileEqualsItsSafetensorsTwin() throws {
-        let root = Paths.lung
-        guard FileManager.default.fileExists(atPath: root + "/segger-pt") else {
-            throw XCTSkip("\(root) is absent (shared data is not shipped with the package)")
-        }
+        let root = try lungDataset()
         var count = 0
         for split in ["train", "val", "test"] {
             for pt in try TileDirectory.list(root + "/segger-pt/" + split) {
@@ -245,13 +243,13 @@ final class TorchRealTileTests: XCTestCase {
 
     /// The header catalog (used to balance tiles without reading data) sizes .pt tiles like their twins.
     func testCatalogSizesSeggerTilesLikeTheirTwins() throws {
-        guard FileManager.default.fileExists(atPath: Paths.lung) else { throw XCTSkip("../shared is absent") }
+        let lung = try lungDataset()
         var n = 0
         for split in ["train", "val", "test"] {
-            for pt in try TileDirectory.list(Paths.lung + "/segger-pt/" + split) {
+            for pt in try TileDirectory.list(lung + "/segger-pt/" + split) {
                 let name = ((pt as NSString).lastPathComponent as NSString).deletingPathExtension + ".safetensors"
                 let a = try TileCatalog.sizes(path: pt)
-                let b = try TileCatalog.sizes(path: Paths.lung + "/tiles/\(split)/" + name)
+                let b = try TileCatalog.sizes(path: lung + "/tiles/\(split)/" + name)
                 XCTAssertEqual([a.numTx, a.numBd, a.numNeighbors, a.numBelongs, a.numLabels],
                                [b.numTx, b.numBd, b.numNeighbors, b.numBelongs, b.numLabels], pt)
                 XCTAssertEqual(a.cost, b.cost, pt)
@@ -262,11 +260,8 @@ final class TorchRealTileTests: XCTestCase {
     }
 
     func testConvertSeggerDatasetRoot() throws {
-        let root = Paths.lung
-        guard FileManager.default.fileExists(atPath: root + "/segger-pt") else {
-            throw XCTSkip("\(root) is absent (shared data is not shipped with the package)")
-        }
-        let out = try Paths.temporaryDirectory()
+        let root = try lungDataset()
+        let out = Support.tempDir("torch", removedAfter: self)
         XCTAssertEqual(try TorchTiles.convert(from: root + "/segger-pt", to: out), 9)
         for split in ["train", "val", "test"] {
             let mine = try TileDirectory.list(out + "/" + split)

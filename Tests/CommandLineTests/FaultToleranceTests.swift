@@ -2,6 +2,7 @@
 // hang, and nothing already written is lost.
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class FaultToleranceTests: XCTestCase {
@@ -26,14 +27,14 @@ final class FaultToleranceTests: XCTestCase {
 
     func testBadTileStopsWithItsNameOrIsSkippedIdenticallyOnEveryRank() throws {
         let (dir, bad) = try directoryWithABadTile()
-        var r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("bad1"), "--epochs", "1"] + smallModel)
+        var r = try Support.runBinary(["train", "--train_dir", dir, "--default_root_dir", Support.tempDir("bad1"), "--epochs", "1"] + smallModel)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains(bad) && r.stderr.contains("tx__neighbors__tx.edge_index") && r.stderr.contains("out of range"), r.stderr)
         XCTAssertTrue(r.stderr.contains("--skip_bad_tiles"), "the error says how to skip: \(r.stderr)")
 
         let ranks = Support.mpirun == nil ? 1 : 2
         let root = Support.tempDir("bad2")
-        r = try Support.train(["train", "--train_dir", dir, "--default_root_dir", root, "--epochs", "2", "--skip_bad_tiles",
+        r = try Support.runBinary(["train", "--train_dir", dir, "--default_root_dir", root, "--epochs", "2", "--skip_bad_tiles",
                                "--batch_size_train", "1"] + smallModel, ranks: ranks)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("skipped 1 bad tile(s)"), r.stdout)
@@ -45,7 +46,7 @@ final class FaultToleranceTests: XCTestCase {
         let train = try Support.synth(tiles: 4, tx: 300, seed: 72)
         let root = Support.tempDir("nan")
         // An absurd learning rate drives the weights to inf within a step or two.
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "5",
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "5",
                                    "--lr", "1e37", "--no-residual", "--no-l2-normalize"] + smallModel)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertNotNil(r.stderr.range(of: #"non-finite loss at epoch \d+, step \d+"#, options: .regularExpression), r.stderr)
@@ -55,19 +56,19 @@ final class FaultToleranceTests: XCTestCase {
     func testResumeWithDifferentConfigSaysWhatDiffers() throws {
         let train = try Support.synth(tiles: 2, tx: 200, seed: 73)
         let root = Support.tempDir("cfg")
-        XCTAssertEqual(try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1"] + smallModel).status, 0)
+        XCTAssertEqual(try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "1"] + smallModel).status, 0)
         let other = smallModel.map { $0 == "16" ? "32" : $0 } // hidden_channels 16 → 32
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + other)
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", root, "--epochs", "2", "--resume", "last"] + other)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("hidden_channels: 16 vs 32"), r.stderr)
-        let missing = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("nolast"), "--resume", "last"] + smallModel)
+        let missing = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("nolast"), "--resume", "last"] + smallModel)
         XCTAssertEqual(missing.status, 1)
         XCTAssertTrue(missing.stderr.contains("--resume last: no checkpoint at"), missing.stderr)
     }
 
     func testDevicesMustMatchTheRanksStarted() throws {
         let train = try Support.synth(tiles: 2, tx: 200, seed: 73)
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("dev"), "--devices", "4"] + smallModel)
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", Support.tempDir("dev"), "--devices", "4"] + smallModel)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--devices 4 does not match the 1 MPI rank(s)"), r.stderr)
     }
@@ -88,7 +89,7 @@ final class EmbeddingModeTests: XCTestCase {
         let train = try Support.synth(tiles: 4, tx: 300, seed: 81, extra: ["--embedding_dim", "12"])
         for arch in [[], ["--no-residual", "--no-l2-normalize"]] {
             let root = Support.tempDir("emb")
-            let r = try Support.train(["train", "--train_dir", train, "--val_dir", train, "--default_root_dir", root, "--epochs", "2"] + smallModel + arch)
+            let r = try Support.runBinary(["train", "--train_dir", train, "--val_dir", train, "--default_root_dir", root, "--epochs", "2"] + smallModel + arch)
             XCTAssertEqual(r.status, 0, r.output)
             XCTAssertTrue(r.stdout.contains("embedding mode"), r.stdout)
             let f = try SafeTensorsFile.read(path: root + "/checkpoints/last.safetensors")
@@ -104,7 +105,7 @@ final class KillAndDiskTests: XCTestCase {
         let train = try Support.synth(tiles: 8, tx: 300, seed: 91)
         let args = ["--train_dir", train, "--epochs", "300", "--batch_size_train", "2", "--lr", "1e-3"] + smallModel
         let reference = Support.tempDir("kill-ref")
-        XCTAssertEqual(try Support.train(["train", "--default_root_dir", reference] + args).status, 0)
+        XCTAssertEqual(try Support.runBinary(["train", "--default_root_dir", reference] + args).status, 0)
 
         let root = Support.tempDir("kill-run")
         let p = Process()
@@ -122,7 +123,7 @@ final class KillAndDiskTests: XCTestCase {
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "killed mid-run, not finished")
-        let r = try Support.train(["train", "--default_root_dir", root, "--resume", "last"] + args)
+        let r = try Support.runBinary(["train", "--default_root_dir", root, "--resume", "last"] + args)
         XCTAssertEqual(r.status, 0, r.output)
         let digest = { (dir: String) in try Support.run(Support.binary, ["digest", "--checkpoint", dir + "/checkpoints/last.safetensors"]).stdout }
         XCTAssertEqual(try digest(root), try digest(reference))
@@ -137,7 +138,7 @@ final class KillAndDiskTests: XCTestCase {
         let m = try Support.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1200k", "tmpfs", mnt])
         guard m.status == 0 else { throw XCTSkip("cannot mount tmpfs here: \(m.output)") }
         defer { _ = try? Support.run("/bin/umount", [mnt]) }
-        let r = try Support.train(["train", "--train_dir", train, "--default_root_dir", mnt + "/run", "--epochs", "200",
+        let r = try Support.runBinary(["train", "--train_dir", train, "--default_root_dir", mnt + "/run", "--epochs", "200",
                                    "--save_top_k", "100"] + smallModel)
         XCTAssertNotEqual(r.status, 0, "the run cannot finish on a full disk")
         XCTAssertTrue(r.stderr.contains("writing a checkpoint failed") && r.stderr.contains("No space left on device"), r.stderr)
