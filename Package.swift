@@ -34,17 +34,19 @@ let package = Package(
         .target(name: "CVectorMath"),
         .target(name: "CMaskBits"),
 
+        // The one pseudo-random generator (SplitMix64) and the streams the program draws; depends on nothing.
+        .target(name: "SeggerRandom", swiftSettings: tunedSwift),
         .target(name: "SafeTensors", swiftSettings: tunedSwift),
         // A small Parquet writer (flat columns, PLAIN, zstd) for predict's outputs; depends on nothing else here.
         .target(name: "Parquet", dependencies: ["CZstd"], swiftSettings: tunedSwift),
-        .target(name: "SeggerTiles", dependencies: ["SafeTensors"], swiftSettings: tunedSwift),
+        .target(name: "SeggerTiles", dependencies: ["SafeTensors", "SeggerRandom"], swiftSettings: tunedSwift),
         .target(name: "SeggerKernels", dependencies: ["COpenBLAS", "CStreaming", "CMaskBits", "CVectorMath"], swiftSettings: tunedSwift),
-        .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath"],
+        .target(name: "SeggerModel", dependencies: ["SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath", "SeggerRandom"],
                 swiftSettings: tunedSwift),
-        .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16"],
+        .target(name: "SeggerDistributed", dependencies: ["CMPI", "CFloat16", "SeggerRandom"],
                 swiftSettings: tunedSwift),
         .target(name: "SeggerTrain",
-                dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS"],
+                dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SeggerDistributed", "SafeTensors", "COpenBLAS", "SeggerRandom"],
                 swiftSettings: tunedSwift),
         // Segmentation (`predict`): the trained model over tiles, candidates, cross-tile merge and components,
         // distributed over MPI ranks. Uses Model, Tiles and Distributed, never Train.
@@ -56,17 +58,18 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: tunedSwift),
         // Multi-rank checks of SeggerDistributed, run under mpirun by SeggerDistributedTests.
-        .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed"], swiftSettings: tunedSwift),
+        .executableTarget(name: "mpi-selftest", dependencies: ["SeggerDistributed", "SeggerRandom"], swiftSettings: tunedSwift),
 
         // What the tests share (locators of the package, fixtures, ../shared, the binary and mpirun;
         // temporary directories; a process runner); only test targets depend on it.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // One test target per module, named after it; CommandLineTests runs the real segger-train binary.
+        .testTarget(name: "SeggerRandomTests", dependencies: ["SeggerRandom"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "ParquetTests", dependencies: ["Parquet", "TestSupport"]),
-        .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath", "TestSupport"]),
-        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "TestSupport"]),
+        .testTarget(name: "SeggerTilesTests", dependencies: ["SeggerTiles", "SafeTensors", "SeggerRandom", "TestSupport"]),
+        .testTarget(name: "SeggerModelTests", dependencies: ["SeggerModel", "SeggerKernels", "SeggerTiles", "SafeTensors", "CVectorMath", "SeggerRandom", "TestSupport"]),
+        .testTarget(name: "SeggerDistributedTests", dependencies: ["SeggerDistributed", "SeggerRandom", "TestSupport"]),
         .testTarget(name: "SeggerTrainTests", dependencies: ["SeggerTrain", "TestSupport"]),
         .testTarget(name: "SeggerSegmentTests", dependencies: ["SeggerSegment", "SeggerModel", "SeggerTiles", "SeggerDistributed", "SafeTensors", "TestSupport"]),
         .testTarget(name: "CommandLineTests", dependencies: ["SafeTensors", "TestSupport"]),

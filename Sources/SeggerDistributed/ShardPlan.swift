@@ -2,6 +2,7 @@
 // the rank count only decides how far the epoch is padded (to a multiple of the ranks, as PyTorch's
 // DistributedSampler pads) — and the split of one global batch over ranks is a pure function of its
 // inputs, so every rank computes the same plan without talking to the others.
+import SeggerRandom
 
 /// Which tiles each rank trains on, step by step.
 public enum ShardPlan {
@@ -47,16 +48,12 @@ public enum ShardPlan {
         return padded / globalBatch + (dropLast || padded % globalBatch == 0 ? 0 : 1)
     }
 
-    /// A seeded permutation of 0..<count (Fisher–Yates driven by SplitMix64 keyed by seed and epoch).
+    /// A seeded permutation of 0..<count: Fisher–Yates on the epoch's shuffle stream
+    /// (`RandomStream.epochShuffle`) under `seed`.
     public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
         var order = Array(0..<count)
-        var rng = SplitMix64(seed: SplitMix64.mix(seed) ^ SplitMix64.mix(UInt64(bitPattern: Int64(epoch)) &+ 0x632B_E59B_D9B4_E019))
-        var i = count - 1
-        while i > 0 {
-            let j = rng.below(i + 1)
-            order.swapAt(i, j)
-            i -= 1
-        }
+        var rng = SplitMix64(.epochShuffle(epoch: epoch), seed: seed)
+        rng.shuffle(&order)
         return order
     }
 
@@ -147,37 +144,6 @@ public enum ShardPlan {
         var result = [[Int]](repeating: [], count: ranks)
         for p in 0..<n { result[owner[p]].append(batch[p]) }
         return result
-    }
-}
-
-extension ShardPlan {
-    /// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable 64-bit generator. Nested in
-    /// ShardPlan because SeggerModel has a public `SplitMix64` of its own and Train imports both.
-    public struct SplitMix64 {
-        public var state: UInt64
-        public init(seed: UInt64) { state = seed }
-
-        /// The SplitMix64 finalizer: a bijective 64-bit mix.
-        public static func mix(_ z0: UInt64) -> UInt64 {
-            var z = z0 &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        public mutating func next() -> UInt64 {
-            state = state &+ 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        /// A value in 0..<n by multiply-high (bias below n / 2⁶⁴, deterministic on every platform).
-        public mutating func below(_ n: Int) -> Int {
-            precondition(n > 0)
-            return Int(next().multipliedFullWidth(by: UInt64(n)).high)
-        }
     }
 }
 

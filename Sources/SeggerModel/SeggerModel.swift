@@ -3,6 +3,7 @@
 // reused.
 import Foundation
 import SeggerKernels
+import SeggerRandom
 import SeggerTiles
 
 /// Relation names as `to_hetero` spells them.
@@ -179,7 +180,7 @@ public final class SeggerModel {
         (weightsRaw, weights) = allocateAtPageOffset(Float.self, count: offset, line: 0)
         (gradientsRaw, gradients) = allocateAtPageOffset(Float.self, count: offset, line: 32)
         gradients.initialize(repeating: 0)
-        var rng = SplitMix64(seed: seed)
+        var rng = SplitMix64(.modelInit, seed: seed)
         for (p, initial) in zip(params, inits) {
             for i in p.range {
                 switch initial {

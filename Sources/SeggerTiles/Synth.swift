@@ -4,6 +4,7 @@
 // per seed with an own PRNG, so that benchmarks and tests see the same bytes on every machine.
 import Foundation
 import SafeTensors
+import SeggerRandom
 
 /// Parameters of the synthetic tile generator (defaults match the reference generator that made
 /// `golden/tiles` and give ~5,000-transcript tiles close to segger's real Xenium tiles).
@@ -137,54 +138,10 @@ public struct SizeSpread: Sendable, Equatable {
     }
 
     /// One size: round(median · exp(σ z)), z standard normal, clipped to `range(median:)`.
-    func draw(median: Int, rng: inout SynthRandom) -> Int {
+    func draw(median: Int, rng: inout SplitMix64) -> Int {
         let n = Int((Double(median) * Foundation.exp(sigma * rng.normal())).rounded())
         let r = range(median: median)
         return min(max(n, r.lowerBound), r.upperBound)
-    }
-}
-
-/// xoshiro256** seeded through splitmix64: a small, fast PRNG whose stream is fixed by this file
-/// (never `SystemRandomNumberGenerator`, never the standard library's `random(in:)` algorithms).
-struct SynthRandom {
-    var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
-
-    init(seed: UInt64) {
-        var x = seed
-        func splitmix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s0 = splitmix(); s1 = splitmix(); s2 = splitmix(); s3 = splitmix()
-    }
-
-    mutating func next() -> UInt64 {
-        let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
-        let t = s1 << 17
-        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
-        s2 ^= t
-        s3 = (s3 << 45) | (s3 >> 19)
-        return result
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-    /// Uniform in [a, b).
-    mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * uniform() }
-    /// Uniform integer in [0, n) (multiply-shift; the tiny bias is irrelevant here).
-    mutating func below(_ n: Int) -> Int { Int((UInt64(n).multipliedFullWidth(by: next())).high) }
-    /// Standard normal (Box–Muller).
-    mutating func normal() -> Double {
-        let u = max(uniform(), 1e-300), v = uniform()
-        return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * Double.pi * v)
-    }
-    /// Fisher–Yates shuffle.
-    mutating func shuffle<T>(_ a: inout [T]) {
-        guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, below(i + 1)) }
     }
 }
 
@@ -290,7 +247,7 @@ public enum Synth {
 
     /// Genes over-expressed by each cell type, [cellTypes][programTokens] (depends on `programSeed` only).
     static func programs(_ c: SynthConfig) -> [[Int32]] {
-        var rng = SynthRandom(seed: c.programSeed ^ 0x5EC6_E000_0000_0001)
+        var rng = SplitMix64(.synthPrograms, seed: c.programSeed)
         let per = max(1, min(c.programTokens, c.numTxTokens))
         return (0..<max(1, c.cellTypes)).map { _ in
             var picked: [Int32] = []
@@ -305,7 +262,7 @@ public enum Synth {
 
     /// Cumulative weights of the global gene mix (Zipf-like over a permutation fixed by `programSeed`).
     static func globalMix(_ c: SynthConfig) -> (genes: [Int32], cumulative: [Double]) {
-        var rng = SynthRandom(seed: c.programSeed ^ 0x6A0B_A100_0000_0002)
+        var rng = SplitMix64(.synthGeneMix, seed: c.programSeed)
         var genes = (0..<c.numTxTokens).map { Int32($0) }
         rng.shuffle(&genes)
         var cumulative = [Double](repeating: 0, count: genes.count)
@@ -322,7 +279,7 @@ public enum Synth {
     /// with a ``SizeSpread``), graph and ids.
     static func generate(config c: SynthConfig, index: Int) -> Generated {
         precondition(c.problem == nil, "SynthConfig: \(c.problem ?? "")")
-        var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: index) &+ 0x7111_E5ED)
+        var rng = SplitMix64(.synthTile(index: index), seed: c.seed)
         let L = layout(config: c, n: txCount(c, index), rng: &rng)
         // The embedding is drawn after the negatives (the order of the reference generator's stream).
         var g = graph(L, config: c, source: "synth(seed \(c.seed), tile \(index))", rng: &rng) { rng in
@@ -341,7 +298,7 @@ public enum Synth {
     /// stream, so that a tile's size does not depend on the other tiles).
     public static func txCount(_ c: SynthConfig, _ index: Int) -> Int {
         guard let s = c.sizeSpread else { return c.txPerTile }
-        var rng = SynthRandom(seed: (c.seed ^ 0x5121_E5B2_EAD0_0001) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(truncatingIfNeeded: index))
+        var rng = SplitMix64(.synthTileSize(index: index), seed: c.seed)
         return s.draw(median: c.txPerTile, rng: &rng)
     }
 
@@ -352,11 +309,11 @@ public enum Synth {
 
     /// `n` transcripts: cells on a jittered grid of slots (square; `aspect` = width / height when
     /// given), nuclei with no transcripts, background; then the transcripts in a random order.
-    static func layout(config c: SynthConfig, n: Int, aspect: Double? = nil, rng: inout SynthRandom) -> Layout {
+    static func layout(config c: SynthConfig, n: Int, aspect: Double? = nil, rng: inout SplitMix64) -> Layout {
         let programs = programs(c)
         let mix = globalMix(c)
-        func globalGene(_ rng: inout SynthRandom) -> Int32 {
-            let u = rng.uniform()
+        func globalGene(_ rng: inout SplitMix64) -> Int32 {
+            let u = rng.unit()
             var lo = 0, hi = mix.cumulative.count - 1
             while lo < hi { let mid = (lo + hi) / 2; if mix.cumulative[mid] < u { lo = mid + 1 } else { hi = mid } }
             return mix.genes[lo]
@@ -421,7 +378,7 @@ public enum Synth {
             bdX[4 * b + 3] = Float(4 * Double.pi * nucArea / (perimeter * perimeter))
             guard b < numCells else { continue } // an empty nucleus: its cell lies outside the tile
             for _ in 0..<counts[b] {
-                let isNuclear = rng.uniform() < frac
+                let isNuclear = rng.unit() < frac
                 var u = 0.0, v = 0.0
                 repeat { // uniform in the unit disk; nuclear → inside radius √frac, cytoplasm → outside
                     u = rng.uniform(-1, 1); v = rng.uniform(-1, 1)
@@ -433,7 +390,7 @@ public enum Synth {
                 let x = cx + ca * u * ra - sa * v * rb
                 let y = cy + sa * u * ra + ca * v * rb
                 txPos[2 * t] = Float(x); txPos[2 * t + 1] = Float(y)
-                tokens[t] = rng.uniform() < c.programWeight ? programs[type][rng.below(programs[type].count)] : globalGene(&rng)
+                tokens[t] = rng.unit() < c.programWeight ? programs[type][rng.below(programs[type].count)] : globalGene(&rng)
                 cellOf[t] = Int32(b)
                 nuclear[t] = isNuclear
                 t += 1
@@ -462,8 +419,8 @@ public enum Synth {
     /// The tile of a layout: kNN graph over its transcripts, belongs edges (nuclear transcripts to
     /// their nucleus) and segger-style negatives drawn with `rng`; then `features(&rng)` gives the
     /// embedding-mode `tx.x` (nil: token mode). Positions kept, ids not yet set.
-    static func graph(_ L: Layout, config c: SynthConfig, source: String, rng: inout SynthRandom,
-                      features: (inout SynthRandom) -> [Float]?) -> Generated {
+    static func graph(_ L: Layout, config c: SynthConfig, source: String, rng: inout SplitMix64,
+                      features: (inout SplitMix64) -> [Float]?) -> Generated {
         let n = L.numTx, numBd = L.numBd
         // kNN graph: row 0 = the transcript (k times), row 1 = itself then its nearest others within radius.
         let (nnSrc, nnDst) = knn(pos: L.txPos, k: c.k, radius: c.radius)
@@ -501,7 +458,7 @@ public enum Synth {
     }
 
     /// Embedding-mode features: a one-hot of the gene (`token % dim`) plus Gaussian noise, [n, dim].
-    static func embedding(tokens: [Int32], dim: Int, noise: Float, rng: inout SynthRandom) -> [Float] {
+    static func embedding(tokens: [Int32], dim: Int, noise: Float, rng: inout SplitMix64) -> [Float] {
         precondition(dim > 0)
         let n = tokens.count
         var feats = [Float](repeating: 0, count: n * dim)
@@ -514,19 +471,11 @@ public enum Synth {
 
     // MARK: ids
 
-    /// splitmix64's finalizer: a bijection of UInt64.
-    static func mix64(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
     /// The transcript id of global transcript `index` under `seed`: a keyed bijection of [0, 2^63)
     /// (xor-shifts and odd multipliers modulo 2^63), so ids are unique, non-negative and unordered.
     static func transcriptID(seed: UInt64, index: Int) -> Int64 {
         let mask: UInt64 = (1 << 63) - 1
-        var x = (UInt64(index) ^ mix64(seed ^ 0x7A11_D000_0000_0001)) & mask
+        var x = (UInt64(index) ^ SplitMix64.mix(seed ^ 0x7A11_D000_0000_0001)) & mask
         x ^= x >> 31
         x = (x &* 0x7FB5_D329_728E_A185) & mask
         x ^= x >> 27
@@ -543,7 +492,7 @@ public enum Synth {
     /// so ids of distinct indices (< 26^8) differ.
     static func boundaryID(seed: UInt64, index: Int) -> String {
         let a: UInt64 = 137_438_953_471 // odd, not a multiple of 13
-        let b = mix64(seed ^ 0xB0D1_D000_0000_0002) % boundaryIDSpace
+        let b = SplitMix64.mix(seed ^ 0xB0D1_D000_0000_0002) % boundaryIDSpace
         let p = a.multipliedFullWidth(by: UInt64(index))
         var v = (boundaryIDSpace.dividingFullWidth((p.high % boundaryIDSpace, p.low)).remainder + b) % boundaryIDSpace
         var letters = [UInt8](repeating: 0, count: 8)
@@ -615,7 +564,7 @@ public enum Synth {
             precondition(c.problem == nil && c.overlapMargin != nil, "SynthConfig: \(c.problem ?? "no overlap margin")")
             config = c
             var probe = OverlapGrid(tiles: c.tiles, width: 1, height: 1, margin: 0)
-            var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ 0x0E61_0000_5EED_0001)
+            var rng = SplitMix64(.synthRegion, seed: c.seed)
             layout = Synth.layout(config: c, n: c.tiles * c.txPerTile,
                                   aspect: Double(probe.columns) / Double(probe.rows), rng: &rng)
             probe = OverlapGrid(tiles: c.tiles, width: layout.width, height: layout.height, margin: c.overlapMargin!)
@@ -652,12 +601,12 @@ public enum Synth {
                 sub.bdPos += [L.bdPos[2 * b], L.bdPos[2 * b + 1]]
                 sub.bdX += L.bdX[(4 * b)..<(4 * b + 4)]
             }
-            var rng = SynthRandom(seed: c.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k) &+ 0x0E61_0000_7111_0002)
+            var rng = SplitMix64(.synthRegionTile(index: k), seed: c.seed)
             var g = Synth.graph(sub, config: c, source: "synth(seed \(c.seed), overlap tile \(k))", rng: &rng) { _ in
                 // One noise stream per region transcript: the same features in every tile that holds it.
                 c.embeddingDim.map { dim in
                     rows.flatMap { r -> [Float] in
-                        var t = SynthRandom(seed: Synth.mix64(c.seed ^ 0xE3BE_DD00_0000_0003) ^ UInt64(r))
+                        var t = SplitMix64(.synthRegionTranscript(index: r), seed: c.seed)
                         return Synth.embedding(tokens: [L.tokens[r]], dim: dim, noise: c.embeddingNoise, rng: &t)
                     }
                 }

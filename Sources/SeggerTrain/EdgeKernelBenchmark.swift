@@ -6,6 +6,7 @@ import Foundation
 import SeggerDistributed
 import SeggerKernels
 import SeggerModel
+import SeggerRandom
 
 /// What `segger-train bench-kernels` prints (one JSON object).
 public struct EdgeKernelReport: Codable {

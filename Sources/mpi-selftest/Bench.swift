@@ -4,11 +4,12 @@
 // by MPI_Test) against readiness reported only at the end (everything leaves in finish()).
 import Foundation
 import SeggerDistributed
+import SeggerRandom
 
 func runBench(arguments: [String]) -> Never {
     guard let comm = try? Communicator.world() else { exit(3) }
     let backwardMs = Double(arguments.first ?? "") ?? 30
-    var rng = ShardPlan.SplitMix64(seed: 3)
+    var rng = SplitMix64(seed: 3)
     var params: [Range<Int>] = []
     var offset = 0
     for _ in 0..<40 {

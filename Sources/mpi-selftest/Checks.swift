@@ -2,6 +2,7 @@
 // verdicts meet in an allgather and rank 0 prints one line per check.
 import Foundation
 import SeggerDistributed
+import SeggerRandom
 
 /// Collects verdicts; every rank sees the same failure count.
 final class Report {
@@ -211,7 +212,7 @@ func allTreeSums(_ leaves: [UInt16], _ format: GradientCompression) -> Set<UInt1
 /// Random 2-byte patterns that stress the op: extremes (±65504, ±max/min subnormal, min normal),
 /// values whose sums overflow, subnormals, cancellation, ordinary gradients, a few infinities.
 func stressHalves(count: Int, rank: Int, format: GradientCompression, seed: UInt64) -> [UInt16] {
-    var rng = ShardPlan.SplitMix64(seed: seed &+ UInt64(rank) &* 0x1000_0001)
+    var rng = SplitMix64(seed: seed &+ UInt64(rank) &* 0x1000_0001)
     let specials16: [UInt16] = [0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x8400, 0x0000, 0x8000,
                                 0x7800, 0xF800, 0x7BFE, 0x3C00, 0xBC00, 0x7C00, 0xFC00]
     let specials16b: [UInt16] = [0x7F7F, 0xFF7F, 0x0001, 0x8001, 0x007F, 0x807F, 0x0080, 0x8080, 0x0000, 0x8000,
@@ -290,7 +291,7 @@ func checkHalfSumOp(_ comm: Communicator, _ report: Report, format: GradientComp
 /// A model-like parameter layout (same on every rank): 30 small and medium tensors and one larger than
 /// the cap, so that one is cut.
 func parameterLayout(scale: Int = 1) -> [Range<Int>] {
-    var rng = ShardPlan.SplitMix64(seed: 99)
+    var rng = SplitMix64(seed: 99)
     var ranges: [Range<Int>] = []
     var offset = 0
     for k in 0..<31 {
@@ -303,7 +304,7 @@ func parameterLayout(scale: Int = 1) -> [Range<Int>] {
 
 /// Gradient-like values: normal × 10^U(-5, 1), a few exact zeros.
 func randomGradients(count: Int, rank: Int, step: Int) -> [Float] {
-    var rng = ShardPlan.SplitMix64(seed: 0xC0FFEE &+ UInt64(rank) &* 7919 &+ UInt64(step) &* 104_729)
+    var rng = SplitMix64(seed: 0xC0FFEE &+ UInt64(rank) &* 7919 &+ UInt64(step) &* 104_729)
     return (0..<count).map { i in
         if i % 97 == 0 { return 0 }
         let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300)

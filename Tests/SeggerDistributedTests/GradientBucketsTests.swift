@@ -1,5 +1,6 @@
 import XCTest
 @testable import SeggerDistributed
+import SeggerRandom
 
 /// Single-rank tests of the bucket layout, the launch order and the 1-rank arithmetic (the
 /// communicator is a singleton MPI init: one rank, no mpirun).
@@ -35,7 +36,7 @@ final class GradientBucketsTests: XCTestCase {
     }
 
     func testRandomLayoutsCoverTheBufferExactlyOnce() {
-        var rng = ShardPlan.SplitMix64(seed: 11)
+        var rng = SplitMix64(seed: 11)
         for _ in 0..<300 {
             let sizes = (0..<(1 + rng.below(30))).map { _ in rng.below(4) == 0 ? rng.below(3) : rng.below(500) }
             let params = ranges(sizes)
@@ -131,7 +132,7 @@ final class GradientBucketsTests: XCTestCase {
 
     func testOneRankRoundsLikeTheCompressedExchange() throws {
         let comm = try oneRank()
-        var rng = ShardPlan.SplitMix64(seed: 77)
+        var rng = SplitMix64(seed: 77)
         let total = 1000
         // magnitudes from fp16 subnormals (1e-7) to near the top of the fp16 range after scaling
         let values: [Float] = (0..<total).map { i in

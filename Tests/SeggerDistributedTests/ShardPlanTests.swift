@@ -1,5 +1,6 @@
 import XCTest
 @testable import SeggerDistributed
+import SeggerRandom
 
 final class ShardPlanTests: XCTestCase {
     /// DistributedSampler: the epoch is padded only to a multiple of the rank count (from the start of the
@@ -62,7 +63,7 @@ final class ShardPlanTests: XCTestCase {
         XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 8, epoch: 3, dropLast: false))
         XCTAssertNotEqual(Array(a.flatMap { $0 }.prefix(500)), Array(0..<500), "not the identity")
         // SplitMix64's published sequence for seed 1234567 pins the generator.
-        var rng = ShardPlan.SplitMix64(seed: 1234567)
+        var rng = SplitMix64(seed: 1234567)
         XCTAssertEqual(rng.next(), 6457827717110365317)
         XCTAssertEqual(rng.next(), 3203168211198807973)
     }
@@ -130,7 +131,7 @@ final class ShardPlanTests: XCTestCase {
         // Heavy-tailed tile costs (log-normal, σ = 1): the cost-balanced split against handing out
         // consecutive runs of the batch (count-only). Quality = max rank load / lower bound, where the
         // bound is max(total / ranks, largest tile): no split can do better.
-        var rng = ShardPlan.SplitMix64(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         var balancedRatios: [Double] = [], countOnlyRatios: [Double] = []
         var worse = 0
@@ -161,7 +162,7 @@ final class ShardPlanTests: XCTestCase {
 
     func testSplitIsNearTheOptimumOnSmallBatches() {
         // Exhaustive optimum of 8 tiles over 2 ranks (4 each) and 9 tiles over 3 ranks (3 each).
-        var rng = ShardPlan.SplitMix64(seed: 31)
+        var rng = SplitMix64(seed: 31)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         func optimum(_ cost: [Double], ranks: Int, per: Int) -> Double {
             var best = Double.infinity
@@ -199,7 +200,7 @@ final class ShardPlanTests: XCTestCase {
     /// within 4/3 of a lower bound of the best one (the mean load, the largest tile) — LPT guarantees 4/3
     /// of the optimum itself; these inputs keep within it of the bound.
     func testAssignSpreadsTilesByCost() {
-        var rng = ShardPlan.SplitMix64(seed: 9)
+        var rng = SplitMix64(seed: 9)
         for ranks in [1, 2, 3, 7] {
             for n in [0, 1, 5, 40, 1000] {
                 let costs = (0..<n).map { _ in 1000 + Double(rng.below(9000)) }
@@ -221,7 +222,7 @@ final class ShardPlanTests: XCTestCase {
     /// 4 tiles per rank): never worse, clearly better on average, near the free optimum on small batches;
     /// a partition of the batch with each rank's tiles in batch order and no empty rank.
     func testFreeCountsBalanceBetterThanEqualCounts() {
-        var rng = ShardPlan.SplitMix64(seed: 77)
+        var rng = SplitMix64(seed: 77)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         func normal() -> Double { (-2 * log(max(uniform(), 1e-12))).squareRoot() * cos(2 * Double.pi * uniform()) }
         func maxLoad(_ parts: [[Int]], _ costs: [Double]) -> Double { parts.map { $0.map { costs[$0] }.reduce(0, +) }.max()! }

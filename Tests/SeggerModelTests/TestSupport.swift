@@ -1,5 +1,6 @@
 // Shared helpers: a small deterministic generator, synthetic tiles, and a finite-difference checker.
 import XCTest
+import SeggerRandom
 import SeggerTiles
 @testable import SeggerModel
 

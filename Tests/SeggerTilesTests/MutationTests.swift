@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SeggerRandom
 @testable import SafeTensors
 @testable import SeggerTiles
 import TestSupport
@@ -15,7 +16,7 @@ final class MutationTests: XCTestCase {
     static let headerAlphabet = Array("[]{}\":,0123456789-.eE txbdIF64U8".utf8)
 
     /// One mutation of `bytes`, chosen by `rng`; `header` describes the unmutated file.
-    func mutate(_ original: [UInt8], header: SafeTensorsHeader, rng: inout SynthRandom) -> [UInt8] {
+    func mutate(_ original: [UInt8], header: SafeTensorsHeader, rng: inout SplitMix64) -> [UInt8] {
         var bytes = original
         var headerLength = 0
         for i in 0..<8 { headerLength |= Int(bytes[i]) << (8 * i) }
@@ -80,7 +81,7 @@ final class MutationTests: XCTestCase {
     }
 
     func run(_ sources: [String], cases: Int, seed: UInt64, tmp: String) throws -> Outcome {
-        var rng = SynthRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var outcome = Outcome()
         for (s, source) in sources.enumerated() {
             let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
