@@ -18,7 +18,9 @@ import Foundation
 /// ``init(seed:)`` starts the counter at `seed` itself. ``init(_:seed:)`` starts the stream a purpose
 /// draws: `mix(seed) ^ mix(key)`, with a key per ``RandomStream`` (a purpose and, where there are many,
 /// an index such as an epoch or a tile). The model's initialization is the exception: it starts at the
-/// seed itself (``RandomStream/modelInit``), as it always has, so that weights stay the same.
+/// seed itself (``RandomStream/modelInit``), so that a seed gives the weights it always gave; hence
+/// seeds s and s + k·γ (mod 2⁶⁴) give the same initial weights shifted by k draws, a relation no
+/// other stream has.
 ///
 /// ## Streams, and why they are independent
 ///

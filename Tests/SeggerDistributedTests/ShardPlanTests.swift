@@ -62,10 +62,11 @@ final class ShardPlanTests: XCTestCase {
         XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 7, epoch: 4, dropLast: false))
         XCTAssertNotEqual(a, ShardPlan.globalBatches(tileCount: 500, globalBatch: 16, ranks: 1, seed: 8, epoch: 3, dropLast: false))
         XCTAssertNotEqual(Array(a.flatMap { $0 }.prefix(500)), Array(0..<500), "not the identity")
-        // SplitMix64's published sequence for seed 1234567 pins the generator.
-        var rng = SplitMix64(seed: 1234567)
-        XCTAssertEqual(rng.next(), 6457827717110365317)
-        XCTAssertEqual(rng.next(), 3203168211198807973)
+        // Pinned orders: a change of the shuffle stream would change every seeded run's tile order (and
+        // what a resumed run trains on next).
+        XCTAssertEqual(ShardPlan.permutation(count: 12, seed: 7, epoch: 3), [8, 5, 7, 6, 4, 2, 1, 10, 11, 0, 3, 9])
+        XCTAssertEqual(ShardPlan.permutation(count: 12, seed: 0, epoch: 0), [8, 7, 9, 1, 3, 4, 5, 6, 0, 10, 2, 11])
+        XCTAssertEqual(ShardPlan.permutation(count: 12, seed: 7, epoch: -1), [5, 9, 8, 7, 6, 0, 10, 1, 11, 3, 2, 4])
     }
 
     func testShuffleIsRoughlyUniform() {

@@ -35,31 +35,32 @@ final class SplitMix64Tests: XCTestCase {
 
     /// Every purpose, several indices and seeds: distinct keys, distinct starts, and no value shared
     /// between the first 2000 draws of any two streams (with 64-bit outputs a shared value means
-    /// overlapping streams, e.g. starts that differ by a few γ, not chance: about 10⁻¹⁰).
+    /// overlapping streams, e.g. starts that differ by a few γ, not chance: about 10⁻¹⁰). The derived
+    /// streams are tried under seed γ too, which would shift a stream keyed by the raw seed by one draw.
     func testStreamsForDifferentPurposesIndicesAndSeedsDoNotOverlap() {
-        var streams: [RandomStream] = [.modelInit, .synthPrograms, .synthGeneMix, .synthRegion]
+        var derived: [RandomStream] = [.synthPrograms, .synthGeneMix, .synthRegion]
         for i in [0, 1, 2, 3, 100, 4095] {
-            streams += [.epochShuffle(epoch: i), .synthTile(index: i), .synthTileSize(index: i),
+            derived += [.epochShuffle(epoch: i), .synthTile(index: i), .synthTileSize(index: i),
                         .synthRegionTile(index: i), .synthRegionTranscript(index: i)]
         }
-        XCTAssertEqual(Set(streams.map(\.key)).count, streams.count, "one key per stream")
+        XCTAssertEqual(Set(([.modelInit] + derived).map(\.key)).count, derived.count + 1, "one key per stream")
         var seen = Set<UInt64>(), total = 0
         var starts = Set<UInt64>()
-        for seed: UInt64 in [0, 1, 2, 5, 0x9E37_79B9_7F4A_7C15] {
-            for s in streams {
-                var rng = SplitMix64(s, seed: seed)
-                starts.insert(rng.state)
-                for _ in 0..<2000 { seen.insert(rng.next()); total += 1 }
-            }
+        func draw(_ s: RandomStream, _ seed: UInt64) {
+            var rng = SplitMix64(s, seed: seed)
+            starts.insert(rng.state)
+            for _ in 0..<2000 { seen.insert(rng.next()); total += 1 }
         }
-        XCTAssertEqual(starts.count, 5 * streams.count, "every (stream, seed) starts elsewhere")
+        for seed: UInt64 in [0, 1, 2, 5, 3, 1234567] { draw(.modelInit, seed) }
+        for seed: UInt64 in [0, 1, 2, 5, SplitMix64.gamma] { for s in derived { draw(s, seed) } }
+        XCTAssertEqual(starts.count, 6 + 5 * derived.count, "every (stream, seed) starts elsewhere")
         XCTAssertEqual(seen.count, total, "two streams share a value: they overlap")
     }
 
-    /// Adjacent seeds of the init stream are the one stream shifted by γ (SplitMix64 is a counter),
-    /// which is why every other purpose starts at mix(seed) ^ mix(key) instead of at the seed.
-    func testDerivedStreamsOfAdjacentSeedsAreNotShiftsOfEachOther() {
-        var a = SplitMix64(seed: 10), b = SplitMix64(seed: 10 &+ SplitMix64.gamma)
+    /// Seeds s and s + γ of a raw counter (and so of the init stream) are one stream a draw apart
+    /// (SplitMix64 is a counter), which is why every other purpose starts at mix(seed) ^ mix(key).
+    func testDerivedStreamsOfSeedsGammaApartAreNotShiftsOfEachOther() {
+        var a = SplitMix64(.modelInit, seed: 10), b = SplitMix64(.modelInit, seed: 10 &+ SplitMix64.gamma)
         _ = a.next()
         XCTAssertEqual(a.next(), b.next(), "the raw counter: seed + γ is the same stream one draw later")
         var c = SplitMix64(.synthTile(index: 0), seed: 10)
