@@ -35,9 +35,10 @@ import Foundation
 /// if their runs overlap on the 2⁶⁴-long cycle. Starting points from ``mix(_:)`` of distinct
 /// (seed, key) pairs are spread like random 64-bit numbers (distinct keys per purpose and index, by
 /// construction), so k streams of at most L draws each overlap with probability below k²·L / 2⁶⁴ —
-/// under 10⁻⁵ for ten thousand streams of a million draws each. Different purposes never share a
-/// stream even under the same seed, and no stream depends on how many numbers another drew: a tile's
-/// contents do not depend on the tiles before it, an epoch's order not on the model's size.
+/// under 10⁻⁵ for ten thousand streams of a million draws each. Different purposes have different
+/// keys, so they draw different streams under the same seed (synth's `--seed 1` and train's `--seed 1`
+/// are unrelated), and no stream depends on how many numbers another drew: a tile's contents do not
+/// depend on the tiles before it, an epoch's order not on the model's size.
 ///
 /// Tests and benchmarks (`bench-kernels`, `mpi-selftest`) draw their data from ``init(seed:)``.
 public struct SplitMix64 {
