@@ -12,9 +12,9 @@ public enum BLASThreads {
 /// Which OpenBLAS kernel family is in use, and the fix for CPUs that OpenBLAS does not recognise.
 ///
 /// Debian's OpenBLAS (0.3.21, DYNAMIC_ARCH) picks its kernels when the library loads. On a CPU model it
-/// does not know (measured here: a recent Xeon shown to the VM as "Intel(R) Xeon(R) Processor") it falls
-/// back to the SSE3 `Prescott` kernels: 20–30 GFLOP/s instead of 120–150 with the AVX-512 `SkylakeX`
-/// kernels at this model's shapes. The library reads `OPENBLAS_CORETYPE` only at load time, so the
+/// does not know (a recent Xeon shown to a VM as "Intel(R) Xeon(R) Processor") it falls back to the SSE3
+/// `Prescott` kernels, several times slower than the AVX-512 `SkylakeX` ones at this model's shapes
+/// (figures in docs/performance.md). The library reads `OPENBLAS_CORETYPE` only at load time, so the
 /// process re-executes itself once with it set. An explicit `OPENBLAS_CORETYPE` is always respected.
 public enum BLASKernels {
     /// The kernel family OpenBLAS is using.
