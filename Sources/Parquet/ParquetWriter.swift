@@ -79,7 +79,7 @@ public final class ParquetWriter {
             guard ZstdCompressor.levelRange.contains(level) else {
                 throw fail("zstd level \(level) is outside libzstd's \(ZstdCompressor.levelRange)")
             }
-            guard let z = ZstdCompressor(level: level) else { throw fail("libzstd could not create a compression context") }
+            guard let z = ZstdCompressor(level: level, path: path) else { throw fail("libzstd could not create a compression context") }
             zstd = z
         }
 
@@ -266,8 +266,8 @@ public final class ParquetWriter {
                 guard page.count <= Int(Int32.max) else { throw fail(tooLarge) }
                 var bodyCount = page.count
                 if let zstd {
-                    do { bodyCount = try zstd.compress(page, into: &compressed) } catch let e as ZstdCompressor.Failure {
-                        throw fail("zstd compression of column \"\(schema[c].name)\" failed: \(e.name)")
+                    do { bodyCount = try zstd.compress(page, into: &compressed, column: schema[c].name) } catch let e as ParquetError {
+                        throw fail(e.message)  // (marks the writer failed)
                     }
                     guard bodyCount <= Int(Int32.max) else { throw fail(tooLarge) }
                 }
