@@ -20,7 +20,8 @@ public enum DType: String, Sendable, CaseIterable {
     public var isFloatingPoint: Bool { self == .F64 || self == .F32 || self == .F16 || self == .BF16 }
 }
 
-/// An error that names the file, the tensor (when there is one) and the problem.
+/// The one error of this library, reading or writing: it names the file, the tensor (when there is one)
+/// and the problem.
 public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     public let path: String
     public let tensor: String?
@@ -432,12 +433,6 @@ public struct SafeTensorsHeader: Sendable {
 /// Writes a file so that a crash at any moment leaves either the old file or the complete new one:
 /// temporary file in the same directory, fsync, rename over the target, fsync of the directory.
 public enum AtomicFile {
-    public struct WriteError: Error, CustomStringConvertible {
-        public let path: String
-        public let message: String
-        public var description: String { "\(path): \(message)" }
-    }
-
     /// Test hook: pause this long halfway through writing the temporary file, so that tests can kill a
     /// process in the middle of a write. Set from `SEGGER_TEST_WRITE_PAUSE_MS`; 0 in normal runs.
     nonisolated(unsafe) public static var pauseMidwayMicroseconds: UInt32 =
@@ -451,7 +446,7 @@ public enum AtomicFile {
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let tmp = "\(dir)/.\(name).tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw WriteError(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         var written = 0
         let ok: Bool = bytes.withUnsafeBytes { raw in
             var paused = pauseMidwayMicroseconds == 0
@@ -470,13 +465,13 @@ public enum AtomicFile {
             let e = ok ? errno : writeErrno
             close(fd)
             unlink(tmp)
-            throw WriteError(path: path, message: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(e))); the previous file is intact")
+            throw SafeTensorsError(path: path, "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(e))); the previous file is intact")
         }
         close(fd)
         guard rename(tmp, path) == 0 else {
             let e = errno
             unlink(tmp)
-            throw WriteError(path: path, message: "rename failed: \(String(cString: strerror(e)))")
+            throw SafeTensorsError(path: path, "rename failed: \(String(cString: strerror(e)))")
         }
         let dfd = open(dir, O_RDONLY)
         if dfd >= 0 { fsync(dfd); close(dfd) }

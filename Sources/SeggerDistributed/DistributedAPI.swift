@@ -16,14 +16,32 @@ public enum GradientCompression: String, Codable, Sendable, CaseIterable {
     public var bytesPerElement: Int { self == .none ? 8 : 2 }
 }
 
-/// An MPI failure, with the call and the rank.
+// MARK: - Errors across ranks
+//
+// How an error ends a run of N ranks depends on who raised it, so the type says which (docs/architecture.md,
+// "Errors"): `CollectiveError` when every rank raises it alike, `RankError` when one rank raises it alone,
+// `MPIError` when MPI itself fails. The command line's `runOnEveryRank` acts on the type.
+
 /// An error that every rank raises alike, after a decision all ranks share (a broadcast verdict, the same
-/// check on the same data): the ranks can end together and rank 0 alone reports it, instead of one rank
-/// taking the job down with MPI_Abort. The trainer's and the segmenter's errors of that kind conform.
-public protocol RaisedOnEveryRank: Error {
-    var message: String { get }
+/// check on the same data, problems gathered from every rank): the ranks end together and rank 0 alone
+/// reports it (exit 1), instead of one rank taking the job down with MPI_Abort. Its message says what is
+/// wrong in the user's terms (the flag, the file, the field).
+public struct CollectiveError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
+/// An error raised on one rank only (a tile that read at start-up fails later, a checkpoint write on
+/// rank 0): the other ranks may already wait in a collective, so the job is taken down with MPI_Abort
+/// (with one rank: exit 1). The message names the rank.
+public struct RankError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// MPI itself failed (initialization, thread level): the message names the call.
 public struct MPIError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }

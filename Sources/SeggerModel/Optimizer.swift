@@ -1,6 +1,7 @@
 // Global-norm clipping and AdamW / Adam over the flat buffers (docs/model-and-training.md).
 import Foundation
 import SafeTensors
+import SeggerTiles
 import CVectorMath
 
 /// Optimizer settings. Defaults are segger's since May 2025: AdamW lr 1e-4, weight decay 1e-4, clip 1.0.
@@ -135,10 +136,10 @@ public final class Optimizer {
     public func loadState(_ tensors: [String: Tensor], source: String) throws {
         guard let m = tensors["optimizer.exp_avg"], let v = tensors["optimizer.exp_avg_sq"],
               let s = tensors["optimizer.step"]?.int64s()?.first else {
-            throw WeightsError(source: source, "optimizer state missing (optimizer.exp_avg / exp_avg_sq / step)")
+            throw InputError(path: source, "optimizer state missing (optimizer.exp_avg / exp_avg_sq / step)")
         }
         guard m.count == count, v.count == count, m.dtype == .F32, v.dtype == .F32 else {
-            throw WeightsError(source: source, "optimizer state has \(m.count) values, the model has \(count) parameters")
+            throw InputError(path: source, "optimizer state has \(m.count) values, the model has \(count) parameters")
         }
         let mf = m.floats(), vf = v.floats()
         for i in 0..<count { expAvg[i] = mf[i]; expAvgSq[i] = vf[i] }

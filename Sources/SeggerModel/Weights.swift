@@ -1,17 +1,7 @@
 // The model's weights as named tensors: loading them by PyG name (checked before anything changes) and
 // writing weights and gradients out under those names.
 import SafeTensors
-
-/// A problem with weights: a missing or mis-shaped tensor, naming the file and the tensor.
-public struct WeightsError: Error, CustomStringConvertible {
-    public let source: String
-    public let message: String
-    public init(source: String, _ message: String) {
-        self.source = source
-        self.message = message
-    }
-    public var description: String { "\(source): \(message)" }
-}
+import SeggerTiles
 
 extension SeggerModel {
     /// The parameter with this PyG name.
@@ -26,13 +16,13 @@ extension SeggerModel {
         var found: [(ParameterInfo, Tensor)] = []
         for p in parameters {
             guard let t = tensors[p.name] ?? tensors["model." + p.name] else {
-                throw WeightsError(source: source, "missing tensor '\(p.name)' (shape \(p.shape))")
+                throw InputError(path: source, "missing tensor '\(p.name)' (shape \(p.shape))")
             }
             guard t.dtype.isFloatingPoint else {
-                throw WeightsError(source: source, "tensor '\(p.name)' has dtype \(t.dtype.rawValue), expected a float type")
+                throw InputError(path: source, "tensor '\(p.name)' has dtype \(t.dtype.rawValue), expected a float type")
             }
             guard t.shape == p.shape else {
-                throw WeightsError(source: source, "tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape)")
+                throw InputError(path: source, "tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape)")
             }
             found.append((p, t))
         }

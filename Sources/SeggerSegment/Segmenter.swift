@@ -10,13 +10,6 @@ import SeggerDistributed
 import SeggerModel
 import SeggerTiles
 
-/// An error every rank reports alike (the run stops on all ranks together, nothing written).
-public struct SegmentError: RaisedOnEveryRank, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// What `segger-train predict` was asked to do.
 public struct PredictOptions: Sendable {
     /// Tile directories: safetensors tiles, segger `.pt` tiles, or segger dataset roots (all splits).
@@ -139,19 +132,19 @@ public func listPredictionTiles(_ dirs: [String]) throws -> [String] {
         var found: [String] = []
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw SegmentError("--tiles \(dir): no such directory")
+            throw InputError(path: dir, "no such directory").given(by: "tiles")
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         let hasTiles = names.contains { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".pt")) && !$0.hasPrefix(".") }
         if hasTiles || names.contains("processed") {
-            do { found = try TileDirectory.list(dir) } catch { throw SegmentError("--tiles \(error)") }
+            do { found = try TileDirectory.list(dir) } catch let e as InputError { throw e.given(by: "tiles") }
         } else {
             for split in ["train", "val", "test"] {
                 let d = TileDirectory.resolve(dir, split: split)
                 if d != dir, let files = try? TileDirectory.list(d) { found += files }
             }
             if found.isEmpty {
-                throw SegmentError("--tiles \(dir): holds no tiles (*.safetensors or segger's *.pt), nor segger's {train,val,test}_tiles/processed")
+                throw InputError(path: dir, "holds no tiles (*.safetensors or segger's *.pt), nor segger's {train,val,test}_tiles/processed").given(by: "tiles")
             }
         }
         for f in found {
@@ -170,7 +163,7 @@ func agree(_ mine: String?, comm: Communicator, limit: Int = 10) throws {
     guard !distinct.isEmpty else { return }
     let shown = distinct.prefix(limit).joined(separator: "\n  ")
     let more = distinct.count > limit ? "\n  … and \(distinct.count - limit) more" : ""
-    throw SegmentError(distinct.count == 1 ? distinct[0] : "\(distinct.count) errors:\n  \(shown)\(more)")
+    throw CollectiveError(distinct.count == 1 ? distinct[0] : "\(distinct.count) errors:\n  \(shown)\(more)")
 }
 
 /// Peak resident memory of this process in MB (getrusage; Linux reports KB).
@@ -195,7 +188,7 @@ public func runPrediction(_ o: PredictOptions, comm: Communicator, source: TileS
                           note: ((String) -> Void)? = nil) throws -> SegmentationLog {
     let t0 = monotonicSeconds()
     let p = o.parameters
-    if let problem = p.problem { throw SegmentError(problem) }
+    if let problem = p.problem { throw CollectiveError(problem) }
     let files = outputNames(o.format)
     // Rank 0 owns the output directory; its verdict goes to everyone before any work.
     var stage: OutputStage? = nil
@@ -225,9 +218,9 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     let size = comm.size, me = comm.rank
 
     // The model, on every rank.
-    var loaded: PredictionModel? = nil
+    var loaded: LoadedModel? = nil
     var loadError: String? = nil
-    do { loaded = try PredictionModel.load(path: o.checkpoint) } catch { loadError = "\(error)" }
+    do { loaded = try ModelFile.load(path: o.checkpoint, flag: "checkpoint") } catch { loadError = "\(error)" }
     try agree(loadError, comm: comm)
     let pm = loaded!
 
@@ -415,7 +408,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     let rounds = Int(comm.allreduceMax([Double(cc.rounds)])[0])
     let total = monotonicSeconds() - t0
     let log = SegmentationLog(
-        tileDirectories: o.tiles, checkpoint: o.checkpoint, modelConfigSource: pm.configSource, modelConfig: pm.config,
+        tileDirectories: o.tiles, checkpoint: o.checkpoint, modelConfigSource: pm.configSource.rawValue, modelConfig: pm.config,
         parameters: .init(scoreCut: p.scoreCut, useCc: p.useCC, minBd: p.minBd,
                           receptiveField: ["k_bd": Double(p.kBd), "dist_bd": p.distBd, "k_tx": Double(p.kTx), "dist_tx": p.distTx]),
         format: o.format.rawValue, outputs: [files.transcripts, files.cells, files.log],
@@ -529,11 +522,11 @@ enum AtomicWrite {
             try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
-            throw SegmentError("\(path): cannot write (\(error.localizedDescription))")
+            throw OutputError("\(path): cannot write (\(error.localizedDescription))")
         }
         if rename(tmp, path) != 0 {
             try? FileManager.default.removeItem(atPath: tmp)
-            throw SegmentError("\(path): cannot write (\(String(cString: strerror(errno))))")
+            throw OutputError("\(path): cannot write (\(String(cString: strerror(errno))))")
         }
     }
 }

@@ -3,6 +3,7 @@
 // renamed into place only when every one of them is complete.
 import Foundation
 import Parquet
+import SeggerTiles
 
 /// One column's kind.
 public enum ColumnKind: String, Sendable {
@@ -87,7 +88,7 @@ public final class ParquetTableWriter: TableWriter {
                 return ParquetColumn(name: c.name, type: type, nullable: c.nullable)
             }, metadata: metadata)
         } catch {
-            throw SegmentError("\(error)")
+            throw OutputError("\(error)")
         }
     }
 
@@ -101,11 +102,11 @@ public final class ParquetTableWriter: TableWriter {
             case .string(let v, let valid): return valid.map { .string(v, valid: $0) } ?? .string(v)
             }
         })
-        do { try writer.append(batch) } catch { throw SegmentError("\(error)") }
+        do { try writer.append(batch) } catch { throw OutputError("\(error)") }
     }
 
     public func close() throws {
-        do { try writer.close() } catch { throw SegmentError("\(error)") }
+        do { try writer.close() } catch { throw OutputError("\(error)") }
     }
 
     public func abandon() { writer.abandon() }
@@ -124,7 +125,7 @@ public final class CSVTableWriter: TableWriter {
         self.schema = schema
         guard FileManager.default.createFile(atPath: path, contents: nil),
               let h = FileHandle(forWritingAtPath: path) else {
-            throw SegmentError("\(path): cannot create the file")
+            throw OutputError("\(path): cannot create the file")
         }
         handle = h
         buffer.append(contentsOf: schema.map { Self.quoted($0.name) }.joined(separator: ",").utf8)
@@ -139,7 +140,7 @@ public final class CSVTableWriter: TableWriter {
     }
 
     public func append(_ columns: [ColumnValues]) throws {
-        guard handle != nil else { throw SegmentError("\(path): writer already closed") }
+        guard handle != nil else { throw OutputError("\(path): writer already closed") }
         precondition(columns.count == schema.count, "CSVTableWriter: one column per schema entry")
         let n = columns.first?.count ?? 0
         precondition(columns.allSatisfy { $0.count == n }, "CSVTableWriter: columns of unequal length")
@@ -164,7 +165,7 @@ public final class CSVTableWriter: TableWriter {
 
     private func flush() throws {
         guard let h = handle else { return }
-        do { try h.write(contentsOf: buffer) } catch { throw SegmentError("\(path): write failed (\(error.localizedDescription))") }
+        do { try h.write(contentsOf: buffer) } catch { throw OutputError("\(path): write failed (\(error.localizedDescription))") }
         buffer.removeAll(keepingCapacity: true)
     }
 
@@ -176,7 +177,7 @@ public final class CSVTableWriter: TableWriter {
             try h.synchronize()
             try h.close()
         } catch {
-            throw SegmentError("\(path): write failed (\(error.localizedDescription))")
+            throw OutputError("\(path): write failed (\(error.localizedDescription))")
         }
     }
 
@@ -210,25 +211,25 @@ public final class OutputStage {
         var isDir: ObjCBool = false
         var created = false
         if fm.fileExists(atPath: directory, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw SegmentError("--out \(directory): exists and is not a directory") }
+            guard isDir.boolValue else { throw OutputError("--out \(directory): exists and is not a directory") }
             for name in names {
                 let p = (directory as NSString).appendingPathComponent(name)
                 var d: ObjCBool = false
                 guard fm.fileExists(atPath: p, isDirectory: &d) else { continue }
                 if d.boolValue {
-                    throw SegmentError("--out \(directory): '\(name)' exists and is a directory (not written by segger-train predict); move it away")
+                    throw OutputError("--out \(directory): '\(name)' exists and is a directory (not written by segger-train predict); move it away")
                 }
-                if !overwrite { throw SegmentError("--out \(directory): '\(name)' exists (pass --overwrite to replace the outputs)") }
+                if !overwrite { throw OutputError("--out \(directory): '\(name)' exists (pass --overwrite to replace the outputs)") }
             }
         } else {
             // (URL, not NSString.deletingLastPathComponent: swift-corelibs-foundation traps on a
             // one-character relative path such as "0".)
             let parentPath = URL(fileURLWithPath: directory).deletingLastPathComponent().path
             guard fm.fileExists(atPath: parentPath, isDirectory: &isDir), isDir.boolValue else {
-                throw SegmentError("--out \(directory): its parent directory \(parentPath) does not exist")
+                throw OutputError("--out \(directory): its parent directory \(parentPath) does not exist")
             }
             do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: false) } catch {
-                throw SegmentError("--out \(directory): cannot create the directory (\(error.localizedDescription))")
+                throw OutputError("--out \(directory): cannot create the directory (\(error.localizedDescription))")
             }
             created = true
         }
@@ -238,7 +239,7 @@ public final class OutputStage {
         if !created { removedStale = OutputStage.removeStaleStaging(in: directory, host: host) }
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
             if created { try? fm.removeItem(atPath: directory) }
-            throw SegmentError("--out \(directory): not writable (\(error.localizedDescription))")
+            throw OutputError("--out \(directory): not writable (\(error.localizedDescription))")
         }
     }
 
@@ -289,9 +290,9 @@ public final class OutputStage {
     public func commit() throws {
         for name in names {
             let from = stagedPath(name), to = (directory as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: from) else { throw SegmentError("\(from): missing at commit") }
+            guard FileManager.default.fileExists(atPath: from) else { throw OutputError("\(from): missing at commit") }
             if rename(from, to) != 0 {
-                throw SegmentError("\(to): cannot move the output into place (\(String(cString: strerror(errno))))")
+                throw OutputError("\(to): cannot move the output into place (\(String(cString: strerror(errno))))")
             }
         }
         finished = true

@@ -196,11 +196,11 @@ public enum Synth {
     /// sizes; not a tile, so tile readers ignore it). With ``SynthConfig/overlapMargin`` set, the
     /// tiles are the overlapping cut of one region (``OverlapGrid``).
     public static func writeDirectory(config: SynthConfig, to dir: String) throws {
-        if let problem = config.problem { throw TileError(path: dir, "synthetic tiles: \(problem)") }
+        if let problem = config.problem { throw OutputError("\(dir): synthetic tiles: \(problem)") }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {
-            throw TileError(path: dir, "cannot create directory (\(error.localizedDescription))")
+            throw OutputError("\(dir): cannot create directory (\(error.localizedDescription))")
         }
         var rows: [String] = []
         func write(_ g: Generated, _ i: Int, core: String = "") throws {
@@ -217,7 +217,7 @@ public enum Synth {
             for k in 0..<c.tiles {
                 let g = region.tile(k)
                 guard g.tile.numTx > 0 else {
-                    throw TileError(path: dir, "synthetic tiles: tile \(k) of the \(grid.columns) × \(grid.rows) grid holds no transcript (raise --tx_per_tile or --overlap_margin)")
+                    throw OutputError("\(dir): synthetic tiles: tile \(k) of the \(grid.columns) × \(grid.rows) grid holds no transcript (raise --tx_per_tile or --overlap_margin)")
                 }
                 let b = grid.core(k)
                 try write(g, k, core: ", \"core\": [\(b.x0), \(b.y0), \(b.x1), \(b.y1)]")

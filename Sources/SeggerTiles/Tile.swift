@@ -3,28 +3,6 @@
 import Foundation
 import SafeTensors
 
-/// A problem with a tile, naming the file, the tensor (when one is at fault) and what is wrong.
-public struct TileError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let tensor: String?
-    public let message: String
-
-    public init(path: String, tensor: String? = nil, _ message: String) {
-        self.path = path
-        self.tensor = tensor
-        self.message = message
-    }
-
-    public init(_ e: SafeTensorsError) {
-        self.init(path: e.path, tensor: e.tensor, e.message)
-    }
-
-    public var description: String {
-        if let tensor { return "\(path): tensor '\(tensor)': \(message)" }
-        return "\(path): \(message)"
-    }
-}
-
 /// One edge type (src → dst) of a tile: the edges in file order and the same edges grouped by
 /// destination (CSR), stable within a destination, so that attention softmax and aggregation run
 /// over contiguous slices.

@@ -49,27 +49,27 @@ public enum TileCatalog {
         do {
             header = try SafeTensorsFile.readHeader(path: path)
         } catch let e as SafeTensorsError {
-            throw TileError(e)
+            throw InputError(e)
         }
         try Tile.checkContract(header.metadata, path: path)
         func require(_ name: String) throws -> TensorInfo {
-            guard let t = header[name] else { throw TileError(path: path, tensor: name, "missing required tensor") }
+            guard let t = header[name] else { throw InputError(path: path, tensor: name, "missing required tensor") }
             return t
         }
         func edgeCount(_ name: String, allowFlat: Bool) throws -> Int {
             let t = try require(name)
-            guard t.dtype == .I64 || t.dtype == .I32 else { throw TileError(path: path, tensor: name, "dtype \(t.dtype.rawValue); expected I64") }
+            guard t.dtype == .I64 || t.dtype == .I32 else { throw InputError(path: path, tensor: name, "dtype \(t.dtype.rawValue); expected I64") }
             if t.shape.count == 2 && t.shape[0] == 2 { return t.shape[1] }
             if allowFlat && t.shape == [2] { return 1 }
-            throw TileError(path: path, tensor: name, "shape \(t.shape); expected [2, E]")
+            throw InputError(path: path, tensor: name, "shape \(t.shape); expected [2, E]")
         }
         let tx = try require(TileTensor.txX)
         guard tx.shape.count == 1 || tx.shape.count == 2 else {
-            throw TileError(path: path, tensor: TileTensor.txX, "shape \(tx.shape); expected [N_tx] or [N_tx, C]")
+            throw InputError(path: path, tensor: TileTensor.txX, "shape \(tx.shape); expected [N_tx] or [N_tx, C]")
         }
-        guard tx.shape[0] > 0 else { throw TileError(path: path, tensor: TileTensor.txX, "empty tile: no transcripts") }
+        guard tx.shape[0] > 0 else { throw InputError(path: path, tensor: TileTensor.txX, "empty tile: no transcripts") }
         let bd = try require(TileTensor.bdX)
-        guard bd.shape.count == 2 else { throw TileError(path: path, tensor: TileTensor.bdX, "shape \(bd.shape); expected [N_bd, F_bd]") }
+        guard bd.shape.count == 2 else { throw InputError(path: path, tensor: TileTensor.bdX, "shape \(bd.shape); expected [N_bd, F_bd]") }
         let labels = header[TileTensor.labelIndex] == nil ? 0 : try edgeCount(TileTensor.labelIndex, allowFlat: true)
         return TileSizes(path: path, numTx: tx.shape[0], numBd: bd.shape[0],
                          numNeighbors: try edgeCount(TileTensor.neighborsEdgeIndex, allowFlat: false),
@@ -93,9 +93,9 @@ public struct TileSkipReport: Sendable {
     /// Files that read and validated, in the order given.
     public var kept: [String]
     /// One error per file that did not, in the order given.
-    public var skipped: [TileError]
+    public var skipped: [InputError]
 
-    public init(kept: [String] = [], skipped: [TileError] = []) {
+    public init(kept: [String] = [], skipped: [InputError] = []) {
         self.kept = kept
         self.skipped = skipped
     }
@@ -110,10 +110,10 @@ public extension Tile {
             do {
                 _ = try Tile.read(path: p, options: options)
                 report.kept.append(p)
-            } catch let e as TileError {
+            } catch let e as InputError {
                 report.skipped.append(e)
             } catch {
-                report.skipped.append(TileError(path: p, "\(error)"))
+                report.skipped.append(InputError(path: p, "\(error)"))
             }
         }
         return report

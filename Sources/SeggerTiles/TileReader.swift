@@ -43,7 +43,7 @@ public extension Tile {
         do {
             file = try SafeTensorsFile.read(path: path)
         } catch let e as SafeTensorsError {
-            throw TileError(e)
+            throw InputError(e)
         }
         try checkContract(file.metadata, path: path)
         return try Tile(tensors: file.tensors, path: path, options: options)
@@ -53,16 +53,16 @@ public extension Tile {
     /// (absent keys are fine).
     static func checkContract(_ metadata: [String: String], path: String) throws {
         if let format = metadata["format"], format != "segger-tile" {
-            throw TileError(path: path, "metadata format is '\(format)', not 'segger-tile'")
+            throw InputError(path: path, "metadata format is '\(format)', not 'segger-tile'")
         }
         if let version = metadata["version"], version != "1" && version != "2" {
-            throw TileError(path: path, "segger-tile version '\(version)' is not supported (this reader knows versions 1 and 2)")
+            throw InputError(path: path, "segger-tile version '\(version)' is not supported (this reader knows versions 1 and 2)")
         }
     }
 
     /// Validates named tensors against the segger-tile contract (v1, plus v2's optional ids) and builds the tile.
     init(tensors: [String: Tensor], path: String, options: TileReadOptions = TileReadOptions()) throws {
-        func fail(_ tensor: String?, _ message: String) -> TileError { TileError(path: path, tensor: tensor, message) }
+        func fail(_ tensor: String?, _ message: String) -> InputError { InputError(path: path, tensor: tensor, message) }
         func require(_ name: String) throws -> Tensor {
             guard let t = tensors[name] else { throw fail(name, "missing required tensor") }
             return t
@@ -182,7 +182,7 @@ public extension Tile {
     /// `tx.pos` / `bd.pos`: F32 (any float dtype) [rows, 2] or [rows, 3], every value finite.
     /// Returns the row-major values and the width, or ([], 0) when absent (or not kept).
     private static func positions(_ tensors: [String: Tensor], _ name: String, rows: Int, keep: Bool,
-                                  fail: (String?, String) -> TileError) throws -> ([Float], Int) {
+                                  fail: (String?, String) -> InputError) throws -> ([Float], Int) {
         guard let p = tensors[name] else { return ([], 0) }
         guard p.dtype.isFloatingPoint, p.shape.count == 2, p.shape[0] == rows, p.shape[1] == 2 || p.shape[1] == 3 else {
             throw fail(name, "dtype \(p.dtype.rawValue) with shape \(p.shape); expected F32 [\(rows), 2] or [\(rows), 3]")
@@ -198,7 +198,7 @@ public extension Tile {
 
     /// `tx.id`: I64 (or I32) [N_tx], unique within the tile. nil when absent (or not kept).
     private static func transcriptIDs(_ tensors: [String: Tensor], rows: Int, keep: Bool,
-                                      fail: (String?, String) -> TileError) throws -> [Int64]? {
+                                      fail: (String?, String) -> InputError) throws -> [Int64]? {
         let name = TileTensor.txID
         guard let t = tensors[name] else { return nil }
         guard t.dtype == .I64 || t.dtype == .I32, t.shape == [rows] else {
@@ -220,7 +220,7 @@ public extension Tile {
     /// `bd.id`: U8 [N_bd, W], row i the UTF-8 bytes of boundary i's id, zero-padded to W; each id
     /// non-empty, valid UTF-8, without a NUL inside, unique within the tile. nil when absent (or not kept).
     private static func boundaryIDs(_ tensors: [String: Tensor], rows: Int, keep: Bool,
-                                    fail: (String?, String) -> TileError) throws -> [String]? {
+                                    fail: (String?, String) -> InputError) throws -> [String]? {
         let name = TileTensor.bdID
         guard let t = tensors[name] else { return nil }
         guard t.dtype == .U8, t.shape.count == 2, t.shape[0] == rows, t.shape[1] > 0 || rows == 0 else {
@@ -315,20 +315,20 @@ public enum TileDirectory {
     public static func list(_ dir: String) throws -> [String] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
-            throw TileError(path: dir, "no such directory")
+            throw InputError(path: dir, "no such directory")
         }
-        guard isDir.boolValue else { throw TileError(path: dir, "not a directory") }
+        guard isDir.boolValue else { throw InputError(path: dir, "not a directory") }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: dir)
         } catch {
-            throw TileError(path: dir, "cannot list directory (\(error.localizedDescription))")
+            throw InputError(path: dir, "cannot list directory (\(error.localizedDescription))")
         }
         let tiles = names.filter { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".pt")) && !$0.hasPrefix(".") }.sorted()
         if tiles.isEmpty && names.contains("processed") { // segger's <split>_tiles/processed
             return try list((dir as NSString).appendingPathComponent("processed"))
         }
-        guard !tiles.isEmpty else { throw TileError(path: dir, "directory holds no tiles (*.safetensors)") }
+        guard !tiles.isEmpty else { throw InputError(path: dir, "directory holds no tiles (*.safetensors)") }
         return tiles.map { (dir as NSString).appendingPathComponent($0) }
     }
 }

@@ -17,27 +17,27 @@ public enum TorchCheckpoint {
 
     static func readStateDict(archive: TorchArchive) throws -> [String: Tensor] {
         let path = archive.path
-        guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
+        guard let pkl = try archive.record("data.pkl") else { throw InputError(path: path, "no data.pkl") }
         return try TorchPickle.withValue(pkl, archive: archive, path: path, checkpoint: true) { root in
             guard let top = root.dict else {
-                throw TorchFileError(path: path, "the pickle holds a \(root.kind), not a checkpoint dict or state_dict")
+                throw InputError(path: path, "the pickle holds a \(root.kind), not a checkpoint dict or state_dict")
             }
             let stateDict: PickleDict
             if let sd = top["state_dict"] {
-                guard let d = sd.dict else { throw TorchFileError(path: path, "'state_dict' is a \(sd.kind), not a dict") }
+                guard let d = sd.dict else { throw InputError(path: path, "'state_dict' is a \(sd.kind), not a dict") }
                 stateDict = d
             } else {
                 stateDict = top
             }
             var out: [String: Tensor] = [:]
             for (k, v) in stateDict.entries {
-                guard let name = k.string else { throw TorchFileError(path: path, "state_dict key is a \(k.kind), not a str") }
+                guard let name = k.string else { throw InputError(path: path, "state_dict key is a \(k.kind), not a str") }
                 guard case .tensor(let t) = v else {
-                    throw TorchFileError(path: path, "state_dict entry '\(name)' is a \(v.kind), not a tensor")
+                    throw InputError(path: path, "state_dict entry '\(name)' is a \(v.kind), not a tensor")
                 }
                 out[name] = t
             }
-            guard !out.isEmpty else { throw TorchFileError(path: path, "the state_dict holds no tensors") }
+            guard !out.isEmpty else { throw InputError(path: path, "the state_dict holds no tensors") }
             return out
         }
     }

@@ -325,7 +325,7 @@ final class Unpickler {
         arena = []
     }
 
-    func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, "pickle: \(m)") }
+    func fail(_ m: String) -> InputError { InputError(path: path, "pickle: \(m)") }
 
     func track<C: PickleContainer>(_ c: C) -> C { arena.append(c); return c }
 

@@ -28,7 +28,7 @@ public enum TorchTiles {
 
     static func readTensors(archive: TorchArchive) throws -> TorchTileContents {
         let path = archive.path
-        guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
+        guard let pkl = try archive.record("data.pkl") else { throw InputError(path: path, "no data.pkl") }
         return try TorchPickle.withValue(pkl, archive: archive, path: path) { root in
             try contents(of: root, path: path)
         }
@@ -43,44 +43,35 @@ public enum TorchTiles {
 
     static func sizes(archive: TorchArchive) throws -> (numTx: Int, numBd: Int, numNeighbors: Int, numBelongs: Int, numLabels: Int) {
         let path = archive.path
-        do {
-            guard let pkl = try archive.record("data.pkl") else { throw TorchFileError(path: path, "no data.pkl") }
-            return try TorchPickle.withValue(pkl, archive: archive, path: path, shapesOnly: true) { root in
-                let (nodes, edges) = try stores(of: root, path: path)
-                func shape(_ m: PickleDict?, _ key: String, _ name: String) throws -> [Int]? {
-                    guard let v = m?[key] else { return nil }
-                    guard let s = v.tensorShape else { throw TorchFileError(path: path, "'\(name)' is a \(v.kind), expected a tensor") }
-                    return s
-                }
-                func edgeCount(_ s: [Int]?, _ name: String, allowFlat: Bool) throws -> Int {
-                    guard let s else { return 0 }
-                    if s.count == 2 && s[0] == 2 { return s[1] }
-                    if allowFlat && s == [2] { return 1 }
-                    throw TileError(path: path, tensor: name, "shape \(s); expected [2, E]")
-                }
-                guard let tx = try shape(nodes["tx"], "x", "tx.x"), !tx.isEmpty else { throw TorchFileError(path: path, "no 'tx.x'") }
-                let nn = edges["tx__neighbors__tx"], b = edges["tx__belongs__bd"]
-                guard let nnShape = try shape(nn, "edge_index", TileTensor.neighborsEdgeIndex) else {
-                    throw TileError(path: path, tensor: TileTensor.neighborsEdgeIndex, "missing required tensor")
-                }
-                return (tx[0], try numNodes(nodes["bd"], path: path) ?? 0,
-                        try edgeCount(nnShape, TileTensor.neighborsEdgeIndex, allowFlat: false),
-                        try edgeCount(try shape(b, "edge_index", TileTensor.belongsEdgeIndex), TileTensor.belongsEdgeIndex, allowFlat: false),
-                        try edgeCount(try shape(b, "edge_label_index", TileTensor.labelIndex), TileTensor.labelIndex, allowFlat: true))
+        guard let pkl = try archive.record("data.pkl") else { throw InputError(path: path, "no data.pkl") }
+        return try TorchPickle.withValue(pkl, archive: archive, path: path, shapesOnly: true) { root in
+            let (nodes, edges) = try stores(of: root, path: path)
+            func shape(_ m: PickleDict?, _ key: String, _ name: String) throws -> [Int]? {
+                guard let v = m?[key] else { return nil }
+                guard let s = v.tensorShape else { throw InputError(path: path, "'\(name)' is a \(v.kind), expected a tensor") }
+                return s
             }
-        } catch let e as TorchFileError {
-            throw TileError(path: e.path, e.message)
+            func edgeCount(_ s: [Int]?, _ name: String, allowFlat: Bool) throws -> Int {
+                guard let s else { return 0 }
+                if s.count == 2 && s[0] == 2 { return s[1] }
+                if allowFlat && s == [2] { return 1 }
+                throw InputError(path: path, tensor: name, "shape \(s); expected [2, E]")
+            }
+            guard let tx = try shape(nodes["tx"], "x", "tx.x"), !tx.isEmpty else { throw InputError(path: path, "no 'tx.x'") }
+            let nn = edges["tx__neighbors__tx"], b = edges["tx__belongs__bd"]
+            guard let nnShape = try shape(nn, "edge_index", TileTensor.neighborsEdgeIndex) else {
+                throw InputError(path: path, tensor: TileTensor.neighborsEdgeIndex, "missing required tensor")
+            }
+            return (tx[0], try numNodes(nodes["bd"], path: path) ?? 0,
+                    try edgeCount(nnShape, TileTensor.neighborsEdgeIndex, allowFlat: false),
+                    try edgeCount(try shape(b, "edge_index", TileTensor.belongsEdgeIndex), TileTensor.belongsEdgeIndex, allowFlat: false),
+                    try edgeCount(try shape(b, "edge_label_index", TileTensor.labelIndex), TileTensor.labelIndex, allowFlat: true))
         }
     }
 
     /// Reads and validates a segger `.pt` tile (Tile.read dispatches here for `*.pt`).
     public static func read(path: String, options: TileReadOptions = TileReadOptions()) throws -> Tile {
-        let c: TorchTileContents
-        do {
-            c = try readTensors(path: path)
-        } catch let e as TorchFileError {
-            throw TileError(path: e.path, e.message)
-        }
+        let c = try readTensors(path: path)
         return try Tile(tensors: c.tensors, path: path, options: options)
     }
 
@@ -114,7 +105,7 @@ public enum TorchTiles {
             }
         }
         guard !jobs.isEmpty else {
-            throw TileError(path: from, "--from holds no segger .pt tiles (nor does processed/, {train,val,test}_tiles/processed or {train,val,test}/)")
+            throw InputError(path: from, "--from holds no segger .pt tiles (nor does processed/, {train,val,test}_tiles/processed or {train,val,test}/)")
         }
         // The output must not meet the input: tiles written next to (or above, or below) their source are
         // read twice by a later run, or read back as input by this one.
@@ -125,13 +116,13 @@ public enum TorchTiles {
             for (what, dir) in [("--from", fromDir), ("the source tiles' directory", src)] {
                 if dst == dir || isInside(dst, dir) || isInside(dir, dst) {
                     let relation = dst == dir ? "is" : isInside(dst, dir) ? "lies inside" : "contains"
-                    throw TileError(path: job.out, "--to \(to) \(relation) \(what) (\(dir)): write the safetensors tiles to a directory apart from the .pt tiles (e.g. \((from as NSString).standardizingPath)-safetensors)")
+                    throw OutputError("\(job.out): --to \(to) \(relation) \(what) (\(dir)): write the safetensors tiles to a directory apart from the .pt tiles (e.g. \((from as NSString).standardizingPath)-safetensors)")
                 }
             }
             let existing = job.files.map { outputName($0, in: job.out) }.filter { FileManager.default.fileExists(atPath: $0) }
             if !existing.isEmpty {
                 let shown = existing.prefix(3).map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
-                throw TileError(path: job.out, "--to already holds \(existing.count) of the files convert would write (\(shown)\(existing.count > 3 ? ", …" : "")); not overwriting them: remove them or pick another --to")
+                throw OutputError("\(job.out): --to already holds \(existing.count) of the files convert would write (\(shown)\(existing.count > 3 ? ", …" : "")); not overwriting them: remove them or pick another --to")
             }
         }
         var written = 0
@@ -139,17 +130,17 @@ public enum TorchTiles {
             do {
                 try FileManager.default.createDirectory(atPath: job.out, withIntermediateDirectories: true)
             } catch {
-                throw TileError(path: job.out, "--to: cannot create the directory (\(error.localizedDescription))")
+                throw OutputError("\(job.out): --to: cannot create the directory (\(error.localizedDescription))")
             }
             for file in job.files {
                 let c: TorchTileContents
-                do { c = try readTensors(path: file) } catch let e as TorchFileError { throw TileError(path: e.path, e.message) }
+                c = try readTensors(path: file)
                 let tile = try Tile(tensors: c.tensors, path: file)
                 let out = outputName(file, in: job.out)
                 do {
                     try tile.write(to: out)
-                } catch let e as AtomicFile.WriteError {
-                    throw TileError(path: e.path, e.message)
+                } catch let e as SafeTensorsError {
+                    throw OutputError("\(e)")
                 }
                 written += 1
             }
@@ -188,7 +179,7 @@ public enum TorchTiles {
 
     /// The node stores (type → attribute mapping) and edge stores (`src__rel__dst` → mapping).
     static func stores(of root: PickleValue, path: String) throws -> (nodes: [String: PickleDict], edges: [String: PickleDict]) {
-        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        func fail(_ m: String) -> InputError { InputError(path: path, m) }
         guard case .object(let data) = root else {
             throw fail("the pickle holds a \(root.kind), not a PyG HeteroData")
         }
@@ -222,7 +213,7 @@ public enum TorchTiles {
         guard let m else { return nil }
         if let v = m["num_nodes"], case .none = v {} else if let v = m["num_nodes"] {
             guard let n = v.int, n >= 0, n < Int64(Int32.max) else {
-                throw TorchFileError(path: path, "num_nodes is \(v.int.map(String.init) ?? v.kind), not a node count")
+                throw InputError(path: path, "num_nodes is \(v.int.map(String.init) ?? v.kind), not a node count")
             }
             return Int(n)
         }
@@ -238,7 +229,7 @@ public enum TorchTiles {
     }
 
     static func contents(of root: PickleValue, path: String) throws -> TorchTileContents {
-        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        func fail(_ m: String) -> InputError { InputError(path: path, m) }
         let (nodes, edges) = try stores(of: root, path: path)
         func tensor(_ m: PickleDict?, _ key: String, _ name: String) throws -> Tensor? {
             guard let v = m?[key] else { return nil }

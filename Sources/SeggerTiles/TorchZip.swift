@@ -4,19 +4,6 @@
 // aligned through padding in the local header's extra field. Read with every offset checked.
 import Foundation
 
-/// A problem with a torch file (`.pt` tile, `.ckpt` checkpoint), naming the file and what is wrong.
-public struct TorchFileError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-
-    public init(path: String, _ message: String) {
-        self.path = path
-        self.message = message
-    }
-
-    public var description: String { "\(path): \(message)" }
-}
-
 /// The entries of a torch.save zip archive, read into memory and indexed by name.
 struct TorchArchive {
     let path: String
@@ -35,7 +22,7 @@ struct TorchArchive {
         var st = stat()
         if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
             let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory" : "is a FIFO, socket or device"
-            throw TorchFileError(path: path, "cannot read file: not a regular file (\(what))")
+            throw InputError(path: path, "cannot read file: not a regular file (\(what))")
         }
         let data: Data
         do {
@@ -48,7 +35,7 @@ struct TorchArchive {
             } else if ns.domain == NSCocoaErrorDomain && ns.code == NSFileReadNoSuchFileError {
                 reason = "no such file"
             }
-            throw TorchFileError(path: path, "cannot read file (\(reason))")
+            throw InputError(path: path, "cannot read file (\(reason))")
         }
         return try TorchArchive(bytes: [UInt8](data), path: path)
     }
@@ -56,7 +43,7 @@ struct TorchArchive {
     init(bytes: [UInt8], path: String) throws {
         self.path = path
         self.bytes = bytes
-        func fail(_ m: String) -> TorchFileError { TorchFileError(path: path, m) }
+        func fail(_ m: String) -> InputError { InputError(path: path, m) }
         let n = bytes.count
         func u16(_ o: Int) -> Int { Int(bytes[o]) | Int(bytes[o + 1]) << 8 }
         func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
@@ -185,7 +172,7 @@ struct TorchArchive {
         let slice = bytes[range]
         let actual = CRC32.checksum(slice)
         guard actual == crc else {
-            throw TorchFileError(path: path, "damaged zip archive: entry '\(name)' fails its CRC-32 check (\(String(actual, radix: 16)) ≠ \(String(crc, radix: 16)))")
+            throw InputError(path: path, "damaged zip archive: entry '\(name)' fails its CRC-32 check (\(String(actual, radix: 16)) ≠ \(String(crc, radix: 16)))")
         }
         return slice
     }

@@ -2,7 +2,9 @@
 // the training position, written atomically by rank 0. Enough for --resume to continue exactly.
 import Foundation
 import SafeTensors
+import SeggerDistributed
 import SeggerModel
+import SeggerTiles
 
 /// Where training stands: what a resumed run needs besides weights and optimizer moments.
 public struct TrainingPosition: Codable, Equatable, Sendable {
@@ -83,11 +85,12 @@ public struct Checkpoint {
     public var model: ModelConfig
     public var optimizer: OptimizerConfig?
     public var position: TrainingPosition?
-    /// Every tensor of the file (weights under `model.`, optimizer state under `optimizer.`).
-    public var tensors: [String: Tensor]
+    /// The file as read (weights under `model.`, optimizer state under `optimizer.`).
+    public var file: ModelFile
+    public var tensors: [String: Tensor] { file.tensors }
 
     /// Metadata keys.
-    static let formatKey = "format", modelKey = "model_config", optimizerKey = "optimizer_config",
+    static let formatKey = "format", modelKey = ModelFile.configKey, optimizerKey = "optimizer_config",
         positionKey = "training_position"
 
     /// Writes weights, optimizer state and position atomically to `path`.
@@ -109,36 +112,27 @@ public struct Checkpoint {
         try SafeTensorsFile.write(tensors, metadata: meta, to: path)
     }
 
-    /// Reads a checkpoint written by `write`, or any safetensors file of PyG-named weights (with or
-    /// without `model.`), in which case `model` comes from `fallbackConfig`.
-    public static func read(path: String, fallbackConfig: ModelConfig? = nil) throws -> Checkpoint {
-        let file = try SafeTensorsFile.read(path: path)
-        var model: ModelConfig
-        if let json = file.metadata[modelKey] {
-            do { model = try ModelConfig.fromJSON(json) } catch {
-                throw OutputError("\(path): metadata '\(modelKey)' is not a valid model config: \(describe(error))")
-            }
-        } else if let fallbackConfig {
-            model = fallbackConfig
-        } else {
-            throw OutputError("\(path): not a segger-train checkpoint (no '\(modelKey)' metadata)")
-        }
-        if let problem = model.sizeProblem {
-            throw OutputError("\(path): metadata '\(modelKey)': \(problem)")
+    /// Reads a checkpoint written by `write` through the one model-file reader (`ModelFile`): its
+    /// stated model config is required (decoded, every size in range), its training position decoded
+    /// when present. Errors are `InputError`s naming the file and the field.
+    public static func read(path: String) throws -> Checkpoint {
+        let file = try ModelFile.read(path: path)
+        guard let model = try file.statedConfig() else {
+            throw InputError(path: path, "not a segger-train checkpoint (no '\(modelKey)' metadata)")
         }
         var optimizer: OptimizerConfig?
         if let json = file.metadata[optimizerKey] {
             optimizer = try? JSONDecoder().decode(OptimizerConfig.self, from: Data(json.utf8))
         }
         return Checkpoint(path: path, model: model, optimizer: optimizer, position: try position(file.metadata, path: path),
-                          tensors: file.tensors)
+                          file: file)
     }
 
     /// The training position in a checkpoint's metadata (nil when it has none).
     static func position(_ metadata: [String: String], path: String) throws -> TrainingPosition? {
         guard let json = metadata[positionKey] else { return nil }
         do { return try JSONDecoder().decode(TrainingPosition.self, from: Data(json.utf8)) } catch {
-            throw OutputError("\(path): metadata '\(positionKey)' is not valid: \(diagnosePosition(json) ?? describe(error))")
+            throw InputError(path: path, "metadata '\(positionKey)' is not valid: \(diagnosePosition(json) ?? ModelFile.describe(error))")
         }
     }
 
@@ -165,83 +159,44 @@ public struct Checkpoint {
         guard let header = try? SafeTensorsFile.readHeader(path: path) else { return nil }
         return (try? position(header.metadata, path: path))?.runID
     }
-
-    /// A decoding error as "field 'x': what" rather than Foundation's debug text.
-    static func describe(_ error: Error) -> String {
-        func path(_ c: [CodingKey]) -> String { c.map(\.stringValue).joined(separator: ".") }
-        switch error as? DecodingError {
-        case .typeMismatch(_, let c)?: return "field '\(path(c.codingPath))' has the wrong type (\(c.debugDescription))"
-        case .valueNotFound(_, let c)?: return "field '\(path(c.codingPath))' is null"
-        case .keyNotFound(let k, let c)?: return "field '\(path(c.codingPath + [k]))' is missing"
-        case .dataCorrupted(let c)?: return c.codingPath.isEmpty ? "not valid JSON" : "field '\(path(c.codingPath))': \(c.debugDescription)"
-        default: return "\(error)"
-        }
-    }
-
-    /// Weight tensors only, keyed by PyG name (the `model.` prefix removed).
-    public var weights: [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for (k, v) in tensors where !k.hasPrefix("optimizer.") {
-            out[k.hasPrefix("model.") ? String(k.dropFirst(6)) : k] = v
-        }
-        return out
-    }
 }
 
 // MARK: - Untrusted tensors
 
-/// Checks for weights and optimizer state read from a file, made before they are loaded: what a loader
-/// would take silently (NaN, inf, a negative second moment, state of another precision) is an error that
-/// names the file and the tensor.
+/// Checks of optimizer state read from a checkpoint, made before it is loaded: what a loader would take
+/// silently (NaN, inf, a negative second moment, state of another precision) is an error that names the
+/// file and the tensor. (Weights are checked by `ModelFile.loadWeights(into:)`.)
 public enum TensorChecks {
-    /// Every parameter tensor present in `tensors` (PyG name, with or without `model.`) holds finite values.
-    public static func requireFiniteWeights(_ tensors: [String: Tensor], parameters: [ParameterInfo], source: String) throws {
-        for p in parameters {
-            let key = tensors[p.name] != nil ? p.name : "model." + p.name
-            guard let t = tensors[key], t.dtype.isFloatingPoint else { continue }  // absent or mistyped: loadWeights names it
-            if let problem = nonFinite(t.floats()) {
-                throw WeightsError(source: source, "tensor '\(key)' \(problem): refusing to start from non-finite weights")
-            }
-        }
-    }
-
     /// The optimizer state of a checkpoint: `optimizer.exp_avg` / `exp_avg_sq` F32 [count], finite, the
     /// second moment non-negative, `optimizer.step` a non-negative integer. Returns the step.
     @discardableResult
     public static func requireValidOptimizerState(_ tensors: [String: Tensor], count: Int, source: String) throws -> Int {
         for name in ["optimizer.exp_avg", "optimizer.exp_avg_sq"] {
             guard let t = tensors[name] else {
-                throw WeightsError(source: source, "optimizer state missing: no tensor '\(name)' (a checkpoint written by segger-train train has optimizer.exp_avg, optimizer.exp_avg_sq and optimizer.step)")
+                throw InputError(path: source, "optimizer state missing: no tensor '\(name)' (a checkpoint written by segger-train train has optimizer.exp_avg, optimizer.exp_avg_sq and optimizer.step)")
             }
             guard t.dtype == .F32 else {
-                throw WeightsError(source: source, "tensor '\(name)' has dtype \(t.dtype.rawValue); segger-train keeps the optimizer state in F32 and does not convert it")
+                throw InputError(path: source, "tensor '\(name)' has dtype \(t.dtype.rawValue); segger-train keeps the optimizer state in F32 and does not convert it")
             }
             guard t.shape == [count] else {
-                throw WeightsError(source: source, "tensor '\(name)' has shape \(t.shape); the model has \(count) parameters, so it must be [\(count)]")
+                throw InputError(path: source, "tensor '\(name)' has shape \(t.shape); the model has \(count) parameters, so it must be [\(count)]")
             }
             let v = t.floats()
-            if let problem = nonFinite(v) { throw WeightsError(source: source, "tensor '\(name)' \(problem)") }
+            if let problem = ModelFile.nonFinite(v) { throw InputError(path: source, "tensor '\(name)' \(problem)") }
             if name == "optimizer.exp_avg_sq", let i = v.firstIndex(where: { $0 < 0 }) {
-                throw WeightsError(source: source, "tensor '\(name)' holds a negative value (\(v[i]) at index \(i)); a second moment is never negative")
+                throw InputError(path: source, "tensor '\(name)' holds a negative value (\(v[i]) at index \(i)); a second moment is never negative")
             }
         }
         guard let s = tensors["optimizer.step"] else {
-            throw WeightsError(source: source, "optimizer state missing: no tensor 'optimizer.step'")
+            throw InputError(path: source, "optimizer state missing: no tensor 'optimizer.step'")
         }
         guard let steps = s.int64s(), steps.count == 1, let step = steps.first else {
-            throw WeightsError(source: source, "tensor 'optimizer.step' has dtype \(s.dtype.rawValue) and shape \(s.shape); expected one integer")
+            throw InputError(path: source, "tensor 'optimizer.step' has dtype \(s.dtype.rawValue) and shape \(s.shape); expected one integer")
         }
         guard (0...Int64(TrainingPosition.counterLimit)).contains(step) else {
-            throw WeightsError(source: source, "tensor 'optimizer.step' is \(step); it must lie in 0…\(TrainingPosition.counterLimit)")
+            throw InputError(path: source, "tensor 'optimizer.step' is \(step); it must lie in 0…\(TrainingPosition.counterLimit)")
         }
         return Int(step)
-    }
-
-    /// "holds N non-finite value(s) of M (first: nan at index i)", or nil when all are finite.
-    static func nonFinite(_ v: [Float]) -> String? {
-        guard let first = v.firstIndex(where: { !$0.isFinite }) else { return nil }
-        let n = v.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-        return "holds \(n) non-finite value(s) of \(v.count) (first: \(v[first]) at index \(first))"
     }
 }
 

@@ -6,6 +6,7 @@
 import Foundation
 import SafeTensors
 import SeggerModel
+import SeggerTiles
 
 /// The checkpoints directory of one run root, held by one run at a time.
 public final class CheckpointDirectory {
@@ -223,20 +224,20 @@ extension CheckpointDirectory {
             resumePath = last
         case .path(let p):
             var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw OutputError("--resume \(p): no such file") }
-            guard !isDir.boolValue else { throw OutputError("--resume \(p) is a directory; give a checkpoint file (e.g. \(p)/last.safetensors) or --resume auto") }
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw InputError(path: p, "no such file").given(by: "resume") }
+            guard !isDir.boolValue else { throw InputError(path: p, "is a directory; give a checkpoint file (e.g. \(p)/last.safetensors) or --resume auto").given(by: "resume") }
             resumePath = p
         }
 
         var checkpoint: Checkpoint? = nil
         var runID = CheckpointDirectory.newRunID()
         if let path = resumePath {
-            do { checkpoint = try Checkpoint.read(path: path) } catch { throw OutputError("cannot resume from \(path): \(error)") }
+            do { checkpoint = try Checkpoint.read(path: path) } catch let e as InputError { throw e.given(by: "resume") }
             guard let position = checkpoint!.position else {
-                throw OutputError("cannot resume from \(path): it has no training position (not written by segger-train train); to start from its weights, use --init_weights")
+                throw InputError(path: path, "has no training position (not written by segger-train train), so it cannot be resumed; to start from its weights, use --init_weights").given(by: "resume")
             }
             if let id = position.runID, !isValidRunID(id) {
-                throw OutputError("cannot resume from \(path): training position field 'runID' is '\(id.prefix(80))': expected 16 to 64 lowercase hex digits (was the checkpoint edited or damaged?)")
+                throw InputError(path: path, "training position field 'runID' is '\(id.prefix(80))': expected 16 to 64 lowercase hex digits (was the checkpoint edited or damaged?)").given(by: "resume")
             }
             let inside = dir.contains(path)
             let name = (path as NSString).lastPathComponent

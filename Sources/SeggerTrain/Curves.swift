@@ -3,6 +3,7 @@
 // redraws the picture at every epoch end, `segger-train plot` draws it for a finished run.
 import Foundation
 import SafeTensors
+import SeggerTiles
 
 /// One epoch's values from metrics.csv (nil: not logged, or NaN).
 public struct EpochMetrics: Equatable, Sendable {
@@ -18,24 +19,24 @@ public struct EpochMetrics: Equatable, Sendable {
 /// (`train_loss` without `train_loss_epoch`) are ignored. `source` names the file in errors.
 public func epochMetrics(csv: String, source: String) throws -> [EpochMetrics] {
     let lines = csv.split(whereSeparator: \.isNewline).map(String.init)
-    guard let header = lines.first else { throw OutputError("\(source) is empty (no header line)") }
+    guard let header = lines.first else { throw InputError(path: source, "empty (no header line)") }
     let columns = header.split(separator: ",", omittingEmptySubsequences: false).map {
         $0.trimmingCharacters(in: .whitespaces)
     }
     guard let epochColumn = columns.firstIndex(of: "epoch") else {
-        throw OutputError("\(source): no `epoch` column in the header (\(header.prefix(120)))")
+        throw InputError(path: source, "no `epoch` column in the header (\(header.prefix(120)))")
     }
     let wanted = ["train_loss_epoch", "validation_loss", "validation_auroc", "validation_f1"]
     let index = wanted.map { columns.firstIndex(of: $0) }
     guard index.contains(where: { $0 != nil }) else {
-        throw OutputError("\(source): none of the columns \(wanted.joined(separator: ", ")) in the header")
+        throw InputError(path: source, "none of the columns \(wanted.joined(separator: ", ")) in the header")
     }
     var byEpoch: [Int: EpochMetrics] = [:]
     for (n, line) in lines.dropFirst().enumerated() {
         let cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard epochColumn < cells.count, !cells[epochColumn].isEmpty else { continue }
         guard let epoch = Int(cells[epochColumn]), epoch >= 0 else {
-            throw OutputError("\(source) line \(n + 2): epoch `\(cells[epochColumn].prefix(40))` is not a count")
+            throw InputError(path: source, "line \(n + 2): epoch `\(cells[epochColumn].prefix(40))` is not a count")
         }
         func value(_ k: Int) -> Double? {
             guard let i = index[k], i < cells.count, let v = Double(cells[i]), v.isFinite else { return nil }
@@ -59,7 +60,7 @@ public func metricsFile(forRun dir: String) throws -> String {
     let fm = FileManager.default
     var isDirectory: ObjCBool = false
     guard fm.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
-        throw OutputError("\(dir) is not a directory (give a run's --default_root_dir or one of its lightning_logs/version_N)")
+        throw InputError(path: dir, "not a directory (give a run's --default_root_dir or one of its lightning_logs/version_N)")
     }
     let direct = (dir as NSString).appendingPathComponent("metrics.csv")
     if fm.fileExists(atPath: direct) { return direct }
@@ -68,10 +69,10 @@ public func metricsFile(forRun dir: String) throws -> String {
         name.hasPrefix("version_") ? Int(name.dropFirst(8)) : nil
     }
     guard let newest = versions.max() else {
-        throw OutputError("\(dir) holds neither metrics.csv nor lightning_logs/version_N (is it a run's --default_root_dir?)")
+        throw InputError(path: dir, "holds neither metrics.csv nor lightning_logs/version_N (is it a run's --default_root_dir?)")
     }
     let path = "\(logs)/version_\(newest)/metrics.csv"
-    guard fm.fileExists(atPath: path) else { throw OutputError("\(path) does not exist") }
+    guard fm.fileExists(atPath: path) else { throw InputError(path: path, "does not exist") }
     return path
 }
 
@@ -81,7 +82,7 @@ public func writeCurves(metricsPath: String, to svgPath: String) throws {
     let title = "segger-train: " + (metricsPath as NSString).deletingLastPathComponent
     let text: String
     do { text = try String(contentsOfFile: metricsPath, encoding: .utf8) } catch {
-        throw OutputError("cannot read \(metricsPath): \(error.localizedDescription)")
+        throw InputError(path: metricsPath, "cannot read (\(error.localizedDescription))")
     }
     let rows = try epochMetrics(csv: text, source: metricsPath)
     try AtomicFile.write(curvesSVG(rows, title: title), to: svgPath)

@@ -5,6 +5,7 @@
 // out-of-memory, if any, comes hours in). One forward and backward pass on the largest tiles before the
 // first step grows every buffer to its final size: the run's memory is reached, and visible, at start-up.
 import Foundation
+import SeggerDistributed
 import SeggerModel
 import SeggerTiles
 

@@ -3,13 +3,7 @@
 //   <root>/checkpoints/{epoch=E-step=S.safetensors, last.safetensors}
 import Foundation
 import SafeTensors
-
-/// A problem with the output directory, reported before training starts or at the failed write.
-public struct OutputError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
+import SeggerTiles
 
 /// The run's output directories and the metrics log.
 public final class RunDirectory {

@@ -4,14 +4,8 @@
 import Foundation
 import SafeTensors
 import SeggerDistributed
+import SeggerModel
 import SeggerTiles
-
-/// An error that every rank raises identically (so each rank can exit on its own without a hang).
-public struct CollectiveError: RaisedOnEveryRank, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
 
 /// A validated list of tiles with what sharding needs to know about each.
 public struct TileSet {

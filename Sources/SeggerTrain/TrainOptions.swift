@@ -182,10 +182,6 @@ extension ModelConfig {
         return String(decoding: try! enc.encode(self), as: UTF8.self)
     }
 
-    public static func fromJSON(_ text: String) throws -> ModelConfig {
-        try JSONDecoder().decode(ModelConfig.self, from: Data(text.utf8))
-    }
-
     /// The fields that differ from `other`, as "name: mine vs theirs" lines.
     public func differences(from other: ModelConfig) -> [String] {
         var out: [String] = []

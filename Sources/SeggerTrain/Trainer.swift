@@ -131,14 +131,13 @@ public final class Trainer {
         self.optimizer = optimizer
         try comm.rootDecides {
             if let c = held?.checkpoint {
-                try TensorChecks.requireFiniteWeights(c.weights, parameters: model.parameters, source: c.path)
-                try model.loadWeights(c.weights, source: c.path)
+                try c.file.loadWeights(into: model)
                 try TensorChecks.requireValidOptimizerState(c.tensors, count: model.parameterCount, source: c.path)
                 try optimizer.loadState(c.tensors, source: c.path)
             } else if let w = options.initWeights {
-                let tensors = try Trainer.readWeights(w)
-                try TensorChecks.requireFiniteWeights(tensors, parameters: model.parameters, source: w)
-                try model.loadWeights(tensors, source: w)
+                // Safetensors (PyG names, with or without `model.`), or segger's Lightning `.ckpt` / a torch
+                // state_dict; the config is this run's (flags and tiles), the file's weights must fit it.
+                do { try ModelFile.read(path: w).loadWeights(into: model) } catch let e as InputError { throw e.given(by: "init_weights") }
             }
         }
         held?.checkpoint = nil  // its tensors are no longer needed
@@ -212,19 +211,6 @@ public final class Trainer {
 
     deinit {
         accumulator.deallocate()
-    }
-
-    /// Starting weights: safetensors (PyG names, with or without `model.`), or a Lightning `.ckpt` /
-    /// torch `state_dict` file as segger writes them.
-    static func readWeights(_ path: String) throws -> [String: Tensor] {
-        do {
-            if path.hasSuffix(".ckpt") || path.hasSuffix(".pt") || path.hasSuffix(".pth") {
-                return try TorchCheckpoint.readStateDict(path: path)
-            }
-            return try SafeTensorsFile.read(path: path).tensors
-        } catch {
-            throw CollectiveError("--init_weights: \(error)")
-        }
     }
 
     // MARK: - The loop
@@ -513,11 +499,4 @@ public final class Trainer {
         }
         return digest
     }
-}
-
-/// An error raised on one rank only: the job must be aborted (MPI_Abort) rather than left to hang.
-public struct RankError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

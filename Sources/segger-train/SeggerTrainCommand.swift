@@ -128,17 +128,18 @@ func checkThreads(_ n: Int?) throws {
     if let n { try Flags.int("num_threads", n, 1...BLASThreads.maximum) }
 }
 
-/// Runs `body` on every rank and ends the process as its error demands: an error every rank raised
-/// alike (`ValidationError`, `CollectiveError`) → all ranks finalize and exit together (64 or 1, rank 0
-/// prints); an error on this rank only → with one rank just stop, with several take the job down
-/// (MPI_Abort) so that no other rank waits forever in a collective.
+/// Runs `body` on every rank and ends the process as its error demands (docs/architecture.md, "Errors"):
+/// an error every rank raised alike (`ValidationError` for a flag, `CollectiveError`) → all ranks finalize
+/// and exit together (64 or 1, rank 0 prints); any other error (`RankError`, or an input or output error
+/// that escaped an agreement) happened on this rank only → with one rank just stop (exit 1), with several
+/// take the job down (MPI_Abort) so that no other rank waits forever in a collective.
 func runOnEveryRank(_ comm: Communicator, _ body: () throws -> Void) {
     do {
         try body()
     } catch let e as ValidationError {
         if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
         comm.exitTogether(64)
-    } catch let e as RaisedOnEveryRank {
+    } catch let e as CollectiveError {
         if comm.isRoot { FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)) }
         comm.exitTogether(1)
     } catch {
@@ -376,16 +377,17 @@ struct Eval: ParsableCommand {
         do {
             let paths = try TileFiles.list(tiles, flag: "tiles")
             let extent: TileExtent
-            do { extent = try ModelFile.extent(of: paths) } catch { throw OutputError("--tiles \(error)") }
-            let (model, ck) = try ModelFile.load(path: checkpoint, flag: "checkpoint", largestTile: extent)
+            do { extent = try TileExtent.largest(of: paths) } catch let e as InputError { throw e.given(by: "tiles") }
+            let loaded = try ModelFile.load(path: checkpoint, flag: "checkpoint", largestTile: extent)
+            let model = loaded.model
             var logits: [Float] = [], labels: [Float] = []
             for p in paths {
                 // Token ids are checked against the checkpoint's vocabulary below (the reader's own check
                 // would cite a train flag).
                 let t: Tile
-                do { t = try Tile.read(path: p) } catch { throw OutputError("--tiles \(error)") }
-                if let problem = ck.model.incompatibility(with: t, path: p) {
-                    throw OutputError("--tiles: \(problem) (--checkpoint \(checkpoint))")
+                do { t = try Tile.read(path: p) } catch let e as InputError { throw e.given(by: "tiles") }
+                if let problem = loaded.config.incompatibility(with: t) {
+                    throw InputError(path: p, "\(problem) (--checkpoint \(checkpoint))").given(by: "tiles")
                 }
                 guard t.numLabels > 0 else { continue }
                 model.forward(t)
@@ -441,20 +443,24 @@ struct DumpStep: ParsableCommand {
             let options = TileReadOptions(numTxTokens: config.txFeatureDim == nil ? config.numTxTokens : nil)
             let read = try paths.map { try Tile.read(path: $0, options: options) }
             for (t, p) in zip(read, paths) {
-                if let problem = config.incompatibility(with: t, path: p) { throw OutputError("--tiles: \(problem) (the first tile decides)") }
+                if let problem = config.incompatibility(with: t) {
+                    throw InputError(path: p, "\(problem) (the first tile decides)").given(by: "tiles")
+                }
             }
             let b = Tile.batch(read)
             let extent = TileExtent(nodes: b.numTx + b.numBd, edges: b.neighbors.count + b.belongs.count, labels: b.numLabels)
             if let problem = MemoryEstimate(config: config, tile: extent).problem(what: "the model (\(config.flagSummary)) with this batch") {
-                throw OutputError(problem)
+                throw ValidationError(problem)
             }
             let m = SeggerModel(config: config, seed: 0)
-            let tensors: [String: Tensor]
-            do { tensors = try SafeTensorsFile.read(path: weights).tensors } catch { throw OutputError("--weights \(error)") }
-            try TensorChecks.requireFiniteWeights(tensors, parameters: m.parameters, source: weights)
-            do { try m.loadWeights(tensors, source: weights) } catch {
+            let file: ModelFile
+            do {
+                file = try ModelFile.read(path: weights)
+                try file.requireFiniteWeights(for: m.parameters)
+            } catch let e as InputError { throw e.given(by: "weights") }
+            do { try file.loadWeights(into: m, requireFinite: false) } catch let e as InputError {
                 let arch = (config.residual ? "" : " --no-residual") + (config.l2Normalize ? "" : " --no-l2-normalize")
-                throw OutputError("--weights \(weights) does not fit the model of the flags (\(config.flagSummary)\(arch)): \(error)")
+                throw InputError(path: weights, "does not fit the model of the flags (\(config.flagSummary)\(arch)): \(e.message)").given(by: "weights")
             }
             let lossSum = m.forward(b)
             let L = max(1, b.numLabels)
@@ -499,7 +505,7 @@ struct Digest: ParsableCommand {
     func run() throws {
         do {
             // The digest is of the bytes as they are: non-finite weights are reported, not refused.
-            let (m, _) = try ModelFile.load(path: checkpoint, flag: "checkpoint", requireFinite: false)
+            let m = try ModelFile.load(path: checkpoint, flag: "checkpoint", requireFinite: false).model
             print(weightsDigest(m.weights))
         } catch {
             fail("\(error)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SeggerModel
 import SeggerTiles
 import SeggerTrain
 
@@ -113,11 +114,11 @@ struct SynthCommand: ParsableCommand {
             let existing = names.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".pt") || $0 == "manifest.json" }.sorted()
             if !existing.isEmpty {
                 let shown = existing.prefix(4).joined(separator: ", ") + (existing.count > 4 ? ", …" : "")
-                throw TileError(path: out, "--out already holds \(existing.count) tile file(s) (\(shown)); synth writes into a new or empty directory: remove them or pick another --out")
+                throw OutputError("\(out): --out already holds \(existing.count) tile file(s) (\(shown)); synth writes into a new or empty directory: remove them or pick another --out")
             }
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), !isDir.boolValue {
-                throw TileError(path: out, "--out is a file, not a directory")
+                throw OutputError("\(out): --out is a file, not a directory")
             }
             try SeggerTiles.Synth.writeDirectory(config: c, to: out)
         } catch {

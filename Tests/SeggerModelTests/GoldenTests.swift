@@ -35,13 +35,13 @@ struct GoldenConfig {
     init(_ file: SafeTensorsFile, path: String) throws {
         func object(_ key: String) throws -> [String: Any] {
             guard let text = file.metadata[key], let o = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-                throw WeightsError(source: path, "no `\(key)` JSON in the metadata")
+                throw InputError(path: path, "no `\(key)` JSON in the metadata")
             }
             return o
         }
         let c = try object("config"), o = try object("optimizer")
         func int(_ k: String) throws -> Int {
-            guard let v = c[k] as? Int else { throw WeightsError(source: path, "config has no integer \(k)") }
+            guard let v = c[k] as? Int else { throw InputError(path: path, "config has no integer \(k)") }
             return v
         }
         model.numTxTokens = try int("num_tx_tokens"); model.initEmb = try int("init_emb")
@@ -50,10 +50,10 @@ struct GoldenConfig {
         model.residual = ["documented", "residual"].contains(c["variant"] as? String ?? "")
         model.l2Normalize = c["l2norm"] as? Bool ?? false
         guard o["name"] as? String == "adamw", let lr = o["lr"] as? Double, let wd = o["weight_decay"] as? Double,
-              let clip = o["clip"] as? Double else { throw WeightsError(source: path, "optimizer metadata is not AdamW with lr, weight_decay, clip") }
+              let clip = o["clip"] as? Double else { throw InputError(path: path, "optimizer metadata is not AdamW with lr, weight_decay, clip") }
         optimizer.kind = .adamw; optimizer.lr = Float(lr); optimizer.weightDecay = Float(wd); optimizer.maxNorm = Float(clip)
         guard let t = file.metadata["tiles"], let names = try JSONSerialization.jsonObject(with: Data(t.utf8)) as? [String] else {
-            throw WeightsError(source: path, "no `tiles` list in the metadata")
+            throw InputError(path: path, "no `tiles` list in the metadata")
         }
         tiles = names
     }

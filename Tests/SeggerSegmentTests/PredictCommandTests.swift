@@ -52,7 +52,7 @@ final class PredictCommandTests: XCTestCase {
     func testRankCountsWriteTheSameFilesAsTheReference() throws {
         let f = try fixture()
         let tiles = try TileDirectory.list(f.tiles).map { try Tile.read(path: $0) }
-        let model = try PredictionModel.load(path: f.checkpoint).model
+        let model = try ModelFile.load(path: f.checkpoint, flag: "checkpoint").model
         for cc in [false, true] {
             var p = SegmentParameters()
             p.minBd = 2

@@ -268,7 +268,7 @@ final class PredictionTests: XCTestCase {
         o.format = .csv
         o.parameters.minBd = 0
         XCTAssertThrowsError(try runPrediction(o, comm: comm, source: MemoryTiles(tiles: tiles)), file: file, line: line) { e in
-            XCTAssertTrue(e is SegmentError, "\(e)", file: file, line: line)
+            XCTAssertTrue(e is CollectiveError, "\(e)", file: file, line: line)
             for f in fragments { XCTAssertTrue("\(e)".contains(f), "'\(f)' not in: \(e)", file: file, line: line) }
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: o.out), "nothing left behind", file: file, line: line)
@@ -349,20 +349,20 @@ final class PredictionTests: XCTestCase {
         for residual in [true, false] {
             let m = SeggerModel(config: smallConfig(residual: residual), seed: 2)
             try writeCheckpoint(m, to: dir + "/with.safetensors")
-            let a = try PredictionModel.load(path: dir + "/with.safetensors")
+            let a = try ModelFile.load(path: dir + "/with.safetensors", flag: "checkpoint")
             XCTAssertEqual(a.config, m.config)
-            XCTAssertEqual(a.configSource, "metadata")
+            XCTAssertEqual(a.configSource, .metadata)
             XCTAssertEqual(Array(a.model.weights), Array(m.weights))
             // Bare weights (no metadata): the config from the shapes.
             try SafeTensorsFile.write(m.weightTensors(), metadata: [:], to: dir + "/bare.safetensors")
-            let b = try PredictionModel.load(path: dir + "/bare.safetensors")
+            let b = try ModelFile.load(path: dir + "/bare.safetensors", flag: "checkpoint")
             XCTAssertEqual(b.config, m.config)
-            XCTAssertEqual(b.configSource, "shapes")
+            XCTAssertEqual(b.configSource, .shapes)
         }
         // segger's own Lightning checkpoint (segger main architecture).
         let fixture = Support.fixture("pt/model.ckpt")
-        let c = try PredictionModel.load(path: fixture)
-        XCTAssertEqual(c.configSource, "shapes")
+        let c = try ModelFile.load(path: fixture, flag: "checkpoint")
+        XCTAssertEqual(c.configSource, .shapes)
         XCTAssertFalse(c.config.residual)
         XCTAssertFalse(c.config.l2Normalize)
         let want = try SafeTensorsFile.read(path: fixture.replacingOccurrences(of: "model.ckpt", with: "model.expected.safetensors")).tensors
@@ -375,11 +375,11 @@ final class PredictionTests: XCTestCase {
         v[0] = .nan
         tensors[5].1 = Tensor(v, shape: tensors[5].1.shape)
         try SafeTensorsFile.write(tensors, metadata: [:], to: dir + "/nan.safetensors")
-        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/nan.safetensors")) {
+        XCTAssertThrowsError(try ModelFile.load(path: dir + "/nan.safetensors", flag: "checkpoint")) {
             XCTAssertTrue("\($0)".contains("non-finite weight"), "\($0)")
         }
         try SafeTensorsFile.write(Array(m.weightTensors().dropFirst()), metadata: [:], to: dir + "/partial.safetensors")
-        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/partial.safetensors")) {
+        XCTAssertThrowsError(try ModelFile.load(path: dir + "/partial.safetensors", flag: "checkpoint")) {
             XCTAssertTrue("\($0)".contains("tx_embedding.tx.weight"), "\($0)")
         }
         var cfg = smallConfig(residual: true)
@@ -389,7 +389,7 @@ final class PredictionTests: XCTestCase {
         let enc = JSONEncoder()
         try SafeTensorsFile.write(lie.tensors.map { ($0.key, $0.value) }, metadata: ["model_config": String(decoding: try enc.encode(cfg), as: UTF8.self)],
                                   to: dir + "/lie.safetensors")  // … with a config of 3
-        XCTAssertThrowsError(try PredictionModel.load(path: dir + "/lie.safetensors")) {
+        XCTAssertThrowsError(try ModelFile.load(path: dir + "/lie.safetensors", flag: "checkpoint")) {
             XCTAssertTrue("\($0)".contains("shape"), "\($0)")
         }
     }

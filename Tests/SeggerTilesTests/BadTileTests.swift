@@ -4,7 +4,7 @@ import XCTest
 @testable import SeggerTiles
 import TestSupport
 
-/// One test per way a tile file can be wrong: each must end in a `TileError` that names the file,
+/// One test per way a tile file can be wrong: each must end in a `InputError` that names the file,
 /// the tensor at fault (when there is one) and the problem — never a crash, a hang or a huge allocation.
 final class BadTileTests: XCTestCase {
     var dir = ""
@@ -48,11 +48,11 @@ final class BadTileTests: XCTestCase {
         return path
     }
 
-    /// Asserts that reading `path` throws a TileError naming the file, `tensor` and every phrase of `problem`.
+    /// Asserts that reading `path` throws a InputError naming the file, `tensor` and every phrase of `problem`.
     func assertBad(_ path: String, tensor: String?, _ problem: String..., options: TileReadOptions = TileReadOptions(),
                    file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try Tile.read(path: path, options: options), file: file, line: line) { error in
-            guard let e = error as? TileError else { return XCTFail("not a TileError: \(error)", file: file, line: line) }
+            guard let e = error as? InputError else { return XCTFail("not a InputError: \(error)", file: file, line: line) }
             XCTAssertEqual(e.path, path, file: file, line: line)
             XCTAssertEqual(e.tensor, tensor, "\(e)", file: file, line: line)
             let text = e.description
@@ -364,7 +364,7 @@ final class BadTileTests: XCTestCase {
     func testDirectoryWithNoTiles() throws {
         try Data("hello".utf8).write(to: URL(fileURLWithPath: dir + "/README.md"))
         XCTAssertThrowsError(try TileDirectory.list(dir)) { e in
-            XCTAssertEqual(e as? TileError, TileError(path: dir, "directory holds no tiles (*.safetensors)"))
+            XCTAssertEqual(e as? InputError, InputError(path: dir, "directory holds no tiles (*.safetensors)"))
         }
         XCTAssertThrowsError(try TileDirectory.list(dir + "/nope")) { XCTAssertTrue("\($0)".contains("no such directory")) }
         XCTAssertThrowsError(try TileDirectory.list(dir + "/README.md")) { XCTAssertTrue("\($0)".contains("not a directory")) }

@@ -71,12 +71,12 @@ final class CatalogTests: XCTestCase {
         let path = dir + "/bad.safetensors"
         try Data("not a tile at all".utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try TileCatalog.sizes(path: path)) { e in
-            XCTAssertTrue(e is TileError); XCTAssertTrue("\(e)".contains(path), "\(e)")
+            XCTAssertTrue(e is InputError); XCTAssertTrue("\(e)".contains(path), "\(e)")
         }
         let t = Synth.tile(config: SynthConfig(txPerTile: 100, seed: 1), index: 0)
         try SafeTensorsFile.write(t.tensors().filter { $0.0 != TileTensor.bdX }, to: path)
         XCTAssertThrowsError(try TileCatalog.sizes(path: path)) { e in
-            XCTAssertEqual(e as? TileError, TileError(path: path, tensor: TileTensor.bdX, "missing required tensor"))
+            XCTAssertEqual(e as? InputError, InputError(path: path, tensor: TileTensor.bdX, "missing required tensor"))
         }
         XCTAssertThrowsError(try TileCatalog.sizes(path: dir + "/missing.safetensors")) { e in
             XCTAssertTrue("\(e)".contains("missing.safetensors") && "\(e)".contains("No such file"), "\(e)")

@@ -6,7 +6,7 @@ import SeggerRandom
 import TestSupport
 
 /// Corrupts good tile files in seeded random ways (byte flips, truncations, header text edits, data
-/// values) and checks that every case ends in a clean `TileError` naming the file, or in a load that
+/// values) and checks that every case ends in a clean `InputError` naming the file, or in a load that
 /// satisfies every invariant — never a crash, a hang or a huge allocation.
 final class MutationTests: XCTestCase {
     struct Outcome { var errors = 0, loads = 0 }
@@ -94,23 +94,23 @@ final class MutationTests: XCTestCase {
                 do {
                     tile = try Tile.read(path: path, options: TileReadOptions(numTxTokens: 500))
                     outcome.loads += 1
-                } catch let e as TileError {
+                } catch let e as InputError {
                     XCTAssertEqual(e.path, path)
                     XCTAssertTrue(e.description.contains(path))
                     XCTAssertFalse(e.message.isEmpty)
                     outcome.errors += 1
                 } catch {
-                    XCTFail("case \(s)/\(c): not a TileError: \(error)")
+                    XCTFail("case \(s)/\(c): not a InputError: \(error)")
                 }
                 // The catalog must agree: clean error or the same sizes; never fail a file that loads.
                 do {
                     let sizes = try TileCatalog.sizes(path: path)
                     if let tile { XCTAssertEqual(sizes, TileSizes(tile, path: path), "case \(s)/\(c)") }
-                } catch let e as TileError {
+                } catch let e as InputError {
                     XCTAssertNil(tile, "catalog refused a file that loads: \(e)")
                     XCTAssertEqual(e.path, path)
                 } catch {
-                    XCTFail("catalog case \(s)/\(c): not a TileError: \(error)")
+                    XCTFail("catalog case \(s)/\(c): not a InputError: \(error)")
                 }
                 if let tile { checkInvariants(tile) }
                 try? FileManager.default.removeItem(atPath: path)

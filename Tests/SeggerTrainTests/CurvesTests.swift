@@ -36,7 +36,7 @@ final class CurvesTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("train_loss_epoch"), "\($0)")
         }
         XCTAssertThrowsError(try epochMetrics(csv: "epoch,train_loss_epoch\n1e9x,0.5\n", source: "d.csv")) {
-            XCTAssertTrue("\($0)".contains("d.csv line 2"), "\($0)")
+            XCTAssertTrue("\($0)".contains("d.csv: line 2"), "\($0)")
         }
     }
 
