@@ -5,6 +5,7 @@ import Foundation
 import SafeTensors
 import SeggerTiles
 @testable import SeggerModel
+import TestSupport
 import XCTest
 
 final class ModelFileTests: XCTestCase {
@@ -20,13 +21,6 @@ final class ModelFileTests: XCTestCase {
         c.residual = residual
         c.l2Normalize = residual
         return c
-    }
-
-    func tempDir() throws -> String {
-        let dir = NSTemporaryDirectory() + "modelfile-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        return dir
     }
 
     func json(_ c: ModelConfig) throws -> String { String(decoding: try JSONEncoder().encode(c), as: UTF8.self) }
@@ -50,7 +44,7 @@ final class ModelFileTests: XCTestCase {
     }
 
     func testConfigFromMetadataOrShapesAndTheWeightsBitForBit() throws {
-        let dir = try tempDir()
+        let dir = Support.tempDir("modelfile", removedAfter: self)
         for residual in [true, false] {
             let m = SeggerModel(config: config(residual: residual), seed: 5)
             try writeCheckpoint(m, to: dir + "/ck.safetensors")
@@ -70,7 +64,7 @@ final class ModelFileTests: XCTestCase {
     }
 
     func testEveryCheckFailsWithAnInputErrorNamingFlagFileAndProblem() throws {
-        let dir = try tempDir()
+        let dir = Support.tempDir("modelfile", removedAfter: self)
         let m = SeggerModel(config: config(), seed: 5)
         let path = dir + "/ck.safetensors"
 
@@ -112,7 +106,7 @@ final class ModelFileTests: XCTestCase {
     }
 
     func testLoadingIntoAModelChangesNothingWhenACheckFails() throws {
-        let dir = try tempDir()
+        let dir = Support.tempDir("modelfile", removedAfter: self)
         let m = SeggerModel(config: config(), seed: 5)
         let before = Array(m.weights)
         var tensors = SeggerModel(config: config(), seed: 6).weightTensors()
