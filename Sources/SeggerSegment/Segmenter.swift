@@ -424,7 +424,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
         peakRssMbPerRank: rss, cpuSecondsPerRank: cpu)
     if let stage, writeError == nil {
         do {
-            try AtomicWrite.text(log.json, to: stage.stagedPath(files.log))
+            try AtomicFile.write(log.json, to: stage.stagedPath(files.log))
             try stage.commit()
         } catch { writeError = "\(error)" }
     }
@@ -512,21 +512,4 @@ func decodeCells(_ bytes: [UInt8]) -> [CellRow] {
         out.append(CellRow(name: name, transcripts: n, centroidX: x, centroidY: y, isComponent: r.value(UInt8.self) != 0))
     }
     return out
-}
-
-/// Small text files written whole under a temporary name, then renamed.
-enum AtomicWrite {
-    static func text(_ text: String, to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw OutputError("\(path): cannot write (\(error.localizedDescription))")
-        }
-        if rename(tmp, path) != 0 {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw OutputError("\(path): cannot write (\(String(cString: strerror(errno))))")
-        }
-    }
 }

@@ -273,7 +273,8 @@ public final class OutputStage {
                 return [n.transcripts, n.cells, n.log]
             })
             let isOutput = { (name: String) -> Bool in
-                known.contains(name) || known.contains(String(name.split(separator: ".tmp-", maxSplits: 1).first ?? ""))
+                // an output, or a temporary file of one (`.NAME.tmp-PID`, as AtomicFile writes)
+                known.contains(name) || known.contains(String((name.split(separator: ".tmp-", maxSplits: 1).first ?? "").drop(while: { $0 == "." })))
             }
             guard inside.allSatisfy(isOutput) else { continue }
             if (try? fm.removeItem(atPath: path)) != nil {

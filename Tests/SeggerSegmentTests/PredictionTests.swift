@@ -234,7 +234,7 @@ final class PredictionTests: XCTestCase {
             for f in files { _ = FileManager.default.createFile(atPath: out + "/" + name + "/" + f, contents: Data("partial".utf8)) }
         }
         let stale = ".segger-predict-\(host)-\(dead)-123"
-        try stage(stale, files: ["segger_transcripts.parquet", "segmentation_log.json.tmp-\(dead)"])
+        try stage(stale, files: ["segger_cells.parquet", ".segger_transcripts.parquet.tmp-\(dead)-9f3a", ".segmentation_log.json.tmp-\(dead)"])
         let kept = [
             ".segger-predict-otherhost-\(dead)-123",              // another host: its process may live
             ".segger-predict-\(host)-\(getpid())-123",            // a live process (this one)
