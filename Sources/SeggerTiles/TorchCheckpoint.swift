@@ -41,15 +41,4 @@ public enum TorchCheckpoint {
             return out
         }
     }
-
-    /// The model's weights under their PyG names: the `model.`-prefixed entries of `readStateDict`
-    /// with the prefix removed (a bare state_dict without that prefix is returned as it is).
-    public static func readModelWeights(path: String, prefix: String = "model.") throws -> [String: Tensor] {
-        let all = try readStateDict(path: path)
-        let prefixed = all.filter { $0.key.hasPrefix(prefix) }
-        if prefixed.isEmpty { return all }
-        var out: [String: Tensor] = [:]
-        for (k, v) in prefixed { out[String(k.dropFirst(prefix.count))] = v }
-        return out
-    }
 }

@@ -368,6 +368,10 @@ final class PredictionTests: XCTestCase {
         let want = try SafeTensorsFile.read(path: fixture.replacingOccurrences(of: "model.ckpt", with: "model.expected.safetensors")).tensors
         XCTAssertEqual(c.config.numTxTokens, want["model.tx_embedding.tx.weight"]!.shape[0])
         XCTAssertEqual(c.config.heads, want["model.conv_first.tx__neighbors__tx.att"]!.shape[1])
+        // Its weights by PyG name (the Lightning module's `model.` prefix removed), bit for bit.
+        let weights = try ModelFile.read(path: fixture).weights
+        XCTAssertEqual(weights.count, want.keys.filter { $0.hasPrefix("model.") }.count)
+        for (k, t) in want where k.hasPrefix("model.") { XCTAssertEqual(weights[String(k.dropFirst(6))], t, k) }
         // Hostile: a non-finite weight, a missing tensor, a wrong shape.
         let m = SeggerModel(config: smallConfig(residual: true), seed: 2)
         var tensors = m.weightTensors(prefix: "model.")

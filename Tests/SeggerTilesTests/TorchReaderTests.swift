@@ -156,10 +156,7 @@ final class TorchFixtureTests: XCTestCase {
         XCTAssertEqual(Set(got.keys), Set(want.tensors.keys))
         for (k, t) in want.tensors { XCTAssertEqual(got[k], t, k) }
         XCTAssertEqual(got["model.conv_first.tx__belongs__bd.att"]?.shape, [1, 2, 3])
-        let weights = try TorchCheckpoint.readModelWeights(path: torchFixture("model.ckpt"))
-        XCTAssertEqual(weights.count, got.count)
-        XCTAssertEqual(weights["tx_embedding.tx.weight"], got["model.tx_embedding.tx.weight"])
-        XCTAssertNotNil(weights["conv_last.tx__neighbors__tx.lin_r.bias"])
+        // (The weights by PyG name, the `model.` prefix removed: ModelFile, tested with this file in PredictionTests.)
         // segger main pickles the whole torch.fx model into hyper_parameters: admitted (opaque) in
         // checkpoints only; the strict tile reader names the first such global.
         let archive = try TorchArchive.read(path: torchFixture("model.ckpt"))
