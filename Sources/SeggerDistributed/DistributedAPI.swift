@@ -32,6 +32,21 @@ public struct CollectiveError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+extension Communicator {
+    /// Every rank reports its own problem (nil: none); if any rank has one, every rank throws the same
+    /// ``CollectiveError`` listing the distinct problems (at most `limit`), so all ranks stop together
+    /// instead of one throwing while the others wait in a collective. Collective.
+    public func agree(_ problem: String?, limit: Int = 10) throws {
+        let all = allgather(problem ?? "")
+        var distinct: [String] = []
+        for e in all where !e.isEmpty && !distinct.contains(e) { distinct.append(e) }
+        guard !distinct.isEmpty else { return }
+        let shown = distinct.prefix(limit).joined(separator: "\n  ")
+        let more = distinct.count > limit ? "\n  … and \(distinct.count - limit) more" : ""
+        throw CollectiveError(distinct.count == 1 ? distinct[0] : "\(distinct.count) errors:\n  \(shown)\(more)")
+    }
+}
+
 /// An error raised on one rank only (a tile that read at start-up fails later, a checkpoint write on
 /// rank 0): the other ranks may already wait in a collective, so the job is taken down with MPI_Abort
 /// (with one rank: exit 1). The message names the rank.

@@ -155,17 +155,6 @@ public func listPredictionTiles(_ dirs: [String]) throws -> [String] {
     return out
 }
 
-/// Stops every rank alike when any rank has an error (collective): the message lists the distinct errors.
-func agree(_ mine: String?, comm: Communicator, limit: Int = 10) throws {
-    let all = comm.allgather(mine ?? "")
-    var distinct: [String] = []
-    for e in all where !e.isEmpty && !distinct.contains(e) { distinct.append(e) }
-    guard !distinct.isEmpty else { return }
-    let shown = distinct.prefix(limit).joined(separator: "\n  ")
-    let more = distinct.count > limit ? "\n  … and \(distinct.count - limit) more" : ""
-    throw CollectiveError(distinct.count == 1 ? distinct[0] : "\(distinct.count) errors:\n  \(shown)\(more)")
-}
-
 /// Peak resident memory of this process in MB (getrusage; Linux reports KB).
 func peakRSSMegabytes() -> Double {
     var u = rusage()
@@ -202,7 +191,7 @@ public func runPrediction(_ o: PredictOptions, comm: Communicator, source: TileS
         }
     }
     do {
-        try agree(stageError, comm: comm)
+        try comm.agree(stageError)
         let log = try predictAndWrite(o, comm: comm, source: source, stage: stage, files: files, t0: t0, progress: progress)
         return log
     } catch {
@@ -221,7 +210,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     var loaded: LoadedModel? = nil
     var loadError: String? = nil
     do { loaded = try ModelFile.load(path: o.checkpoint, flag: "checkpoint") } catch { loadError = "\(error)" }
-    try agree(loadError, comm: comm)
+    try comm.agree(loadError)
     let pm = loaded!
 
     // The tiles and their costs (headers only; each rank reads a stride of them), then the assignment.
@@ -230,7 +219,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     if listed == nil {
         do { listed = try FileTiles(directories: o.tiles) } catch { listError = "\(error)" }
     }
-    try agree(listError, comm: comm)
+    try comm.agree(listError)
     let source = listed!
     let paths = source.names
     var costs = [Double](repeating: 0, count: paths.count)
@@ -238,7 +227,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
     for i in stride(from: me, to: paths.count, by: size) where headerError == nil {
         do { costs[i] = try source.cost(i) } catch { headerError = "\(error)" }
     }
-    try agree(headerError, comm: comm)
+    try comm.agree(headerError)
     costs = comm.allreduceSum(costs)
     let owner = ShardPlan.assign(costs: costs, ranks: size)
     let myTiles = paths.indices.filter { owner[$0] == me }
@@ -283,7 +272,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
                                   transcripts: tileTranscripts, seconds: monotonicSeconds() - t0))
     }
     let secondsTiles = monotonicSeconds() - tTiles  // this rank's own work (waiting for the others comes next)
-    try agree(tileError, comm: comm)
+    try comm.agree(tileError)
 
     // Rows to the owners of their ids; the best row per id.
     let tMerge = monotonicSeconds()
@@ -304,8 +293,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
 
     let tCells = monotonicSeconds()
     let (cells, clashes) = aggregateCells(rows: owned, names: ownedNames, comm: comm)
-    try agree(clashes.isEmpty ? nil : "cell id '\(clashes[0])' is both a nucleus id (bd.id) and a component name; rename that nucleus or run without --use_cc",
-              comm: comm)
+    try comm.agree(clashes.isEmpty ? nil : "cell id '\(clashes[0])' is both a nucleus id (bd.id) and a component name; rename that nucleus or run without --use_cc")
     let secondsCells = monotonicSeconds() - tCells
 
     // Global counts.
@@ -428,7 +416,7 @@ private func predictAndWrite(_ o: PredictOptions, comm: Communicator, source giv
             try stage.commit()
         } catch { writeError = "\(error)" }
     }
-    try agree(writeError, comm: comm)
+    try comm.agree(writeError)
     return log
 }
 

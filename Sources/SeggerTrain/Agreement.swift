@@ -1,6 +1,7 @@
 // Decisions every rank must take alike. A rank that throws while the others go on into a collective
 // hangs the job, so a check made on one rank (rank 0 looking at the disk) travels to all ranks with its
-// outcome, and a check each rank makes for itself (its own memory) is gathered before anyone acts on it.
+// outcome (`rootDecides`); a check each rank makes for itself (its own memory) is gathered before anyone
+// acts on it (`Communicator.agree`, SeggerDistributed).
 import Foundation
 import SeggerDistributed
 
@@ -39,15 +40,6 @@ extension Communicator {
     /// `rootDecides` for a check with no value.
     func rootDecides(_ check: () throws -> Void) throws {
         _ = try rootDecides { () throws -> Nothing in try check(); return Nothing() }
-    }
-
-    /// Every rank reports its own problem (nil: none); every rank throws the first one reported, naming
-    /// the rank when there are several ranks.
-    func agree(_ problem: String?) throws {
-        let all = allgather(problem ?? "")
-        if let r = all.firstIndex(where: { !$0.isEmpty }) {
-            throw CollectiveError(size > 1 ? "rank \(r): \(all[r])" : all[r])
-        }
     }
 }
 

@@ -122,7 +122,8 @@ public final class Trainer {
 
         // Memory: every rank checks its own budget before the model is allocated.
         let estimate = MemoryEstimate(config: options.model, tile: train.extent.union(val?.extent ?? TileExtent()))
-        try comm.agree(estimate.problem(what: "the model (\(options.model.flagSummary)) with the largest tile"))
+        try comm.agree(estimate.problem(what: "the model (\(options.model.flagSummary)) with the largest tile")
+            .map { comm.size > 1 ? "rank \(comm.rank): \($0)" : $0 })  // each rank's own memory
 
         // Model: rank 0 initializes (or loads), every rank receives the same weights.
         let model = SeggerModel(config: options.model, seed: options.seed)
