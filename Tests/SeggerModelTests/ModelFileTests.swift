@@ -63,6 +63,44 @@ final class ModelFileTests: XCTestCase {
         }
     }
 
+    /// segger's own Lightning checkpoint, and files as predict is often given them: weights under
+    /// `model.` with a config but no optimizer state, or with neither config nor optimizer state.
+    func testSeggersLightningCheckpointAndWeightsWithoutOptimizerState() throws {
+        let dir = Support.tempDir("modelfile", removedAfter: self)
+        for residual in [true, false] {
+            let m = SeggerModel(config: config(residual: residual), seed: 2)
+            try SafeTensorsFile.write(m.weightTensors(prefix: "model."), metadata: [ModelFile.configKey: try json(m.config)],
+                                      to: dir + "/with.safetensors")
+            let a = try ModelFile.load(path: dir + "/with.safetensors", flag: "checkpoint")
+            XCTAssertEqual(a.config, m.config)
+            XCTAssertEqual(a.configSource, .metadata)
+            XCTAssertEqual(Array(a.model.weights), Array(m.weights))
+        }
+        // segger's own Lightning checkpoint (segger main architecture).
+        let fixture = Support.fixture("pt/model.ckpt")
+        let c = try ModelFile.load(path: fixture, flag: "checkpoint")
+        XCTAssertEqual(c.configSource, .shapes)
+        XCTAssertFalse(c.config.residual)
+        XCTAssertFalse(c.config.l2Normalize)
+        let want = try SafeTensorsFile.read(path: fixture.replacingOccurrences(of: "model.ckpt", with: "model.expected.safetensors")).tensors
+        XCTAssertEqual(c.config.numTxTokens, want["model.tx_embedding.tx.weight"]!.shape[0])
+        XCTAssertEqual(c.config.heads, want["model.conv_first.tx__neighbors__tx.att"]!.shape[1])
+        // Its weights by PyG name (the Lightning module's `model.` prefix removed), bit for bit.
+        let weights = try ModelFile.read(path: fixture).weights
+        XCTAssertEqual(weights.count, want.keys.filter { $0.hasPrefix("model.") }.count)
+        for (k, t) in want where k.hasPrefix("model.") { XCTAssertEqual(weights[String(k.dropFirst(6))], t, k) }
+        // Without metadata (config from the shapes): a non-finite weight under `model.`, a missing tensor.
+        let m = SeggerModel(config: config(), seed: 2)
+        var tensors = m.weightTensors(prefix: "model.")
+        var v = tensors[5].1.floats()
+        v[0] = .nan
+        tensors[5].1 = Tensor(v, shape: tensors[5].1.shape)
+        try SafeTensorsFile.write(tensors, metadata: [:], to: dir + "/nan.safetensors")
+        assertInputError(try ModelFile.load(path: dir + "/nan.safetensors", flag: "checkpoint"), ["non-finite weight"])
+        try SafeTensorsFile.write(Array(m.weightTensors().dropFirst()), metadata: [:], to: dir + "/partial.safetensors")
+        assertInputError(try ModelFile.load(path: dir + "/partial.safetensors", flag: "checkpoint"), ["tx_embedding.tx.weight"])
+    }
+
     func testEveryCheckFailsWithAnInputErrorNamingFlagFileAndProblem() throws {
         let dir = Support.tempDir("modelfile", removedAfter: self)
         let m = SeggerModel(config: config(), seed: 5)

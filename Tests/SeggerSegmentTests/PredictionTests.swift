@@ -1,5 +1,5 @@
 // The whole prediction (one rank, in this process) against the serial reference, on generated
-// overlapping tiles; bad inputs; the checkpoint readers; the output directory.
+// overlapping tiles; bad inputs; the output directory and stop signals (the checkpoint reader: SeggerModelTests.ModelFileTests).
 import Foundation
 import SafeTensors
 import SeggerDistributed
@@ -340,61 +340,5 @@ final class PredictionTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("nope.safetensors"), "\($0)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/new"))
-    }
-
-    // MARK: checkpoints
-
-    func testCheckpointConfigFromMetadataAndShapes() throws {
-        let dir = Support.tempDir("ckpt")
-        for residual in [true, false] {
-            let m = SeggerModel(config: smallConfig(residual: residual), seed: 2)
-            try writeCheckpoint(m, to: dir + "/with.safetensors")
-            let a = try ModelFile.load(path: dir + "/with.safetensors", flag: "checkpoint")
-            XCTAssertEqual(a.config, m.config)
-            XCTAssertEqual(a.configSource, .metadata)
-            XCTAssertEqual(Array(a.model.weights), Array(m.weights))
-            // Bare weights (no metadata): the config from the shapes.
-            try SafeTensorsFile.write(m.weightTensors(), metadata: [:], to: dir + "/bare.safetensors")
-            let b = try ModelFile.load(path: dir + "/bare.safetensors", flag: "checkpoint")
-            XCTAssertEqual(b.config, m.config)
-            XCTAssertEqual(b.configSource, .shapes)
-        }
-        // segger's own Lightning checkpoint (segger main architecture).
-        let fixture = Support.fixture("pt/model.ckpt")
-        let c = try ModelFile.load(path: fixture, flag: "checkpoint")
-        XCTAssertEqual(c.configSource, .shapes)
-        XCTAssertFalse(c.config.residual)
-        XCTAssertFalse(c.config.l2Normalize)
-        let want = try SafeTensorsFile.read(path: fixture.replacingOccurrences(of: "model.ckpt", with: "model.expected.safetensors")).tensors
-        XCTAssertEqual(c.config.numTxTokens, want["model.tx_embedding.tx.weight"]!.shape[0])
-        XCTAssertEqual(c.config.heads, want["model.conv_first.tx__neighbors__tx.att"]!.shape[1])
-        // Its weights by PyG name (the Lightning module's `model.` prefix removed), bit for bit.
-        let weights = try ModelFile.read(path: fixture).weights
-        XCTAssertEqual(weights.count, want.keys.filter { $0.hasPrefix("model.") }.count)
-        for (k, t) in want where k.hasPrefix("model.") { XCTAssertEqual(weights[String(k.dropFirst(6))], t, k) }
-        // Hostile: a non-finite weight, a missing tensor, a wrong shape.
-        let m = SeggerModel(config: smallConfig(residual: true), seed: 2)
-        var tensors = m.weightTensors(prefix: "model.")
-        var v = tensors[5].1.floats()
-        v[0] = .nan
-        tensors[5].1 = Tensor(v, shape: tensors[5].1.shape)
-        try SafeTensorsFile.write(tensors, metadata: [:], to: dir + "/nan.safetensors")
-        XCTAssertThrowsError(try ModelFile.load(path: dir + "/nan.safetensors", flag: "checkpoint")) {
-            XCTAssertTrue("\($0)".contains("non-finite weight"), "\($0)")
-        }
-        try SafeTensorsFile.write(Array(m.weightTensors().dropFirst()), metadata: [:], to: dir + "/partial.safetensors")
-        XCTAssertThrowsError(try ModelFile.load(path: dir + "/partial.safetensors", flag: "checkpoint")) {
-            XCTAssertTrue("\($0)".contains("tx_embedding.tx.weight"), "\($0)")
-        }
-        var cfg = smallConfig(residual: true)
-        cfg.heads = 3
-        try writeCheckpoint(m, to: dir + "/lie.safetensors")  // weights of 2 heads …
-        let lie = try SafeTensorsFile.read(path: dir + "/lie.safetensors")
-        let enc = JSONEncoder()
-        try SafeTensorsFile.write(lie.tensors.map { ($0.key, $0.value) }, metadata: ["model_config": String(decoding: try enc.encode(cfg), as: UTF8.self)],
-                                  to: dir + "/lie.safetensors")  // … with a config of 3
-        XCTAssertThrowsError(try ModelFile.load(path: dir + "/lie.safetensors", flag: "checkpoint")) {
-            XCTAssertTrue("\($0)".contains("shape"), "\($0)")
-        }
     }
 }
