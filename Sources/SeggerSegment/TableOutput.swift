@@ -259,6 +259,15 @@ public final class OutputStage {
         let fm = FileManager.default
         guard let entries = try? fm.contentsOfDirectory(atPath: directory) else { return [] }
         var removed: [String] = []
+        // What a staging directory holds: the output files by their names, or temporary files of them
+        // (`.NAME.tmp-…`, as AtomicFile and the Parquet writer name them).
+        let known: Set<String> = Set(TableFormat.allCases.flatMap { f -> [String] in
+            let n = outputNames(f)
+            return [n.transcripts, n.cells, n.log]
+        })
+        let isOutput = { (name: String) -> Bool in
+            known.contains(name) || known.contains(String((name.split(separator: ".tmp-", maxSplits: 1).first ?? "").drop(while: { $0 == "." })))
+        }
         for entry in entries.sorted() where entry.hasPrefix(prefix) {
             let parts = entry.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
             guard parts.count == 3, parts[0] == host, let pid = Int32(parts[1]), pid > 0, UInt32(parts[2]) != nil else { continue }
@@ -266,16 +275,7 @@ public final class OutputStage {
             let path = (directory as NSString).appendingPathComponent(entry)
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { continue }
-            // Only what a staging directory holds: the output files by their names.
             let inside = (try? fm.contentsOfDirectory(atPath: path)) ?? ["?"]
-            let known: Set<String> = Set(TableFormat.allCases.flatMap { f -> [String] in
-                let n = outputNames(f)
-                return [n.transcripts, n.cells, n.log]
-            })
-            let isOutput = { (name: String) -> Bool in
-                // an output, or a temporary file of one (`.NAME.tmp-PID`, as AtomicFile writes)
-                known.contains(name) || known.contains(String((name.split(separator: ".tmp-", maxSplits: 1).first ?? "").drop(while: { $0 == "." })))
-            }
             guard inside.allSatisfy(isOutput) else { continue }
             if (try? fm.removeItem(atPath: path)) != nil {
                 removed.append("removed \(path) (the staging directory of a killed run, process \(pid) on this host)")
