@@ -82,3 +82,25 @@ require_netns_hosts() {
     ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here"
     ip netns del "$probe"
 }
+
+# netns_hosts_up N SLOTS [netns-up.sh options] — N namespace hosts with SLOTS slots each in $WORK/net
+# (removed at exit), their MPI environment exported; sets $hosts to their names.
+netns_hosts_up() {
+    local n=$1 slots=$2
+    shift 2
+    on_exit "'$ROOT/Scripts/cluster/netns-down.sh' '$WORK/net'"
+    "$ROOT/Scripts/cluster/netns-up.sh" "$WORK/net" --hosts "$n" --slots "$slots" "$@" >&2 || fail "could not create the namespace hosts"
+    . "$WORK/net/env"
+    hosts=$(cut -d' ' -f1 "$WORK/net/hostfile" | xargs)
+}
+
+# expect_ranks_per_host PER SECONDS — mpirun across $hosts places PER ranks on every host (each rank
+# prints its hostname, i.e. its namespace, through the same agent training uses), within SECONDS.
+expect_ranks_per_host() {
+    local per=$1 limit=$2 where h
+    where=$(timeout "$limit" mpirun --hostfile "$WORK/net/hostfile" -np $((per * $(wc -w <<< "$hosts"))) hostname 2>&1) \
+        || { echo "$where"; fail "mpirun hostname across $hosts failed"; }
+    for h in $hosts; do
+        [ "$(grep -cx "$h" <<< "$where")" = "$per" ] || { echo "$where"; fail "expected $per ranks on $h"; }
+    done
+}

@@ -13,15 +13,8 @@ find_trainer
 workdir
 make_tiles "$WORK/train" 32 120 52
 
-on_exit "'$ROOT/Scripts/cluster/netns-down.sh' '$WORK/net'"
-"$ROOT/Scripts/cluster/netns-up.sh" "$WORK/net" --hosts 4 --slots 4 --rate 1gbit >&2 || fail "could not create the namespace hosts"
-. "$WORK/net/env"
-hosts=$(cut -d' ' -f1 "$WORK/net/hostfile" | xargs)
-
-where=$(timeout 120 mpirun --hostfile "$WORK/net/hostfile" -np 16 hostname 2>&1) || { echo "$where"; fail "mpirun hostname across $hosts failed"; }
-for h in $hosts; do
-    [ "$(grep -cx "$h" <<< "$where")" = 4 ] || { echo "$where"; fail "expected 4 ranks on $h"; }
-done
+netns_hosts_up 4 4 --rate 1gbit
+expect_ranks_per_host 4 120
 
 log "1 rank × batch 16 (reference)"
 OPENBLAS_NUM_THREADS=1 timeout 300 "$SEGGER_TRAIN" train --train_dir "$WORK/train" --default_root_dir "$WORK/one" \

@@ -13,9 +13,7 @@ find_trainer
 workdir
 make_tiles "$WORK/train" 16 300 1
 
-on_exit "'$ROOT/Scripts/cluster/netns-down.sh' '$WORK/net'"
-"$ROOT/Scripts/cluster/netns-up.sh" "$WORK/net" --hosts 2 --slots 2 >&2 || fail "could not create the namespace hosts"
-. "$WORK/net/env"
+netns_hosts_up 2 2
 h2=$(sed -n 2p "$WORK/net/hostfile" | cut -d' ' -f1)
 veth2=${h2%-h2}v2      # root-side end of h2's link (netns-up.sh naming: <tag>-h<i> ... <tag>v<i>)
 ip link show "$veth2" >/dev/null 2>&1 || fail "no link $veth2 for $h2"

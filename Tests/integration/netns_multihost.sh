@@ -13,16 +13,8 @@ workdir
 make_tiles "$WORK/train" 8 300 1
 make_tiles "$WORK/val" 2 300 2
 
-on_exit "'$ROOT/Scripts/cluster/netns-down.sh' '$WORK/net'"
-"$ROOT/Scripts/cluster/netns-up.sh" "$WORK/net" --hosts 2 --slots 2 >&2 || fail "could not create the namespace hosts"
-. "$WORK/net/env"
-hosts=$(cut -d' ' -f1 "$WORK/net/hostfile" | xargs)
-
-# Each rank prints where it runs (hostname = its namespace) before training, through the same agent.
-where=$(timeout 60 mpirun --hostfile "$WORK/net/hostfile" -np 4 hostname 2>&1) || { echo "$where"; fail "mpirun hostname across $hosts failed"; }
-for h in $hosts; do
-    [ "$(grep -cx "$h" <<< "$where")" = 2 ] || { echo "$where"; fail "expected 2 ranks on $h"; }
-done
+netns_hosts_up 2 2
+expect_ranks_per_host 2 60
 
 log "training on $hosts (2 ranks each, TCP on $(cat "$WORK/net/subnet").0/24)"
 # In the background + wait, so a Ctrl-C / SIGTERM to the test runs its cleanup at once.
